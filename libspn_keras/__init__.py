@@ -1,0 +1,58 @@
+"""LibSPN Keras: Sum-Product Networks as Keras 3 layers."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from libspn_keras import (
+    config,
+    constraints,
+    initializers,
+    layers,
+    losses,
+    math,
+    metrics,
+    models,
+    optimizers,
+    sum_ops,
+)
+from libspn_keras.config import (
+    get_default_accumulator_initializer,
+    get_default_linear_accumulator_constraint,
+    get_default_logspace_accumulator_constraint,
+    get_default_sum_op,
+    set_default_accumulator_initializer,
+    set_default_linear_accumulator_constraint,
+    set_default_logspace_accumulator_constraint,
+    set_default_sum_op,
+)
+from libspn_keras.logspace import logspace_wrapper_initializer
+from libspn_keras.sum_ops import SumOpBase, SumOpGradBackprop
+
+try:
+    __version__ = version("libspn-keras")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "SumOpBase",
+    "SumOpGradBackprop",
+    "__version__",
+    "config",
+    "constraints",
+    "get_default_accumulator_initializer",
+    "get_default_linear_accumulator_constraint",
+    "get_default_logspace_accumulator_constraint",
+    "get_default_sum_op",
+    "initializers",
+    "layers",
+    "logspace_wrapper_initializer",
+    "losses",
+    "math",
+    "metrics",
+    "models",
+    "optimizers",
+    "set_default_accumulator_initializer",
+    "set_default_linear_accumulator_constraint",
+    "set_default_logspace_accumulator_constraint",
+    "set_default_sum_op",
+    "sum_ops",
+]

@@ -1,0 +1,70 @@
+"""Global default constraints of linear and log-space sum accumulators."""
+
+from __future__ import annotations
+
+import keras
+
+from libspn_keras.constraints._greater_equal_epsilon import GreaterEqualEpsilon
+
+_DEFAULT_LINEAR: keras.constraints.Constraint | None = GreaterEqualEpsilon(epsilon=1e-10)
+_DEFAULT_LOGSPACE: keras.constraints.Constraint | None = None
+
+
+def _check(constraint: keras.constraints.Constraint | None, fn: str) -> None:
+    if constraint is not None and not isinstance(constraint, keras.constraints.Constraint):
+        raise TypeError(f"{fn} expects a keras.constraints.Constraint or None. Received: {constraint!r}")
+
+
+def set_default_linear_accumulator_constraint(constraint: keras.constraints.Constraint | None) -> None:
+    """Set the constraint applied to linear accumulators after each update.
+
+    Args:
+        constraint: A Keras constraint, or ``None`` for no constraint. The factory default is
+            ``GreaterEqualEpsilon(1e-10)``, which keeps weights strictly positive.
+
+    Example:
+        >>> import libspn_keras as spnk
+        >>> spnk.set_default_linear_accumulator_constraint(spnk.constraints.GreaterEqualEpsilon(1e-6))
+        >>> spnk.get_default_linear_accumulator_constraint().epsilon
+        1e-06
+        >>> spnk.set_default_linear_accumulator_constraint(spnk.constraints.GreaterEqualEpsilon(1e-10))
+    """
+    global _DEFAULT_LINEAR
+    _check(constraint, "set_default_linear_accumulator_constraint")
+    _DEFAULT_LINEAR = constraint
+
+
+def get_default_linear_accumulator_constraint() -> keras.constraints.Constraint | None:
+    """Get the default constraint of linear accumulators.
+
+    Returns:
+        The constraint set with ``set_default_linear_accumulator_constraint``.
+    """
+    return _DEFAULT_LINEAR
+
+
+def set_default_logspace_accumulator_constraint(constraint: keras.constraints.Constraint | None) -> None:
+    """Set the constraint applied to log-space accumulators after each update.
+
+    Args:
+        constraint: A Keras constraint, or ``None`` (the factory default: log-space accumulators are normalized
+            by a log-softmax in the forward pass, so they need no constraint).
+
+    Example:
+        >>> import libspn_keras as spnk
+        >>> spnk.set_default_logspace_accumulator_constraint(None)
+        >>> spnk.get_default_logspace_accumulator_constraint() is None
+        True
+    """
+    global _DEFAULT_LOGSPACE
+    _check(constraint, "set_default_logspace_accumulator_constraint")
+    _DEFAULT_LOGSPACE = constraint
+
+
+def get_default_logspace_accumulator_constraint() -> keras.constraints.Constraint | None:
+    """Get the default constraint of log-space accumulators.
+
+    Returns:
+        The constraint set with ``set_default_logspace_accumulator_constraint``.
+    """
+    return _DEFAULT_LOGSPACE

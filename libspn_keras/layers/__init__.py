@@ -1,0 +1,42 @@
+"""Keras layers for building SPNs: leaves, region layers, regularization and normalization.
+
+Region layers share one tensor layout, batch first: ``[batch, num_scopes, num_decomps, num_nodes]``.
+"""
+
+from libspn_keras.layers._base_leaf import BaseLeaf
+from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._dense_sum import DenseSum
+from libspn_keras.layers._indicator_leaf import IndicatorLeaf
+from libspn_keras.layers._location_scale_leaves import BaseLocationScaleLeaf, CauchyLeaf, LaplaceLeaf, NormalLeaf
+from libspn_keras.layers._log_dropout import LogDropout
+from libspn_keras.layers._normalize_standard_score import NormalizeStandardScore
+from libspn_keras.layers._products import DenseProduct, ReduceProduct
+from libspn_keras.layers._root_sum import RootSum
+from libspn_keras.layers._scopes import (
+    BasePermuteAndPadScopes,
+    FlatToRegions,
+    PermuteAndPadScopes,
+    PermuteAndPadScopesRandom,
+)
+from libspn_keras.layers._undecompose import Undecompose
+
+__all__ = [
+    "BaseLeaf",
+    "BaseLocationScaleLeaf",
+    "BasePermuteAndPadScopes",
+    "BaseSum",
+    "CauchyLeaf",
+    "DenseProduct",
+    "DenseSum",
+    "FlatToRegions",
+    "IndicatorLeaf",
+    "LaplaceLeaf",
+    "LogDropout",
+    "NormalLeaf",
+    "NormalizeStandardScore",
+    "PermuteAndPadScopes",
+    "PermuteAndPadScopesRandom",
+    "ReduceProduct",
+    "RootSum",
+    "Undecompose",
+]

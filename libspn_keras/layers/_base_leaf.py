@@ -1,0 +1,112 @@
+"""Base class of leaf layers: missing-data handling and per-dimension log-probabilities."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._validation import Shape, check_positive_int
+
+
+class BaseLeaf(keras.layers.Layer, abc.ABC):
+    """Turns raw observations into log-probabilities of ``num_components`` components per variable.
+
+    The last input axis holds the dimensions of one (possibly multivariate) variable; components factorize
+    over it (diagonal covariance). All other non-batch axes index variables (scopes, decompositions or spatial
+    positions), each with its own parameters.
+
+    **Missing data.** A variable that is not part of the evidence is marginalized: its log-probabilities
+    become 0. Two equivalent ways to say a value is missing:
+
+    * ``NaN`` in a floating-point input (as in SPFlow), per dimension;
+    * an explicit boolean ``evidence_mask`` passed to ``call`` (``True`` = observed), shaped either like the
+      input (per dimension) or like the input without its last axis (per variable).
+
+    For the factorized (diagonal) components, marginalizing a single dimension of a multivariate variable is
+    exact: its term is dropped from the sum over dimensions.
+
+    Subclasses implement ``_log_prob_per_dim``.
+
+    Args:
+        num_components: Number of components per variable.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, *variables, var_dimensionality]``, e.g. ``[batch, num_scopes, num_decomps, var_dim]`` after
+        ``FlatToRegions`` or ``[batch, height, width, channels]`` for images.
+
+    Output shape:
+        ``[batch, *variables, num_components]``.
+    """
+
+    def __init__(self, num_components: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_components = check_positive_int(type(self).__name__, "num_components", num_components)
+
+    def _check_input_shape(self, input_shape: Shape) -> None:
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 3 or None in input_shape[1:]:
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of shape [batch, *variables, var_dimensionality] with at least "
+                "one variable axis and known non-batch sizes (use FlatToRegions for [batch, num_vars] data). "
+                f"Received: input_shape={input_shape}"
+            )
+
+    @abc.abstractmethod
+    def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
+        """Return log-probabilities ``[batch, *variables, num_components, var_dim]`` of finite inputs ``x``."""
+
+    def _missing(self, x: tf.Tensor, evidence_mask: Any) -> tf.Tensor | None:
+        """Boolean tensor shaped like ``x`` that is ``True`` where a value is missing, or ``None``."""
+        missing = tf.math.is_nan(x) if x.dtype.is_floating else None
+        if evidence_mask is None:
+            return missing
+        mask = tf.convert_to_tensor(evidence_mask)
+        if mask.dtype != tf.bool:
+            if not mask.dtype.is_integer:
+                raise TypeError(
+                    f"Layer '{self.name}' expects a boolean evidence_mask (True = observed). "
+                    f"Received: dtype={mask.dtype.name}"
+                )
+            mask = tf.cast(mask, tf.bool)
+        if mask.shape.rank == x.shape.rank - 1:
+            mask = mask[..., tf.newaxis]
+        if mask.shape.rank != x.shape.rank or not mask.shape[1:].is_compatible_with(
+            tf.TensorShape([d if m != 1 else m for d, m in zip(x.shape[1:], mask.shape[1:], strict=True)])
+        ):
+            raise ValueError(
+                f"Layer '{self.name}' expects an evidence_mask shaped like its input {tuple(x.shape)} or like its "
+                f"input without the last axis. Received: evidence_mask.shape={tuple(evidence_mask.shape)}"
+            )
+        not_observed = tf.broadcast_to(tf.logical_not(mask), tf.shape(x))
+        return not_observed if missing is None else tf.logical_or(missing, not_observed)
+
+    def call(self, x: tf.Tensor, evidence_mask: Any = None) -> tf.Tensor:
+        """Compute log-probabilities, marginalizing missing values.
+
+        Args:
+            x: Observations ``[batch, *variables, var_dimensionality]``; ``NaN`` marks a missing value.
+            evidence_mask: Optional boolean mask, ``True`` where observed, shaped like ``x`` or like ``x``
+                without its last axis.
+
+        Returns:
+            Log-probabilities ``[batch, *variables, num_components]``.
+        """
+        missing = self._missing(x, evidence_mask)
+        if missing is not None:
+            x = tf.where(missing, tf.zeros_like(x), x)
+        log_prob = self._log_prob_per_dim(x)
+        if missing is not None:
+            log_prob = tf.where(missing[..., tf.newaxis, :], tf.zeros_like(log_prob), log_prob)
+        return tf.reduce_sum(log_prob, axis=-1)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, *variables, num_components]``."""
+        return (*tuple(input_shape)[:-1], self.num_components)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_components": self.num_components, **super().get_config()}

@@ -1,0 +1,120 @@
+"""Machinery shared by every sum layer: accumulators, defaults resolved once, serialization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from libspn_keras.config.accumulator_constraint import (
+    get_default_linear_accumulator_constraint,
+    get_default_logspace_accumulator_constraint,
+)
+from libspn_keras.config.accumulator_initializer import get_default_accumulator_initializer
+from libspn_keras.config.sum_op import get_default_sum_op
+from libspn_keras.logspace import logspace_wrapper_initializer
+from libspn_keras.sum_ops import SumOpBase
+
+_SERIALIZED_KEYS = (
+    "accumulator_initializer",
+    "sum_op",
+    "accumulator_regularizer",
+    "logspace_accumulator_constraint",
+    "linear_accumulator_constraint",
+)
+
+
+class BaseSum(keras.layers.Layer):
+    """Base of sum layers: owns the accumulators and delegates the weighted sums to a ``SumOpBase``.
+
+    Global defaults (sum op, accumulator initializer and constraints) are resolved once in ``__init__`` and stored
+    in the layer and its config, so a saved model never depends on the defaults of the loading process.
+
+    Args:
+        logspace_accumulators: If ``True``, accumulators are log-space values (normalized by a log-softmax); if
+            ``False``, linear (normalized by their sum). ``None`` selects the sum op's default (``True`` for
+            ``SumOpGradBackprop``, ``False`` for the EM ops).
+        accumulator_initializer: Initializer of the (linear-space) accumulators; wrapped with
+            ``logspace_wrapper_initializer`` when accumulators are log-space. Defaults to
+            ``get_default_accumulator_initializer()``.
+        sum_op: The sum op. Defaults to ``get_default_sum_op()``.
+        accumulator_regularizer: Optional regularizer of the accumulators.
+        logspace_accumulator_constraint: Constraint of log-space accumulators (default
+            ``get_default_logspace_accumulator_constraint()``).
+        linear_accumulator_constraint: Constraint of linear accumulators (default
+            ``get_default_linear_accumulator_constraint()``, which keeps them >= 1e-10).
+        **kwargs: Passed on to ``keras.layers.Layer``.
+    """
+
+    def __init__(
+        self,
+        logspace_accumulators: bool | None = None,
+        accumulator_initializer: keras.initializers.Initializer | None = None,
+        sum_op: SumOpBase | None = None,
+        accumulator_regularizer: keras.regularizers.Regularizer | None = None,
+        logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
+        linear_accumulator_constraint: keras.constraints.Constraint | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        sum_op = get_default_sum_op() if sum_op is None else sum_op
+        if not isinstance(sum_op, SumOpBase):
+            raise TypeError(f"Layer '{self.name}' expects sum_op to be a SumOpBase instance. Received: {sum_op!r}")
+        self.sum_op = sum_op
+        self.logspace_accumulators = sum_op.resolve_logspace_accumulators(logspace_accumulators, self.name)
+        self.accumulator_initializer = keras.initializers.get(
+            accumulator_initializer or get_default_accumulator_initializer()
+        )
+        self.accumulator_regularizer = keras.regularizers.get(accumulator_regularizer)
+        self.logspace_accumulator_constraint = (
+            logspace_accumulator_constraint
+            if logspace_accumulator_constraint is not None
+            else get_default_logspace_accumulator_constraint()
+        )
+        self.linear_accumulator_constraint = (
+            linear_accumulator_constraint
+            if linear_accumulator_constraint is not None
+            else get_default_linear_accumulator_constraint()
+        )
+        self.accumulators: keras.Variable | None = None
+
+    def _add_accumulators(self, shape: tuple[Any, ...]) -> None:
+        """Create the accumulator variable of ``shape`` (``[..., num_in, num_out]``)."""
+        if self.logspace_accumulators:
+            initializer = logspace_wrapper_initializer(self.accumulator_initializer)
+            constraint = self.logspace_accumulator_constraint
+        else:
+            initializer = self.accumulator_initializer
+            constraint = self.linear_accumulator_constraint
+        self.accumulators = self.add_weight(
+            name="accumulators",
+            shape=shape,
+            initializer=initializer,
+            regularizer=self.accumulator_regularizer,
+            constraint=constraint,
+            trainable=True,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument, nested objects serialized."""
+        config = super().get_config()
+        config.update(
+            logspace_accumulators=self.logspace_accumulators,
+            accumulator_initializer=self.accumulator_initializer,
+            sum_op=self.sum_op,
+            accumulator_regularizer=self.accumulator_regularizer,
+            logspace_accumulator_constraint=self.logspace_accumulator_constraint,
+            linear_accumulator_constraint=self.linear_accumulator_constraint,
+        )
+        for key in _SERIALIZED_KEYS:
+            config[key] = keras.saving.serialize_keras_object(config[key])
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> BaseSum:
+        """Create the layer from ``get_config()``'s output."""
+        config = dict(config)
+        for key in _SERIALIZED_KEYS:
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

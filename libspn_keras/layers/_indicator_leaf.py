@@ -1,0 +1,84 @@
+"""Indicator leaf for discrete variables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._base_leaf import BaseLeaf
+from libspn_keras.layers._validation import Shape
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class IndicatorLeaf(BaseLeaf):
+    """Indicator leaf distribution taking integer inputs and producing a discrete indicator representation.
+
+    This effectively comes down to computing a one-hot representation along the final axis, in log-space
+    (``0`` for the observed state, ``-inf`` for the others). Missing variables (``NaN`` in float inputs or
+    ``False`` in ``evidence_mask``) give ``0`` for every indicator.
+
+    Args:
+        num_components: Number of components, or indicators in this context (states of each variable).
+        dtype: Dtype of the input (integer; float inputs are accepted too, where ``NaN`` marks missing values).
+            The output has Keras' float type (``keras.config.floatx()``).
+        **kwargs: Kwargs to pass onto the ``keras.layers.Layer`` superclass.
+
+    Input shape:
+        ``[batch, *variables, 1]``, e.g. ``[batch, num_vars, num_decomps, 1]`` after ``FlatToRegions``.
+
+    Output shape:
+        ``[batch, *variables, num_components]``.
+
+    Raises:
+        tf.errors.InvalidArgumentError: If a value is outside ``[0, num_components)`` (checked when the layer
+            runs eagerly or in a ``tf.function``; under XLA an out-of-range value yields ``-inf`` for every
+            indicator).
+
+    Example:
+        >>> import numpy as np
+        >>> out = IndicatorLeaf(num_components=3)(np.array([[[[2]]]], "int32"))
+        >>> np.exp(np.asarray(out)).ravel().tolist()
+        [0.0, 0.0, 1.0]
+    """
+
+    def __init__(self, num_components: int, dtype: Any = "int32", **kwargs: Any) -> None:
+        kwargs.pop("input_dtype", None)
+        super().__init__(num_components, **kwargs)
+        self.indicator_input_dtype = tf.as_dtype(dtype).name
+
+    def build(self, input_shape: Shape) -> None:
+        """Check that each variable is one-dimensional."""
+        self._check_input_shape(input_shape)
+        if input_shape[-1] != 1:
+            raise ValueError(
+                f"Layer '{self.name}' expects univariate discrete variables (last axis of size 1). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+
+    def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
+        states = tf.cast(x, tf.int32) if not x.dtype.is_integer else tf.cast(x, tf.int32)
+        message = (
+            f"Layer '{self.name}' expects integer states in [0, {self.num_components}) (num_components="
+            f"{self.num_components})"
+        )
+        checks = [
+            tf.debugging.assert_greater_equal(states, 0, message=message + "; received a negative value"),
+            tf.debugging.assert_less(states, self.num_components, message=message + "; received a larger value"),
+        ]
+        if x.dtype.is_floating:
+            checks.append(
+                tf.debugging.assert_equal(
+                    x, tf.round(x), message=f"Layer '{self.name}' expects integral values; received a fraction"
+                )
+            )
+        with tf.control_dependencies(checks):
+            one_hot = tf.one_hot(states[..., 0], self.num_components, dtype=self.compute_dtype)
+        return tf.math.log(one_hot)[..., tf.newaxis]
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument (``dtype`` is the input dtype, as in the original API)."""
+        config = super().get_config()
+        config["dtype"] = self.indicator_input_dtype
+        return config

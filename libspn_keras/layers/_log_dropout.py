@@ -1,0 +1,90 @@
+"""Dropout in log-space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._validation import Shape
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class LogDropout(keras.layers.Layer):
+    """Log dropout layer.
+
+    Applies dropout in log-space during training: a dropped value becomes ``-inf`` (probability 0); kept values
+    are not rescaled. At inference the layer is the identity. It should not precede product layers in an SPN,
+    since their scope probability then potentially becomes ``-inf``; use it before sums (sum child dropout) or
+    on leaf outputs (input dropout). ``axis_at_least_one`` keeps, per slice along that axis, at least one value,
+    so a sum never loses all of its children.
+
+    Args:
+        rate: Rate at which to randomly drop out inputs, in ``[0, 1)``.
+        noise_shape: Shape of dropout noise tensor (``None`` entries take the input's size), as in
+            ``keras.layers.Dropout``.
+        seed: Random seed.
+        axis_at_least_one: If given, the axis along which at least one value survives.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        Any; usually ``[batch, num_scopes, num_decomps, num_nodes]``.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = LogDropout(rate=0.5, seed=0, axis_at_least_one=-1)
+        >>> out = np.asarray(layer(np.zeros((4, 1, 1, 3), "float32"), training=True))
+        >>> bool(np.all(np.isfinite(out).any(axis=-1)))
+        True
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        noise_shape: Sequence[int | None] | None = None,
+        seed: int | None = None,
+        axis_at_least_one: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"LogDropout expects 0 <= rate < 1. Received: rate={rate}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+        self.axis_at_least_one = axis_at_least_one
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """Drop values (set them to ``-inf``) with probability ``rate`` when training."""
+        if not training or self.rate == 0.0:
+            return x
+        shape = tf.shape(x)
+        if self.noise_shape is not None:
+            shape = tf.stack([shape[i] if s is None else s for i, s in enumerate(self.noise_shape)])
+        uniform = keras.random.uniform(shape, dtype=x.dtype, seed=self.seed_generator)
+        keep = uniform >= self.rate
+        if self.axis_at_least_one is not None:
+            is_max = tf.equal(uniform, tf.reduce_max(uniform, axis=self.axis_at_least_one, keepdims=True))
+            keep = tf.logical_or(keep, is_max)
+        keep = tf.broadcast_to(keep, tf.shape(x))
+        return tf.where(keep, x, tf.constant(-float("inf"), dtype=x.dtype))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return the input shape."""
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {
+            "rate": self.rate,
+            "noise_shape": self.noise_shape,
+            "seed": self.seed,
+            "axis_at_least_one": self.axis_at_least_one,
+            **super().get_config(),
+        }

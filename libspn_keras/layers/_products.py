@@ -1,0 +1,124 @@
+"""Product layers of region SPNs: dense (outer) products and reductions over scopes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
+
+REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
+
+
+def _check_scopes(layer: keras.layers.Layer, input_shape: Shape, num_factors: int) -> None:
+    check_rank(layer.name, input_shape, 4, REGION_LAYOUT)
+    num_scopes = input_shape[1]
+    if num_scopes is None or num_scopes % num_factors:
+        raise ValueError(
+            f"Layer '{layer.name}' merges groups of num_factors={num_factors} consecutive scopes, so num_scopes "
+            f"must be a known multiple of {num_factors} (pad scopes with PermuteAndPadScopes). "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class DenseProduct(keras.layers.Layer):
+    """Computes products per decomposition and scope by an 'n-order' outer product.
+
+    Scopes ``f * s, ..., f * s + f - 1`` (``f = num_factors``) are merged into output scope ``s``; every
+    combination of one node per merged scope becomes a product node. The node index of the output is the
+    row-major index of the combination (the node of the first factor varies slowest).
+
+    Args:
+        num_factors: Number of factors per product.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps, num_nodes]`` log-probabilities.
+
+    Output shape:
+        ``[batch, num_scopes // num_factors, num_decomps, num_nodes ** num_factors]``.
+
+    Example:
+        >>> import numpy as np
+        >>> DenseProduct(num_factors=2)(np.zeros((3, 4, 2, 5), "float32")).shape
+        TensorShape([3, 2, 2, 25])
+    """
+
+    def __init__(self, num_factors: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_factors = check_positive_int("DenseProduct", "num_factors", num_factors)
+
+    def build(self, input_shape: Shape) -> None:
+        """Check the input shape."""
+        _check_scopes(self, tuple(input_shape), self.num_factors)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Sum (log-space product) every combination of nodes of the merged scopes."""
+        check_float_dtype(self.name, x.dtype)
+        _, num_scopes, num_decomps, num_nodes = x.shape
+        grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
+        out = grouped[:, :, 0]
+        for factor in range(1, self.num_factors):
+            nxt = grouped[:, :, factor]
+            out = out[..., :, tf.newaxis] + nxt[..., tf.newaxis, :]
+            out = tf.reshape(out, [-1, num_scopes // self.num_factors, num_decomps, num_nodes ** (factor + 1)])
+        return out
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, num_scopes // num_factors, num_decomps, num_nodes ** num_factors]``."""
+        batch, num_scopes, num_decomps, num_nodes = input_shape
+        return (batch, num_scopes // self.num_factors, num_decomps, num_nodes**self.num_factors)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_factors": self.num_factors, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class ReduceProduct(keras.layers.Layer):
+    """Computes products per decomposition and scope by reduction.
+
+    Node ``n`` of output scope ``s`` is the product of node ``n`` of scopes ``f * s, ..., f * s + f - 1``.
+
+    Args:
+        num_factors: Number of factors per product.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps, num_nodes]`` log-probabilities.
+
+    Output shape:
+        ``[batch, num_scopes // num_factors, num_decomps, num_nodes]``.
+
+    Example:
+        >>> import numpy as np
+        >>> ReduceProduct(num_factors=4)(np.zeros((3, 4, 2, 5), "float32")).shape
+        TensorShape([3, 1, 2, 5])
+    """
+
+    def __init__(self, num_factors: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_factors = check_positive_int("ReduceProduct", "num_factors", num_factors)
+
+    def build(self, input_shape: Shape) -> None:
+        """Check the input shape."""
+        _check_scopes(self, tuple(input_shape), self.num_factors)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Sum (log-space product) groups of ``num_factors`` consecutive scopes."""
+        check_float_dtype(self.name, x.dtype)
+        _, num_scopes, num_decomps, num_nodes = x.shape
+        grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
+        return tf.reduce_sum(grouped, axis=2)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, num_scopes // num_factors, num_decomps, num_nodes]``."""
+        batch, num_scopes, num_decomps, num_nodes = input_shape
+        return (batch, num_scopes // self.num_factors, num_decomps, num_nodes)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_factors": self.num_factors, **super().get_config()}

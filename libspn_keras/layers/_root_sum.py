@@ -1,0 +1,100 @@
+"""The final sum of an SPN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._validation import Shape, check_float_dtype
+from libspn_keras.sum_ops import SumOpBase
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class RootSum(BaseSum):
+    """Final sum of an SPN. Expects input to be in log-space and produces log-space output.
+
+    Args:
+        return_weighted_child_logits: If ``True``, returns the weighted child log-probabilities
+            ``log w_c + log p(x | c)``, i.e. ``log p(x, Y=c)`` when the children are class sub-SPNs, which can be
+            used with e.g. ``SparseCategoricalCrossentropy(from_logits=True)`` or ``NegativeLogJoint``. If
+            ``False``, computes the weighted sum of the input, the log-probability of the distribution defined
+            by the SPN.
+        logspace_accumulators: See ``BaseSum``.
+        accumulator_initializer: Initializer for accumulator. If ``None``, defaults to ``Constant(1.0)``
+            (uniform class priors).
+        accumulator_regularizer: Regularizer for accumulator.
+        linear_accumulator_constraint: Constraint for linear accumulators.
+        logspace_accumulator_constraint: Constraint for log-space accumulators.
+        sum_op: ``SumOpBase`` instance which determines how to compute the forward and backward pass.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, 1, 1, num_in]`` (a region-layer output with a single scope and decomposition) or
+        ``[batch, num_in]``.
+
+    Output shape:
+        ``[batch, num_in]`` if ``return_weighted_child_logits`` else ``[batch, 1]``. Accumulators have shape
+        ``[num_in, 1]``.
+
+    Example:
+        >>> import numpy as np
+        >>> root = RootSum(return_weighted_child_logits=False)
+        >>> out = root(np.log(np.full((2, 1, 1, 4), 0.5, "float32")))
+        >>> np.round(np.exp(np.asarray(out)), 5).ravel().tolist()
+        [0.5, 0.5]
+    """
+
+    def __init__(
+        self,
+        return_weighted_child_logits: bool = True,
+        logspace_accumulators: bool | None = None,
+        accumulator_initializer: keras.initializers.Initializer | None = None,
+        accumulator_regularizer: keras.regularizers.Regularizer | None = None,
+        linear_accumulator_constraint: keras.constraints.Constraint | None = None,
+        sum_op: SumOpBase | None = None,
+        logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.return_weighted_child_logits = bool(return_weighted_child_logits)
+        super().__init__(
+            logspace_accumulators=logspace_accumulators,
+            accumulator_initializer=accumulator_initializer or keras.initializers.Constant(1.0),
+            sum_op=sum_op,
+            accumulator_regularizer=accumulator_regularizer,
+            logspace_accumulator_constraint=logspace_accumulator_constraint,
+            linear_accumulator_constraint=linear_accumulator_constraint,
+            **kwargs,
+        )
+
+    def build(self, input_shape: Shape) -> None:
+        """Create accumulators of shape ``[num_in, 1]``."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) == 4 and input_shape[1:3] != (1, 1) or len(input_shape) not in (2, 4):
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of shape [batch, 1, 1, num_in] or [batch, num_in]; use "
+                "ReduceProduct/DenseProduct to reach a single scope and Undecompose to merge decompositions. "
+                f"Received: input_shape={input_shape}"
+            )
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' needs a known num_in. Received: input_shape={input_shape}")
+        self._add_accumulators((input_shape[-1], 1))
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Compute the root (or the weighted children) in log-space."""
+        check_float_dtype(self.name, x.dtype)
+        if x.shape.rank == 4:
+            x = tf.reshape(x, [-1, x.shape[-1]])
+        if self.return_weighted_child_logits:
+            return self.sum_op.weighted_children(x, self.accumulators, self.logspace_accumulators)
+        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, num_in]`` or ``[batch, 1]``."""
+        return (input_shape[0], input_shape[-1] if self.return_weighted_child_logits else 1)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"return_weighted_child_logits": self.return_weighted_child_logits, **super().get_config()}

@@ -1,0 +1,265 @@
+"""Layers that bring flat inputs into the region layout and permute / pad their scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
+
+REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class FlatToRegions(keras.layers.Layer):
+    """Flat representation to a dense (region) representation.
+
+    Reshapes a flat input of shape ``[batch, num_vars[, var_dimensionality]]`` to
+    ``[batch, num_vars, num_decomps, var_dimensionality]``: every variable is its own scope, repeated for each
+    decomposition (so the following leaf layer has separate parameters per decomposition). Missing values
+    (``NaN``) and integer inputs pass through unchanged.
+
+    Args:
+        num_decomps: Number of decompositions.
+        **kwargs: Keyword arguments to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_vars]`` or ``[batch, num_vars, var_dimensionality]``.
+
+    Output shape:
+        ``[batch, num_vars, num_decomps, var_dimensionality]`` (``var_dimensionality`` is 1 for rank-2 inputs).
+
+    Example:
+        >>> import numpy as np
+        >>> FlatToRegions(num_decomps=3)(np.zeros((2, 5), "float32")).shape
+        TensorShape([2, 5, 3, 1])
+    """
+
+    def __init__(self, num_decomps: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_decomps = check_positive_int("FlatToRegions", "num_decomps", num_decomps)
+
+    def build(self, input_shape: Shape) -> None:
+        """Check the input rank."""
+        if len(input_shape) not in (2, 3):
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of shape [batch, num_vars] or "
+                f"[batch, num_vars, var_dimensionality]. Received: input_shape={tuple(input_shape)}"
+            )
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Add the decomposition (and variable dimensionality) axes."""
+        if x.shape.rank == 2:
+            x = x[..., tf.newaxis]
+        x = x[:, :, tf.newaxis, :]
+        return tf.tile(x, [1, 1, self.num_decomps, 1]) if self.num_decomps > 1 else x
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, num_vars, num_decomps, var_dimensionality]``."""
+        var_dim = input_shape[2] if len(input_shape) == 3 else 1
+        return (input_shape[0], input_shape[1], self.num_decomps, var_dim)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_decomps": self.num_decomps, **super().get_config()}
+
+
+def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
+    """Gather scopes per decomposition; index ``-1`` yields a padding scope with log-probability 0."""
+    _, num_scopes, num_decomps, num_nodes = x.shape
+    padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
+    flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
+    scope_index = np.where(permutations < 0, num_scopes, permutations).T  # [scopes_out, decomps]
+    flat_index = (scope_index * num_decomps + np.arange(num_decomps)[np.newaxis]).reshape(-1)
+    gathered = tf.gather(flat, flat_index.astype(np.int32), axis=1)
+    return tf.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
+
+
+def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape) -> None:
+    check_rank(layer, input_shape, 4, REGION_LAYOUT)
+    _, num_scopes, num_decomps, _ = input_shape
+    if permutations.ndim != 2 or permutations.shape[0] != num_decomps:
+        raise ValueError(
+            f"Layer '{layer}' expects permutations of shape [num_decomps={num_decomps}, num_scopes_out]. "
+            f"Received: permutations.shape={permutations.shape}"
+        )
+    if num_scopes is None or permutations.min() < -1 or permutations.max() >= num_scopes:
+        raise ValueError(
+            f"Layer '{layer}' expects permutation entries in [-1, {num_scopes}) (-1 pads). "
+            f"Received: min={permutations.min()}, max={permutations.max()}"
+        )
+    for decomp, row in enumerate(permutations):
+        used = row[row >= 0]
+        if len(np.unique(used)) != len(used):
+            raise ValueError(
+                f"Layer '{layer}': decomposition {decomp} uses a scope more than once, which breaks "
+                f"decomposability. Received: permutations[{decomp}]={row.tolist()}"
+            )
+
+
+class BasePermuteAndPadScopes(keras.layers.Layer):
+    """Base of the scope permutation layers: gathers scopes per decomposition, ``-1`` pads.
+
+    Padding scopes have log-probability 0 (probability 1), so they do not change the distribution.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps, num_nodes]``.
+
+    Output shape:
+        ``[batch, num_scopes_out, num_decomps, num_nodes]`` with ``num_scopes_out = permutations.shape[1]``.
+    """
+
+    permutations: np.ndarray | None
+
+    def _num_scopes_out(self, input_shape: Shape) -> int:
+        raise NotImplementedError
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Permute and pad the scopes of ``x``."""
+        assert self.permutations is not None, "build() sets the permutations"
+        return _permute_and_pad(x, self.permutations)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, num_scopes_out, num_decomps, num_nodes]``."""
+        batch, _, num_decomps, num_nodes = input_shape
+        return (batch, self._num_scopes_out(input_shape), num_decomps, num_nodes)
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class PermuteAndPadScopes(BasePermuteAndPadScopes):
+    """Permutes and pads scopes, usually applied after a ``FlatToRegions`` and a ``BaseLeaf`` layer.
+
+    Padding can be used to ensure uniform dimension sizes across scopes, decomps and nodes in the layer stack.
+    Padding is achieved by using ``-1`` for scope indices in ``permutations``.
+
+    Args:
+        permutations: Integer array of shape ``[num_decomps, num_scopes_out]``: output scope ``s`` of
+            decomposition ``d`` is input scope ``permutations[d][s]`` (or padding if ``-1``). If ``None``, it must
+            be set (``layer.permutations = ...``) before the layer is built.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps, num_nodes]``.
+
+    Output shape:
+        ``[batch, num_scopes_out, num_decomps, num_nodes]``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(6, dtype="float32").reshape(1, 3, 1, 2)
+        >>> out = PermuteAndPadScopes([[2, -1, 0, 1]])(x)
+        >>> np.asarray(out)[0, :, 0].tolist()
+        [[4.0, 5.0], [0.0, 0.0], [0.0, 1.0], [2.0, 3.0]]
+    """
+
+    def __init__(self, permutations: Sequence[Sequence[int]] | np.ndarray | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.permutations = None if permutations is None else np.asarray(permutations, dtype=np.int64)
+
+    def build(self, input_shape: Shape) -> None:
+        """Validate the permutations against the input shape."""
+        if self.permutations is None:
+            raise ValueError(f"Layer '{self.name}' was built before its permutations were set.")
+        _check_permutations(self.name, self.permutations, tuple(input_shape))
+
+    def _num_scopes_out(self, input_shape: Shape) -> int:
+        if self.permutations is None:
+            raise ValueError(f"Layer '{self.name}' has no permutations yet.")
+        return int(self.permutations.shape[1])
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        perms = None if self.permutations is None else self.permutations.tolist()
+        return {"permutations": perms, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
+    """Randomly permutes scopes per decomposition and pads them to ``prod(factors)`` scopes.
+
+    Each decomposition gets its own random permutation of the variables (as in RAT-SPNs); padding scopes are
+    spread evenly among the real ones. The generated permutations are part of the layer's config, so a saved
+    model reloads with the same structure.
+
+    Args:
+        factors: Number of factors in the preceding product layers, from bottom to top. Needed to compute the
+            effective number of scopes, including padded nodes. ``SequentialSumProductNetwork`` infers them from
+            its ``DenseProduct`` / ``ReduceProduct`` layers when not given; they can also be set later through
+            ``generate_factors``.
+        seed: Seed of the permutations (``None``: random).
+        permutations: Permutations generated at build time; set by deserialization, not by users.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps, num_nodes]``.
+
+    Output shape:
+        ``[batch, prod(factors), num_decomps, num_nodes]``.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = PermuteAndPadScopesRandom(factors=[2, 2], seed=0)
+        >>> layer(np.zeros((1, 3, 2, 4), "float32")).shape
+        TensorShape([1, 4, 2, 4])
+    """
+
+    def __init__(
+        self,
+        factors: Sequence[int] | None = None,
+        seed: int | None = None,
+        permutations: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.factors: list[int] | None = None
+        if factors is not None:
+            self.generate_factors(factors)
+        self.seed = seed
+        self.permutations = None if permutations is None else np.asarray(permutations, dtype=np.int64)
+
+    def generate_factors(self, factors: Sequence[int]) -> None:
+        """Set the factors of the product layers that follow (bottom to top).
+
+        Args:
+            factors: Positive integers.
+        """
+        self.factors = [check_positive_int("PermuteAndPadScopesRandom", "factors", f) for f in factors]
+
+    def _num_scopes_out(self, input_shape: Shape) -> int:
+        if self.permutations is not None:
+            return int(self.permutations.shape[1])
+        if self.factors is None:
+            raise ValueError(
+                f"Layer '{self.name}' needs factors: pass factors=[...] or use it in a SequentialSumProductNetwork "
+                "that infers them from its product layers."
+            )
+        return int(np.prod(self.factors))
+
+    def build(self, input_shape: Shape) -> None:
+        """Generate (or validate restored) permutations."""
+        input_shape = tuple(input_shape)
+        check_rank(self.name, input_shape, 4, REGION_LAYOUT)
+        _, num_scopes, num_decomps, _ = input_shape
+        if self.permutations is None:
+            num_out = self._num_scopes_out(input_shape)
+            if num_scopes is None or num_decomps is None or num_out < num_scopes:
+                raise ValueError(
+                    f"Layer '{self.name}': prod(factors)={num_out} must be at least num_scopes. "
+                    f"Received: factors={self.factors}, input_shape={input_shape}"
+                )
+            rng = np.random.default_rng(self.seed)
+            positions = np.round(np.linspace(0, num_out - 1, num_scopes)).astype(np.int64)
+            perms = np.full((num_decomps, num_out), -1, dtype=np.int64)
+            for decomp in range(num_decomps):
+                perms[decomp, positions] = rng.permutation(num_scopes)
+            self.permutations = perms
+        _check_permutations(self.name, self.permutations, input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument, including generated permutations."""
+        perms = None if self.permutations is None else self.permutations.tolist()
+        return {"factors": self.factors, "seed": self.seed, "permutations": perms, **super().get_config()}

@@ -1,0 +1,63 @@
+"""Merge decompositions into the node axis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
+
+REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class Undecompose(keras.layers.Layer):
+    """Moves decompositions into the node axis, e.g. to mix all decompositions of a RAT-SPN in one sum.
+
+    Decompositions ``g * k, ..., g * k + g - 1`` (``g = num_decomps_in // num_decomps``) of output decomposition
+    ``k`` are concatenated along the node axis.
+
+    Args:
+        num_decomps: Number of decompositions left in the output.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps_in, num_nodes]``.
+
+    Output shape:
+        ``[batch, num_scopes, num_decomps, num_nodes * num_decomps_in // num_decomps]``.
+
+    Example:
+        >>> import numpy as np
+        >>> Undecompose()(np.zeros((2, 1, 3, 4), "float32")).shape
+        TensorShape([2, 1, 1, 12])
+    """
+
+    def __init__(self, num_decomps: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_decomps = check_positive_int("Undecompose", "num_decomps", num_decomps)
+
+    def build(self, input_shape: Shape) -> None:
+        """Check that the decompositions split evenly."""
+        check_rank(self.name, input_shape, 4, REGION_LAYOUT)
+        if input_shape[2] is None or input_shape[2] % self.num_decomps:
+            raise ValueError(
+                f"Layer '{self.name}' expects num_decomps_in to be a multiple of num_decomps={self.num_decomps}. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Reshape decompositions into nodes."""
+        _, num_scopes, num_decomps_in, num_nodes = x.shape
+        return tf.reshape(x, [-1, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps])
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, num_scopes, num_decomps, num_nodes * num_decomps_in // num_decomps]``."""
+        batch, num_scopes, num_decomps_in, num_nodes = input_shape
+        return (batch, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_decomps": self.num_decomps, **super().get_config()}
