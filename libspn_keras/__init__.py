@@ -25,7 +25,14 @@ from libspn_keras.config import (
     set_default_sum_op,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
-from libspn_keras.sum_ops import SumOpBase, SumOpGradBackprop
+from libspn_keras.sum_ops import (
+    SumOpBase,
+    SumOpEMBackprop,
+    SumOpGradBackprop,
+    SumOpHardEMBackprop,
+    SumOpSampleBackprop,
+    SumOpUnweightedHardEMBackprop,
+)
 
 try:
     __version__ = version("libspn-keras")
@@ -34,7 +41,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "SumOpBase",
+    "SumOpEMBackprop",
     "SumOpGradBackprop",
+    "SumOpHardEMBackprop",
+    "SumOpSampleBackprop",
+    "SumOpUnweightedHardEMBackprop",
     "__version__",
     "config",
     "constraints",

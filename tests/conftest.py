@@ -15,5 +15,26 @@ def _seed_and_floatx():
     keras.utils.set_random_seed(1234)
     np.random.seed(1234)
     floatx = keras.config.floatx()
+    policy = keras.config.dtype_policy()
     yield
     keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
+
+
+def _use_float_dtype(dtype: str) -> str:
+    # Keras caches the global dtype policy on first use, so layers only follow floatx if the policy is set too.
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    return dtype
+
+
+@pytest.fixture(params=["float32", "float64"])
+def floatx(request):
+    """Run a test in float32 and in float64 (layers created inside the test use that dtype)."""
+    return _use_float_dtype(request.param)
+
+
+@pytest.fixture
+def float64():
+    """Run a test in float64 (layers created inside the test use float64)."""
+    return _use_float_dtype("float64")

@@ -3,6 +3,7 @@
 from libspn_keras.initializers._dirichlet import Dirichlet
 from libspn_keras.initializers._epsilon_inverse_fan_in import EpsilonInverseFanIn
 from libspn_keras.initializers._equidistant import Equidistant
+from libspn_keras.initializers._poon_domingos import PoonDomingosMeanOfQuantileSplit
 from libspn_keras.logspace import LogspaceWrapperInitializer, logspace_wrapper_initializer
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "EpsilonInverseFanIn",
     "Equidistant",
     "LogspaceWrapperInitializer",
+    "PoonDomingosMeanOfQuantileSplit",
     "logspace_wrapper_initializer",
 ]

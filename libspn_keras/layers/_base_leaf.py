@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape, check_positive_int
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int
 
 
 class BaseLeaf(keras.layers.Layer, abc.ABC):
@@ -55,9 +55,33 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
                 f"Received: input_shape={input_shape}"
             )
 
+    def _check_input_dtype(self, dtype: tf.DType) -> None:
+        """Raise a ``TypeError`` unless the leaf can evaluate inputs of ``dtype`` (floating point by default)."""
+        check_float_dtype(self.name, dtype, "observations (NaN marks a missing value); cast integer data first")
+
     @abc.abstractmethod
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
         """Return log-probabilities ``[batch, *variables, num_components, var_dim]`` of finite inputs ``x``."""
+
+    @abc.abstractmethod
+    def component_modes(self) -> tf.Tensor:
+        """Return the mode of every component, ``[*variables, num_components, var_dimensionality]``."""
+
+    @abc.abstractmethod
+    def mode_log_prob(self) -> tf.Tensor:
+        """Return the log-density of every component at its mode, per dimension, ``[*variables, K, var_dim]``."""
+
+    @abc.abstractmethod
+    def sample_components(self, num_samples: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
+        """Draw one value from every component for each of ``num_samples`` samples.
+
+        Args:
+            num_samples: Number of samples.
+            seed: Optional seed (an int or a ``keras.random.SeedGenerator``).
+
+        Returns:
+            Samples ``[num_samples, *variables, num_components, var_dimensionality]``.
+        """
 
     def _missing(self, x: tf.Tensor, evidence_mask: Any) -> tf.Tensor | None:
         """Boolean tensor shaped like ``x`` that is ``True`` where a value is missing, or ``None``."""
@@ -94,13 +118,30 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
 
         Returns:
             Log-probabilities ``[batch, *variables, num_components]``.
+
+        Raises:
+            TypeError: If ``x`` has a dtype the leaf cannot evaluate, or ``evidence_mask`` is not boolean.
+            ValueError: If ``evidence_mask`` is not shaped like ``x`` (or like ``x`` without its last axis).
         """
+        self._check_input_dtype(x.dtype)
         missing = self._missing(x, evidence_mask)
-        if missing is not None:
-            x = tf.where(missing, tf.zeros_like(x), x)
+        if missing is None:
+            return self._log_prob(x, None)
+        return self._log_prob(tf.where(missing, tf.zeros_like(x), x), tf.logical_not(missing))
+
+    def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+        """Sum the per-dimension log-probabilities of the observed dimensions.
+
+        Args:
+            x: Finite observations ``[batch, *variables, var_dim]`` (missing values already replaced).
+            observed: Boolean tensor shaped like ``x`` (``True`` = observed), or ``None`` if all are observed.
+
+        Returns:
+            Log-probabilities ``[batch, *variables, num_components]``.
+        """
         log_prob = self._log_prob_per_dim(x)
-        if missing is not None:
-            log_prob = tf.where(missing[..., tf.newaxis, :], tf.zeros_like(log_prob), log_prob)
+        if observed is not None:
+            log_prob = tf.where(observed[..., tf.newaxis, :], log_prob, tf.zeros_like(log_prob))
         return tf.reduce_sum(log_prob, axis=-1)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

@@ -13,6 +13,7 @@ from libspn_keras.config.accumulator_constraint import (
 from libspn_keras.config.accumulator_initializer import get_default_accumulator_initializer
 from libspn_keras.config.sum_op import get_default_sum_op
 from libspn_keras.logspace import logspace_wrapper_initializer
+from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from libspn_keras.sum_ops import SumOpBase
 
 _SERIALIZED_KEYS = (
@@ -56,6 +57,8 @@ class BaseSum(keras.layers.Layer):
         linear_accumulator_constraint: keras.constraints.Constraint | None = None,
         **kwargs: Any,
     ) -> None:
+        # Set by get_config: the constraints in the config are already resolved, so None means "no constraint".
+        defaults_resolved = bool(kwargs.pop("defaults_resolved", False))
         super().__init__(**kwargs)
         sum_op = get_default_sum_op() if sum_op is None else sum_op
         if not isinstance(sum_op, SumOpBase):
@@ -68,12 +71,12 @@ class BaseSum(keras.layers.Layer):
         self.accumulator_regularizer = keras.regularizers.get(accumulator_regularizer)
         self.logspace_accumulator_constraint = (
             logspace_accumulator_constraint
-            if logspace_accumulator_constraint is not None
+            if logspace_accumulator_constraint is not None or defaults_resolved
             else get_default_logspace_accumulator_constraint()
         )
         self.linear_accumulator_constraint = (
             linear_accumulator_constraint
-            if linear_accumulator_constraint is not None
+            if linear_accumulator_constraint is not None or defaults_resolved
             else get_default_linear_accumulator_constraint()
         )
         self.accumulators: keras.Variable | None = None
@@ -94,6 +97,8 @@ class BaseSum(keras.layers.Layer):
             constraint=constraint,
             trainable=True,
         )
+        if self.sum_op.has_custom_backward:
+            mark_em_statistic(self.accumulators)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, nested objects serialized."""
@@ -105,6 +110,7 @@ class BaseSum(keras.layers.Layer):
             accumulator_regularizer=self.accumulator_regularizer,
             logspace_accumulator_constraint=self.logspace_accumulator_constraint,
             linear_accumulator_constraint=self.linear_accumulator_constraint,
+            defaults_resolved=True,
         )
         for key in _SERIALIZED_KEYS:
             config[key] = keras.saving.serialize_keras_object(config[key])

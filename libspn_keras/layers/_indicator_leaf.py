@@ -32,6 +32,7 @@ class IndicatorLeaf(BaseLeaf):
         ``[batch, *variables, num_components]``.
 
     Raises:
+        TypeError: If the input is neither integer, boolean nor floating point (checked when called).
         tf.errors.InvalidArgumentError: If a value is outside ``[0, num_components)`` (checked when the layer
             runs eagerly or in a ``tf.function``; under XLA an out-of-range value yields ``-inf`` for every
             indicator).
@@ -51,14 +52,37 @@ class IndicatorLeaf(BaseLeaf):
     def build(self, input_shape: Shape) -> None:
         """Check that each variable is one-dimensional."""
         self._check_input_shape(input_shape)
+        self._variables_shape = tuple(input_shape)[1:-1]
         if input_shape[-1] != 1:
             raise ValueError(
                 f"Layer '{self.name}' expects univariate discrete variables (last axis of size 1). "
                 f"Received: input_shape={tuple(input_shape)}"
             )
 
+    def _check_input_dtype(self, dtype: tf.DType) -> None:
+        """Accept integer, boolean and floating-point (``NaN`` = missing) states."""
+        if not (dtype.is_integer or dtype.is_floating or dtype.is_bool):
+            raise TypeError(
+                f"Layer '{self.name}' expects integer states (or floats, where NaN marks a missing value). "
+                f"Received: dtype={dtype.name}"
+            )
+
+    def component_modes(self) -> tf.Tensor:
+        """Return the state of each indicator, ``[*variables, num_components, 1]``."""
+        states = tf.range(self.num_components, dtype=self.compute_dtype)[:, tf.newaxis]
+        return tf.broadcast_to(states, (*self._variables_shape, self.num_components, 1))
+
+    def mode_log_prob(self) -> tf.Tensor:
+        """An indicator has probability one at its state: zeros ``[*variables, num_components, 1]``."""
+        return tf.zeros_like(self.component_modes())
+
+    def sample_components(self, num_samples: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
+        """An indicator component is a point mass: its sample is its state."""
+        modes = self.component_modes()
+        return tf.broadcast_to(modes, tf.concat([[num_samples], tf.shape(modes)], axis=0))
+
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
-        states = tf.cast(x, tf.int32) if not x.dtype.is_integer else tf.cast(x, tf.int32)
+        states = tf.cast(x, tf.int32)
         message = (
             f"Layer '{self.name}' expects integer states in [0, {self.num_components}) (num_components="
             f"{self.num_components})"

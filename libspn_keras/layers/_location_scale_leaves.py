@@ -11,6 +11,15 @@ import tensorflow_probability as tfp
 from libspn_keras.constraints import GreaterEqualEpsilon
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._validation import Shape
+from libspn_keras.optimizers._em_statistics import mark_em_statistic
+
+
+def _seed(seed: Any) -> Any:
+    """Turn an int or ``keras.random.SeedGenerator`` into a stateless TF seed (``None`` stays ``None``)."""
+    if isinstance(seed, keras.random.SeedGenerator):
+        return tf.cast(seed.next(), tf.int32)
+    return seed
+
 
 _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initializer", "scale_constraint")
 
@@ -26,14 +35,23 @@ class BaseLocationScaleLeaf(BaseLeaf):
         location_trainable: Whether location is trainable.
         scale_initializer: Initializer for scale variable (default ``Ones``).
         scale_trainable: Whether scale is trainable.
-        accumulator_initializer: Initializer of the EM accumulators (used with ``use_accumulators``).
-        use_accumulators: Whether parameters are estimated by EM from accumulated sufficient statistics.
+        accumulator_initializer: Initializer of the EM count accumulators (used with ``use_accumulators``;
+            default ``Ones``: the initial location and scale count as one observation).
+        use_accumulators: Whether parameters are estimated by (online) EM from accumulated sufficient
+            statistics: a count ``n``, a first moment ``s1`` and, for a normal leaf with trainable scale, a
+            second moment ``s2`` per component and dimension, so that ``location = s1 / n`` and
+            ``scale = sqrt(s2 / n - location**2)``. The backward pass of the leaf then delivers the
+            posterior-weighted statistics of the batch (the E-step) and ``OnlineExpectationMaximization``
+            updates the accumulators (the M-step). For Cauchy and Laplace leaves the posterior-weighted mean is
+            used as location update and the scale stays fixed.
         scale_constraint: Constraint applied to scale after each update (default
             ``GreaterEqualEpsilon(1e-4)``, which keeps the scale positive).
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
     """
 
     distribution: ClassVar[type[tfp.distributions.Distribution]]
+    #: Whether the posterior-weighted variance is the EM update of the scale (only for the normal).
+    scale_has_closed_form_em: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -54,19 +72,24 @@ class BaseLocationScaleLeaf(BaseLeaf):
         self.location_trainable = bool(location_trainable)
         self.scale_initializer = keras.initializers.get(scale_initializer or keras.initializers.Ones())
         self.scale_trainable = bool(scale_trainable)
-        self.accumulator_initializer = keras.initializers.get(accumulator_initializer or keras.initializers.Zeros())
-        if use_accumulators:
-            raise NotImplementedError(
-                f"Layer '{self.name}': use_accumulators=True (EM-estimated leaf parameters) is not available yet; "
-                "train leaf parameters by gradient (use_accumulators=False)."
-            )
+        self.accumulator_initializer = keras.initializers.get(accumulator_initializer or keras.initializers.Ones())
         self.use_accumulators = bool(use_accumulators)
+        if self.use_accumulators and scale_trainable and not self.scale_has_closed_form_em:
+            raise ValueError(
+                f"Layer '{self.name}': {type(self).__name__} has no closed-form EM update of its scale; with "
+                "use_accumulators=True the scale must be fixed. Received: scale_trainable=True"
+            )
         self.scale_constraint = scale_constraint if scale_constraint is not None else GreaterEqualEpsilon(1e-4)
 
     def build(self, input_shape: Shape) -> None:
-        """Create ``location`` and ``scale`` of shape ``[*variables, num_components, var_dimensionality]``."""
+        """Create ``location`` and ``scale`` of shape ``[*variables, num_components, var_dimensionality]``.
+
+        With ``use_accumulators``, ``location`` holds the first-moment accumulator ``s1`` instead and is
+        accompanied by ``count`` (and ``second_moment`` for an EM-estimated normal scale).
+        """
         self._check_input_shape(input_shape)
         shape = (*tuple(input_shape)[1:-1], self.num_components, input_shape[-1])
+        em = self.use_accumulators
         self.location = self.add_weight(
             name="location", shape=shape, initializer=self.location_initializer, trainable=self.location_trainable
         )
@@ -74,13 +97,96 @@ class BaseLocationScaleLeaf(BaseLeaf):
             name="scale",
             shape=shape,
             initializer=self.scale_initializer,
-            trainable=self.scale_trainable,
+            trainable=self.scale_trainable and not em,
             constraint=self.scale_constraint,
         )
+        self.count: keras.Variable | None = None
+        self.second_moment: keras.Variable | None = None
+        if not em:
+            return
+        self.count = self.add_weight(
+            name="count", shape=shape, initializer=self.accumulator_initializer, trainable=self.location_trainable
+        )
+        location, scale, count = (tf.convert_to_tensor(v) for v in (self.location, self.scale, self.count))
+        self.location.assign(location * count)
+        mark_em_statistic(self.count)
+        mark_em_statistic(self.location)
+        if self.scale_trainable:
+            self.second_moment = self.add_weight(name="second_moment", shape=shape, initializer="zeros")
+            self.second_moment.assign((tf.square(scale) + tf.square(location)) * count)
+            mark_em_statistic(self.second_moment)
+
+    def parameters(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Return the current ``(location, scale)``, each ``[*variables, num_components, var_dimensionality]``.
+
+        Without accumulators these are the variables themselves; with accumulators they are derived from the
+        sufficient statistics (counts are floored at 1e-12, the variance at the scale constraint).
+        """
+        if not self.use_accumulators:
+            return tf.convert_to_tensor(self.location), tf.convert_to_tensor(self.scale)
+        return self._parameters_from_statistics(
+            *(tf.convert_to_tensor(v) for v in (self.count, self.location, self._second_or_scale()))
+        )
+
+    def _second_or_scale(self) -> keras.Variable:
+        return self.scale if self.second_moment is None else self.second_moment
+
+    def _parameters_from_statistics(
+        self, count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        count = tf.maximum(count, tf.cast(1e-12, count.dtype))
+        location = first / count
+        if self.second_moment is None:
+            return location, second_or_scale
+        variance = tf.maximum(second_or_scale / count - tf.square(location), tf.cast(1e-12, count.dtype))
+        return location, self.scale_constraint(tf.sqrt(variance))
+
+    def component_modes(self) -> tf.Tensor:
+        """Return the locations (the mode of every location-scale component)."""
+        return self.parameters()[0]
+
+    def mode_log_prob(self) -> tf.Tensor:
+        """Return the log-density of every component at its location."""
+        location, scale = self.parameters()
+        return self.distribution(loc=location, scale=scale).log_prob(location)
+
+    def sample_components(self, num_samples: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
+        """Draw ``[num_samples, *variables, num_components, var_dimensionality]`` values, one per component."""
+        location, scale = self.parameters()
+        shape = tf.concat([[num_samples], tf.shape(location)], axis=0)
+        return self.standard_sample(shape, location.dtype, seed) * scale + location
+
+    def standard_sample(self, shape: tf.Tensor, dtype: tf.DType, seed: Any) -> tf.Tensor:
+        """Sample the standardized (location 0, scale 1) distribution."""
+        return self.distribution(loc=tf.zeros([], dtype), scale=tf.ones([], dtype)).sample(shape, seed=_seed(seed))
 
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
-        dist = self.distribution(loc=self.location, scale=self.scale)
-        return dist.log_prob(x[..., tf.newaxis, :])
+        location, scale = self.parameters()
+        return self.distribution(loc=location, scale=scale).log_prob(x[..., tf.newaxis, :])
+
+    def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+        if not self.use_accumulators:
+            return super()._log_prob(x, observed)
+        observed_f = tf.ones_like(x) if observed is None else tf.cast(observed, x.dtype)
+        statistics = [tf.convert_to_tensor(v) for v in (self.count, self.location, self._second_or_scale())]
+
+        @tf.custom_gradient
+        def em_log_prob(count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            location, scale = self._parameters_from_statistics(count, first, second_or_scale)
+            per_dim = self.distribution(loc=location, scale=scale).log_prob(x[..., tf.newaxis, :])
+            log_prob = tf.reduce_sum(per_dim * observed_f[..., tf.newaxis, :], axis=-1)
+
+            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                # E-step: posterior mass of each component, per observed dimension, and its moments.
+                mass = dy[..., tf.newaxis] * observed_f[..., tf.newaxis, :]
+                values = x[..., tf.newaxis, :]
+                moment = tf.reduce_sum(mass * values, axis=0)
+                second = tf.reduce_sum(mass * tf.square(values), axis=0) if self.second_moment is not None else None
+                return tf.reduce_sum(mass, axis=0), moment, second if second is not None else tf.zeros_like(scale)
+
+            return log_prob, grad
+
+        return em_log_prob(*statistics)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument."""
@@ -120,6 +226,7 @@ class NormalLeaf(BaseLocationScaleLeaf):
     """
 
     distribution = tfp.distributions.Normal
+    scale_has_closed_form_em = True
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape
+from libspn_keras.layers._validation import Shape, check_float_dtype
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -35,6 +36,9 @@ class LogDropout(keras.layers.Layer):
     Output shape:
         Same as the input.
 
+    Raises:
+        ValueError: If ``rate`` is not a number in ``[0, 1)``.
+
     Example:
         >>> import numpy as np
         >>> layer = LogDropout(rate=0.5, seed=0, axis_at_least_one=-1)
@@ -52,8 +56,8 @@ class LogDropout(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"LogDropout expects 0 <= rate < 1. Received: rate={rate}")
+        if isinstance(rate, bool) or not isinstance(rate, float | int | numbers.Real) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"LogDropout expects a number 0 <= rate < 1. Received: rate={rate!r}")
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
@@ -61,7 +65,12 @@ class LogDropout(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """Drop values (set them to ``-inf``) with probability ``rate`` when training."""
+        """Drop values (set them to ``-inf``) with probability ``rate`` when training.
+
+        Raises:
+            TypeError: If ``x`` is not floating point (log-probabilities).
+        """
+        check_float_dtype(self.name, x.dtype)
         if not training or self.rate == 0.0:
             return x
         shape = tf.shape(x)

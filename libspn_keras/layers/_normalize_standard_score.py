@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape
+from libspn_keras.layers._validation import Shape, check_float_dtype
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -91,8 +91,15 @@ class NormalizeStandardScore(keras.layers.Layer):
         self.adapted = True
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        """Normalize ``x``."""
-        eps = tf.cast(self.normalization_epsilon, x.dtype)
+        """Normalize ``x``; integer and boolean inputs are cast to the layer's compute dtype.
+
+        Raises:
+            TypeError: If ``x`` is not numeric.
+        """
+        if x.dtype.is_integer or x.dtype.is_bool:
+            x = tf.cast(x, self.compute_dtype)
+        check_float_dtype(self.name, x.dtype, "or integer inputs")
+        eps = tf.constant(self.normalization_epsilon, dtype=x.dtype)
         if self.sample_wise:
             axes = list(range(1, x.shape.rank))
             valid = tf.math.is_finite(x)

@@ -79,6 +79,21 @@ def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
     return tf.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
 
 
+def _as_permutations(layer: str, permutations: Any) -> np.ndarray:
+    """Return ``permutations`` as an int64 array, raising a ``ValueError`` for ragged or non-integral values."""
+    try:
+        array = np.asarray(permutations)
+        integral = array.dtype.kind in "iu" or (array.dtype.kind == "f" and bool(np.all(array == np.round(array))))
+    except ValueError:  # ragged nested sequences
+        integral = False
+    if not integral:
+        raise ValueError(
+            f"{layer} expects permutations to be a (rectangular) integer array of shape "
+            f"[num_decomps, num_scopes_out]. Received: permutations={permutations!r}"
+        )
+    return array.astype(np.int64)
+
+
 def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape) -> None:
     check_rank(layer, input_shape, 4, REGION_LAYOUT)
     _, num_scopes, num_decomps, _ = input_shape
@@ -148,6 +163,11 @@ class PermuteAndPadScopes(BasePermuteAndPadScopes):
     Output shape:
         ``[batch, num_scopes_out, num_decomps, num_nodes]``.
 
+    Raises:
+        ValueError: If ``permutations`` is not an integer array (when constructed) or does not fit the input (when
+            built): a shape other than ``[num_decomps, num_scopes_out]``, an index outside ``[-1, num_scopes)`` or
+            a scope used twice in one decomposition.
+
     Example:
         >>> import numpy as np
         >>> x = np.arange(6, dtype="float32").reshape(1, 3, 1, 2)
@@ -158,12 +178,13 @@ class PermuteAndPadScopes(BasePermuteAndPadScopes):
 
     def __init__(self, permutations: Sequence[Sequence[int]] | np.ndarray | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.permutations = None if permutations is None else np.asarray(permutations, dtype=np.int64)
+        self.permutations = None if permutations is None else _as_permutations("PermuteAndPadScopes", permutations)
 
     def build(self, input_shape: Shape) -> None:
         """Validate the permutations against the input shape."""
         if self.permutations is None:
             raise ValueError(f"Layer '{self.name}' was built before its permutations were set.")
+        self.permutations = _as_permutations(f"Layer '{self.name}'", self.permutations)
         _check_permutations(self.name, self.permutations, tuple(input_shape))
 
     def _num_scopes_out(self, input_shape: Shape) -> int:
@@ -200,6 +221,10 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
     Output shape:
         ``[batch, prod(factors), num_decomps, num_nodes]``.
 
+    Raises:
+        ValueError: If a factor is not a positive integer, ``prod(factors)`` is smaller than ``num_scopes``, or
+            restored ``permutations`` do not fit the input (see ``PermuteAndPadScopes``).
+
     Example:
         >>> import numpy as np
         >>> layer = PermuteAndPadScopesRandom(factors=[2, 2], seed=0)
@@ -219,7 +244,9 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         if factors is not None:
             self.generate_factors(factors)
         self.seed = seed
-        self.permutations = None if permutations is None else np.asarray(permutations, dtype=np.int64)
+        self.permutations = (
+            None if permutations is None else _as_permutations("PermuteAndPadScopesRandom", permutations)
+        )
 
     def generate_factors(self, factors: Sequence[int]) -> None:
         """Set the factors of the product layers that follow (bottom to top).

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 
 def check_positive_int(layer: str, name: str, value: Any) -> int:
     """Return ``value`` as an int if it is a positive integer, else raise a ``ValueError`` quoting it."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer() or value < 1:
         raise ValueError(f"{layer} expects {name} to be a positive integer. Received: {name}={value!r}")
-    return int(value)
+    return int(float(value))
 
 
 def check_rank(layer: str, input_shape: Sequence[Any], rank: int, layout: str) -> None:
@@ -22,10 +23,11 @@ def check_rank(layer: str, input_shape: Sequence[Any], rank: int, layout: str) -
         )
 
 
-def check_float_dtype(layer: str, dtype: Any) -> None:
-    """Raise a ``TypeError`` unless ``dtype`` is a floating dtype."""
-    if "float" not in str(dtype):
-        raise TypeError(f"Layer '{layer}' expects floating-point log-probabilities. Received: dtype={dtype}")
+def check_float_dtype(layer: str, dtype: Any, what: str = "log-probabilities") -> None:
+    """Raise a ``TypeError`` quoting ``what`` the layer expects unless ``dtype`` is a floating dtype."""
+    name = getattr(dtype, "name", dtype)
+    if "float" not in str(name):
+        raise TypeError(f"Layer '{layer}' expects floating-point {what}. Received: dtype={name}")
 
 
 # Keras shapes: a tuple of ints with ``None`` for unknown sizes (usually the batch). Arithmetic on entries is only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -37,6 +38,31 @@ def log_normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool)
     return tf.math.log(accumulators) - tf.math.log(tf.reduce_sum(accumulators, axis=-2, keepdims=True))
 
 
+def weight_equation(x_rank: int, weights_rank: int, pattern: str) -> str:
+    """Build an einsum equation over ``x``-like (``z{m}x``), output-like (``z{m}y``) and weight terms.
+
+    Args:
+        x_rank: Rank of the child tensor ``[batch, *middle, num_in]``.
+        weights_rank: Rank of the weights: ``len(middle) + 2`` (one weight matrix per middle position) or 2
+            (shared across middle positions).
+        pattern: Equation with placeholders ``X`` (child term), ``Y`` (sum term) and ``W`` (weight term).
+
+    Returns:
+        The einsum equation.
+
+    Raises:
+        ValueError: If the ranks are incompatible.
+    """
+    middle = string.ascii_lowercase[: x_rank - 2]
+    if weights_rank == 2:
+        weight_term = "xy"
+    elif weights_rank == len(middle) + 2:
+        weight_term = f"{middle}xy"
+    else:
+        raise ValueError(f"Weights of rank {weights_rank} cannot be contracted with inputs of rank {x_rank}.")
+    return pattern.replace("X", f"z{middle}x").replace("Y", f"z{middle}y").replace("W", weight_term)
+
+
 def _contract(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     """``out[b, *m, o] = sum_i x[b, *m, i] * weights[*m, i, o]`` (``weights`` may omit the ``*m`` axes)."""
     if weights.shape.rank == 2:
@@ -44,13 +70,33 @@ def _contract(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
         flat = tf.reshape(x, [-1, num_in])
         out = tf.matmul(flat, weights)
         return tf.reshape(out, tf.concat([tf.shape(x)[:-1], tf.shape(weights)[-1:]], axis=0))
-    middle = string.ascii_lowercase[: x.shape.rank - 2]
-    if weights.shape.rank != len(middle) + 2:
-        raise ValueError(
-            f"Weights of rank {weights.shape.rank} cannot be contracted with inputs of rank {x.shape.rank}."
-        )
-    equation = f"z{middle}x,{middle}xy->z{middle}y"
-    return tf.einsum(equation, x, weights)
+    return tf.einsum(weight_equation(x.shape.rank, weights.shape.rank, "X,W->Y"), x, weights)
+
+
+class WeightedSumParts(NamedTuple):
+    """Intermediates of ``log_weighted_sum`` that backward passes reuse.
+
+    Attributes:
+        log_sums: The result, ``[batch, *middle, num_out]``.
+        scaled_children: ``exp(x - x_max)``, ``[batch, *middle, num_in]``.
+        linear_sums: ``scaled_children @ weights`` (``exp(log_sums - x_max)``), ``[batch, *middle, num_out]``.
+    """
+
+    log_sums: tf.Tensor
+    scaled_children: tf.Tensor
+    linear_sums: tf.Tensor
+
+
+def log_weighted_sum_parts(x: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
+    """``log_weighted_sum`` that also returns the intermediates a backward pass can reuse."""
+    x_max = tf.stop_gradient(tf.reduce_max(x, axis=-1, keepdims=True))
+    x_max = tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
+    scaled = tf.exp(x - x_max)
+    linear = _contract(scaled, weights)
+    positive = linear > 0
+    safe = tf.where(positive, linear, tf.ones_like(linear))
+    out = tf.where(positive, tf.math.log(safe) + x_max, tf.constant(-float("inf"), dtype=x.dtype))
+    return WeightedSumParts(out, scaled, linear)
 
 
 def log_weighted_sum(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
@@ -67,11 +113,12 @@ def log_weighted_sum(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     Returns:
         Log-probabilities of the sums, shape ``[batch, *middle, num_out]``. Where all children are ``-inf`` the
         output is ``-inf`` and the gradient is zero (never NaN).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.log(np.array([[0.2, 0.4]], "float32"))
+        >>> w = np.array([[0.5], [0.5]], "float32")
+        >>> round(float(np.exp(log_weighted_sum(x, w))[0, 0]), 4)
+        0.3
     """
-    x_max = tf.stop_gradient(tf.reduce_max(x, axis=-1, keepdims=True))
-    x_max = tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
-    linear = _contract(tf.exp(x - x_max), weights)
-    positive = linear > 0
-    safe = tf.where(positive, linear, tf.ones_like(linear))
-    out = tf.math.log(safe) + x_max
-    return tf.where(positive, out, tf.constant(-float("inf"), dtype=out.dtype))
+    return log_weighted_sum_parts(x, weights).log_sums

@@ -8,7 +8,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers import BaseLeaf, DenseProduct, FlatToRegions, PermuteAndPadScopesRandom, ReduceProduct
+from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
+from libspn_keras.models import _queries as queries
 from libspn_keras.models._generative import GenerativeTrainingMixin
 
 
@@ -35,12 +36,21 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
     ``False``: the mask (shaped like ``x``) follows ``x`` through ``FlatToRegions`` and is handed to the leaf
     layer. ``NaN`` entries of ``x`` are marginalized as well, which also works inside ``fit``.
 
+    **Queries.** ``log_marginal`` (exact marginals with missing data), ``log_conditional``
+    (``log p(x_Q | x_E)``), ``complete`` / ``mpe`` (completion of missing values: approximate MPE, or
+    posterior-weighted leaf modes), ``sample`` (unconditional or conditioned on evidence) and
+    ``zero_evidence_inference``. They need the data to reach the leaf layer unchanged (only ``FlatToRegions``
+    may precede it). With ``infer_no_evidence=True`` calling the model on ``(x, evidence_mask)`` returns the
+    completed data (``infer_weighted_sum`` selects posterior-weighted modes instead of MPE).
+
     Args:
         layers: The layers, bottom (input) to top (root).
         infer_no_evidence: If ``True``, the model expects an evidence mask defined as a boolean tensor which is
             used to mask out variables that are not part of the evidence.
         unsupervised: If ``True`` the model does not expect label inputs in ``.fit()`` or ``.evaluate()``. Also,
             losses and metrics should not expect a target output, just a ``y_hat``. Defaults to ``True``.
+        infer_weighted_sum: With ``infer_no_evidence``, complete missing values with the leaf modes weighted by
+            their marginal posterior (``True``) or with the modes on the approximate MPE path (``False``).
         **kwargs: Passed on to ``keras.Sequential`` (``name``, ``trainable``).
 
     Example:
@@ -67,47 +77,144 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         layers: Sequence[keras.layers.Layer] | None = None,
         infer_no_evidence: bool = False,
         unsupervised: bool | None = None,
+        infer_weighted_sum: bool = False,
         **kwargs: Any,
     ) -> None:
         if layers:
             infer_factors(list(layers))
         super().__init__(layers=layers, **kwargs)
         self.infer_no_evidence = bool(infer_no_evidence)
+        self.infer_weighted_sum = bool(infer_weighted_sum)
         self.unsupervised = True if unsupervised is None else bool(unsupervised)
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None, **kwargs: Any) -> Any:
-        """Run the layers; ``inputs`` is ``x`` or a pair ``(x, evidence_mask)``."""
+        """Run the layers; ``inputs`` is ``x`` or a pair ``(x, evidence_mask)``.
+
+        With ``infer_no_evidence=True`` and a pair, returns the completed data instead of log-probabilities.
+        """
         if isinstance(inputs, tuple | list) and len(inputs) == 2:
-            return self._call_with_evidence(inputs[0], inputs[1], training)
+            x, evidence_mask = inputs
+            if self.infer_no_evidence:
+                return self.complete(x, evidence_mask, method="posterior" if self.infer_weighted_sum else "mpe")
+            x = tf.convert_to_tensor(x)
+            observed = queries.observed_mask(x, evidence_mask, self._owner)
+            return queries.forward_with_evidence(self, tf.where(observed, x, tf.zeros_like(x)), observed)[2]
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
-    def _call_with_evidence(self, x: Any, evidence_mask: Any, training: bool | None) -> Any:
-        evidence_mask = tf.convert_to_tensor(evidence_mask)
-        if evidence_mask.dtype != tf.bool:
-            raise TypeError(
-                f"Model '{self.name}' expects a boolean evidence_mask (True = observed). "
-                f"Received: dtype={evidence_mask.dtype.name}"
-            )
-        if evidence_mask.shape.rank != tf.convert_to_tensor(x).shape.rank:
-            raise ValueError(
-                f"Model '{self.name}' expects an evidence_mask shaped like its input. Received: "
-                f"x.shape={tuple(x.shape)}, evidence_mask.shape={tuple(evidence_mask.shape)}"
-            )
-        for layer in self.layers:
-            if isinstance(layer, FlatToRegions):
-                x = layer(x)
-                evidence_mask = layer.call(evidence_mask)
-            elif isinstance(layer, BaseLeaf):
-                x = layer(x, evidence_mask=evidence_mask)
-            else:
-                x = layer(x, training=training)
-        return x
+    @property
+    def _owner(self) -> str:
+        return f"Model '{self.name}' (SequentialSumProductNetwork)"
+
+    def log_marginal(self, x: Any, evidence_mask: Any = None) -> tf.Tensor:
+        """Return ``log p(x_E)`` per sample: unobserved values (mask ``False`` or ``NaN``) are summed out exactly.
+
+        Args:
+            x: Data shaped like the model input.
+            evidence_mask: Optional boolean mask shaped like ``x`` (``True`` = observed).
+
+        Returns:
+            Log-probabilities ``[batch]``.
+        """
+        return queries.log_marginal(self, x, evidence_mask)
+
+    def log_conditional(self, x: Any, query_mask: Any, evidence_mask: Any = None) -> tf.Tensor:
+        """Return ``log p(x_Q | x_E)`` per sample as ``log p(x_Q, x_E) - log p(x_E)``.
+
+        Args:
+            x: Data shaped like the model input.
+            query_mask: Boolean mask of the query variables ``Q``.
+            evidence_mask: Boolean mask of the evidence ``E`` (default: everything not in ``Q``). Variables in
+                neither are marginalized.
+
+        Returns:
+            Conditional log-probabilities ``[batch]``.
+
+        Raises:
+            ValueError: If ``query_mask`` and ``evidence_mask`` overlap.
+        """
+        x = tf.convert_to_tensor(x)
+        query = tf.convert_to_tensor(query_mask, dtype=tf.bool)
+        evidence = tf.logical_not(query) if evidence_mask is None else tf.convert_to_tensor(evidence_mask, tf.bool)
+        if tf.executing_eagerly() and bool(tf.reduce_any(tf.logical_and(query, evidence))):
+            raise ValueError(f"Model '{self.name}': query_mask and evidence_mask must not overlap.")
+        joint = queries.log_marginal(self, x, tf.logical_or(query, evidence))
+        return joint - queries.log_marginal(self, x, evidence)
+
+    def complete(self, x: Any, evidence_mask: Any = None, method: str = "mpe", seed: Any = None) -> tf.Tensor:
+        """Fill in unobserved values (mask ``False`` or ``NaN``), e.g. for image completion.
+
+        Args:
+            x: Data shaped like the model input.
+            evidence_mask: Optional boolean mask shaped like ``x`` (``True`` = observed).
+            method: ``'mpe'``: modes of the leaf components on the approximate MPE path (each sum follows its
+                maximum weighted child given the evidence); ``'posterior'``: leaf modes weighted by their
+                marginal posterior given the evidence (the posterior mean of the component modes); ``'sample'``:
+                a sample from ``p(x_missing | x_E)``.
+            seed: Seed for ``method='sample'``.
+
+        Returns:
+            The completed data, shaped like ``x``; observed values are returned unchanged.
+
+        Raises:
+            ValueError: For an unknown ``method``.
+        """
+        if method not in queries.SIGNAL_OPS:
+            raise ValueError(f"method must be one of {sorted(queries.SIGNAL_OPS)}. Received: method={method!r}")
+        return queries.complete(self, x, evidence_mask, method, seed=seed)
+
+    def mpe(self, x: Any, evidence_mask: Any = None) -> tf.Tensor:
+        """Approximate MPE completion of unobserved values; shorthand for ``complete(..., method='mpe')``."""
+        return self.complete(x, evidence_mask, method="mpe")
+
+    def sample(
+        self, num_samples: int | None = None, evidence: Any = None, evidence_mask: Any = None, seed: Any = None
+    ) -> tf.Tensor:
+        """Draw samples, unconditionally or conditioned on evidence.
+
+        Args:
+            num_samples: Number of unconditional samples (ignored when ``evidence`` is given).
+            evidence: Optional data shaped like the model input; its observed values are kept and the others
+                are drawn from ``p(x_missing | x_E)``.
+            evidence_mask: Optional boolean mask shaped like ``evidence`` (default: ``NaN`` marks missing).
+            seed: Optional int seed or ``keras.random.SeedGenerator``.
+
+        Returns:
+            Samples ``[num_samples or batch, *input_shape]``.
+
+        Raises:
+            ValueError: If neither ``num_samples`` nor ``evidence`` is given.
+        """
+        if evidence is None:
+            if num_samples is None or num_samples < 1:
+                raise ValueError(f"Model '{self.name}': pass num_samples >= 1 or evidence. Received: {num_samples}")
+            evidence, evidence_mask = self._no_evidence(num_samples)
+        return self.complete(evidence, evidence_mask, method="sample", seed=seed)
+
+    def zero_evidence_inference(self, size: int) -> tf.Tensor:
+        """Complete ``size`` samples without any evidence (MPE, or posterior-weighted with ``infer_weighted_sum``).
+
+        Args:
+            size: Number of samples.
+
+        Returns:
+            ``[size, *input_shape]`` inferred data.
+        """
+        x, evidence_mask = self._no_evidence(size)
+        return self.complete(x, evidence_mask, method="posterior" if self.infer_weighted_sum else "mpe")
+
+    def _no_evidence(self, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+        if not self.inputs:
+            raise ValueError(f"Model '{self.name}' needs a known input shape (build it first).")
+        shape = (int(size), *tuple(self.inputs[0].shape)[1:])
+        dtype = self.inputs[0].dtype if "float" in str(self.inputs[0].dtype) else self.compute_dtype
+        return tf.zeros(shape, dtype=dtype), tf.zeros(shape, dtype=tf.bool)
 
     def get_config(self) -> dict[str, Any]:
         """Return the model config with ``infer_no_evidence`` and ``unsupervised``."""
         return {
             **super().get_config(),
             "infer_no_evidence": self.infer_no_evidence,
+            "infer_weighted_sum": self.infer_weighted_sum,
             "unsupervised": self.unsupervised,
         }
 
@@ -116,8 +223,10 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         """Revive the model, including its SPN-specific arguments."""
         config = dict(config)
         infer_no_evidence = config.pop("infer_no_evidence", False)
+        infer_weighted_sum = config.pop("infer_weighted_sum", False)
         unsupervised = config.pop("unsupervised", True)
         model = super().from_config(config, custom_objects=custom_objects)
         model.infer_no_evidence = infer_no_evidence
+        model.infer_weighted_sum = infer_weighted_sum
         model.unsupervised = unsupervised
         return model

@@ -7,7 +7,13 @@ from typing import Any, ClassVar
 
 import tensorflow as tf
 
-from libspn_keras.math import log_normalized_weights, log_weighted_sum, normalized_weights
+from libspn_keras.math import (
+    WeightedSumParts,
+    log_normalized_weights,
+    log_weighted_sum,
+    log_weighted_sum_parts,
+    normalized_weights,
+)
 
 
 class SumOpBase(abc.ABC):
@@ -19,8 +25,16 @@ class SumOpBase(abc.ABC):
     gradients for ``SumOpGradBackprop``, (hard) EM signals or sampling signals for the others.
 
     Subclasses set ``default_logspace_accumulators`` (the choice when a layer passes ``None``) and
-    ``supports_logspace_accumulators``.
+    ``supports_logspace_accumulators``; ops with a custom backward pass override ``backward``.
+
+    **Backward signals of custom ops.** For a custom op, the "gradient" that reaches the accumulators is the
+    (negated, batch-averaged when the loss averages) *count* of each edge: how often, in expectation (soft EM) or
+    along the selected path (hard EM, sampling), the edge is used. ``OnlineExpectationMaximization`` turns these
+    counts into accumulator updates. The signal that reaches the children is the count of each child.
     """
+
+    #: Whether ``backward`` replaces the autodiff gradient.
+    has_custom_backward: ClassVar[bool] = False
 
     default_logspace_accumulators: ClassVar[bool] = True
     supports_logspace_accumulators: ClassVar[bool] = True
@@ -59,7 +73,38 @@ class SumOpBase(abc.ABC):
         Returns:
             Log-probabilities of the sums, ``[batch, *middle, num_out]``.
         """
-        return log_weighted_sum(x, normalized_weights(accumulators, logspace_accumulators))
+        if not self.has_custom_backward:
+            return log_weighted_sum(x, normalized_weights(accumulators, logspace_accumulators))
+        return self._custom_weighted_sum(x, tf.convert_to_tensor(accumulators), logspace_accumulators)
+
+    def _custom_weighted_sum(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
+        @tf.custom_gradient
+        def forward(x: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            weights = normalized_weights(accumulators, logspace_accumulators)
+            parts = log_weighted_sum_parts(x, weights)
+
+            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                return self.backward(x, weights, parts, dy)
+
+            return parts.log_sums, grad
+
+        return forward(x, accumulators)
+
+    def backward(
+        self, x: tf.Tensor, weights: tf.Tensor, parts: WeightedSumParts, dy: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Backward rule of ops with ``has_custom_backward``.
+
+        Args:
+            x: Children, ``[batch, *middle, num_in]``.
+            weights: Normalized linear weights, ``[*middle, num_in, num_out]`` or ``[num_in, num_out]``.
+            parts: Forward intermediates.
+            dy: Signal arriving at the sums, ``[batch, *middle, num_out]``.
+
+        Returns:
+            The signal for the children (shaped like ``x``) and the edge counts (shaped like ``weights``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} uses autodiff and has no custom backward rule.")
 
     def weighted_children(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
         """Compute the weighted children ``x_i + log w_i`` of a single root sum (e.g. class logits).
@@ -72,8 +117,18 @@ class SumOpBase(abc.ABC):
         Returns:
             The weighted child log-probabilities, ``[batch, num_in]``.
         """
-        log_weights = log_normalized_weights(accumulators, logspace_accumulators)
-        return x + tf.transpose(log_weights)
+        if not self.has_custom_backward:
+            return x + tf.transpose(log_normalized_weights(accumulators, logspace_accumulators))
+
+        @tf.custom_gradient
+        def forward(x: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                # The signal of each child is its own count; the edge counts are summed over the batch.
+                return dy, tf.transpose(tf.reduce_sum(dy, axis=0, keepdims=True))
+
+            return x + tf.transpose(log_normalized_weights(accumulators, logspace_accumulators)), grad
+
+        return forward(x, tf.convert_to_tensor(accumulators))
 
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:

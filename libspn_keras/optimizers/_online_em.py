@@ -1,0 +1,80 @@
+"""Online expectation maximization as a Keras optimizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from libspn_keras.optimizers._em_statistics import is_em_statistic
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class OnlineExpectationMaximization(keras.optimizers.Optimizer):
+    r"""Online expectation maximization which requires sum layers to use any of the EM-based ``SumOpBase`` instances.
+
+    With an EM sum op (``SumOpEMBackprop``, ``SumOpHardEMBackprop``, ``SumOpUnweightedHardEMBackprop``) the
+    "gradient" of the loss with respect to a linear accumulator is the negated count of its edge in the batch
+    (averaged over the batch by the loss), :math:`-\bar n`. Leaves with ``use_accumulators=True`` likewise
+    receive their negated sufficient statistics. Each step applies, with :math:`\eta` = ``learning_rate``:
+
+    * ``gliding_average=True``: :math:`a \leftarrow (1 - \eta)\, a + \eta\, \bar n` (an exponential moving
+      average of the per-sample statistics);
+    * ``gliding_average=False``: :math:`a \leftarrow a + \eta\, \bar n` (cumulative counts).
+
+    Weights are the accumulators normalized per sum, so with ``EpsilonInverseFanIn(epsilon)`` accumulators and
+    ``gliding_average=False`` they equal the additively smoothed weights of the DGC-SPN paper,
+    :math:`w_i = (c_i + \epsilon / K) / (\sum_j c_j + \epsilon)` with :math:`c = \eta \sum_t \bar n_t`.
+
+    Variables that do not hold EM statistics (e.g. log-space accumulators of a gradient-trained layer, or
+    leaf locations without accumulators) receive a plain SGD step :math:`v \leftarrow v - \eta g`.
+
+    Args:
+        learning_rate: The step size :math:`\eta` (in ``(0, 1]`` with ``gliding_average``).
+        gliding_average: Whether to keep an exponential moving average instead of cumulative counts.
+        name: Name of the optimizer.
+        **kwargs: Passed on to ``keras.optimizers.Optimizer``.
+
+    Example:
+        >>> opt = OnlineExpectationMaximization(learning_rate=0.05)
+        >>> opt.gliding_average
+        True
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.05,
+        gliding_average: bool = True,
+        name: str = "online_expectation_maximization",
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(learning_rate, int | float) and not learning_rate > 0.0:
+            raise ValueError(f"OnlineExpectationMaximization expects learning_rate > 0. Received: {learning_rate}")
+        if gliding_average and isinstance(learning_rate, int | float) and learning_rate > 1.0:
+            raise ValueError(
+                "OnlineExpectationMaximization with gliding_average=True expects learning_rate <= 1. "
+                f"Received: {learning_rate}"
+            )
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.gliding_average = bool(gliding_average)
+
+    def build(self, variables: list[Any]) -> None:
+        """Record which variables hold EM statistics (the backend hands ``update_step`` raw variables)."""
+        super().build(variables)
+        self._em_statistics = [is_em_statistic(variable) for variable in variables]
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        """Apply one online EM (or, for non-EM variables, SGD) step."""
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if not self._em_statistics[self._get_variable_index(variable)]:
+            self.assign_sub(variable, lr * gradient)
+        elif self.gliding_average:
+            self.assign(variable, (1.0 - lr) * variable - lr * gradient)
+        else:
+            self.assign_sub(variable, lr * gradient)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments."""
+        return {**super().get_config(), "gliding_average": self.gliding_average}

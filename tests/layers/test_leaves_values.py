@@ -1,0 +1,200 @@
+"""Forward values of the leaf layers against scipy.stats / numpy references."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import stats
+
+from libspn_keras import layers
+
+MODES = ["eager", "function", "jit"]
+LOCATION_SCALE = [
+    (layers.NormalLeaf, stats.norm),
+    (layers.CauchyLeaf, stats.cauchy),
+    (layers.LaplaceLeaf, stats.laplace),
+]
+LEAF_IDS = ["normal", "cauchy", "laplace"]
+
+
+def run(fn, mode, *args):
+    """Call ``fn(*args)`` eagerly, in a ``tf.function`` or in an XLA-compiled ``tf.function``."""
+    if mode == "eager":
+        return fn(*args)
+    return tf.function(fn, jit_compile=mode == "jit")(*args)
+
+
+def tolerance(dtype):
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+
+
+def make_location_scale_leaf(leaf_cls, x_shape, num_components, rng, dtype):
+    """Build a leaf for inputs of ``x_shape`` and give it random parameters; return it with the parameters."""
+    leaf = leaf_cls(num_components=num_components)
+    leaf.build(x_shape)
+    param_shape = (*x_shape[1:-1], num_components, x_shape[-1])
+    location = rng.normal(size=param_shape).astype(dtype)
+    scale = rng.uniform(0.3, 2.0, size=param_shape).astype(dtype)
+    leaf.location.assign(location)
+    leaf.scale.assign(scale)
+    return leaf, location, scale
+
+
+def reference_log_prob(dist, x, location, scale, missing=None):
+    """``sum_j logpdf(x[..., j] | location[..., k, j], scale[..., k, j])`` with missing dimensions dropped."""
+    x64 = np.asarray(x, np.float64)
+    safe = np.where(np.isnan(x64), 0.0, x64)[..., np.newaxis, :]
+    per_dim = dist.logpdf(safe, loc=location.astype(np.float64), scale=scale.astype(np.float64))
+    if missing is not None:
+        per_dim = np.where(missing[..., np.newaxis, :], 0.0, per_dim)
+    return per_dim.sum(axis=-1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("var_dim", [1, 3])
+@pytest.mark.parametrize(("leaf_cls", "dist"), LOCATION_SCALE, ids=LEAF_IDS)
+def test_location_scale_leaf_matches_scipy(leaf_cls, dist, var_dim, mode, floatx):
+    rng = np.random.default_rng(0)
+    x_shape = (5, 4, 2, var_dim)
+    leaf, location, scale = make_location_scale_leaf(leaf_cls, x_shape, 3, rng, floatx)
+    x = rng.normal(scale=2.0, size=x_shape).astype(floatx)
+
+    out = run(leaf, mode, tf.constant(x))
+
+    assert out.shape == (5, 4, 2, 3)
+    assert out.dtype == floatx
+    np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale), **tolerance(floatx))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("leaf_cls", "dist"), LOCATION_SCALE, ids=LEAF_IDS)
+def test_location_scale_leaf_image_layout(leaf_cls, dist, mode):
+    # [batch, height, width, channels]: (height, width) index variables, channels are the variable dimensions.
+    rng = np.random.default_rng(1)
+    x_shape = (3, 2, 3, 2)
+    leaf, location, scale = make_location_scale_leaf(leaf_cls, x_shape, 4, rng, "float32")
+    x = rng.normal(size=x_shape).astype("float32")
+
+    out = run(leaf, mode, tf.constant(x))
+
+    assert tuple(leaf.location.shape) == (2, 3, 4, 2)
+    np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("var_dim", [1, 3])
+@pytest.mark.parametrize(("leaf_cls", "dist"), LOCATION_SCALE, ids=LEAF_IDS)
+def test_nan_marginalizes_per_dimension(leaf_cls, dist, var_dim, mode):
+    rng = np.random.default_rng(2)
+    x_shape = (6, 3, 2, var_dim)
+    leaf, location, scale = make_location_scale_leaf(leaf_cls, x_shape, 2, rng, "float32")
+    x = rng.normal(size=x_shape).astype("float32")
+    missing = rng.uniform(size=x_shape) < 0.4
+    missing[0] = True  # a fully missing sample
+    x[missing] = np.nan
+
+    out = np.asarray(run(leaf, mode, tf.constant(x)))
+
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out[0], 0.0)
+    np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale, missing), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("per", ["variable", "dimension"])
+@pytest.mark.parametrize(("leaf_cls", "dist"), LOCATION_SCALE, ids=LEAF_IDS)
+def test_evidence_mask_marginalizes(leaf_cls, dist, per, mode):
+    rng = np.random.default_rng(3)
+    x_shape = (6, 3, 2, 3)
+    leaf, location, scale = make_location_scale_leaf(leaf_cls, x_shape, 2, rng, "float32")
+    x = rng.normal(size=x_shape).astype("float32")
+    mask_shape = x_shape[:-1] if per == "variable" else x_shape
+    observed = rng.uniform(size=mask_shape) < 0.6
+    missing = np.broadcast_to(~observed[..., np.newaxis], x_shape) if per == "variable" else ~observed
+    # Values behind a False mask must not matter, even if they are huge.
+    x = np.where(missing, 1e30, x).astype("float32")
+
+    out = run(lambda v, m: leaf(v, evidence_mask=m), mode, tf.constant(x), tf.constant(observed))
+
+    np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale, missing), rtol=1e-5, atol=1e-5)
+
+
+def test_evidence_mask_and_nan_combine():
+    rng = np.random.default_rng(4)
+    x_shape = (4, 3, 1, 2)
+    leaf, location, scale = make_location_scale_leaf(layers.NormalLeaf, x_shape, 2, rng, "float32")
+    x = rng.normal(size=x_shape).astype("float32")
+    nan = rng.uniform(size=x_shape) < 0.3
+    observed = rng.uniform(size=x_shape) < 0.7
+    x[nan] = np.nan
+
+    out = leaf(x, evidence_mask=observed)
+
+    expected = reference_log_prob(stats.norm, x, location, scale, nan | ~observed)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_marginalizing_changes_the_output():
+    # Guards the references above: an observed value contributes a non-zero log-density.
+    rng = np.random.default_rng(5)
+    leaf, _, _ = make_location_scale_leaf(layers.NormalLeaf, (2, 2, 1, 1), 2, rng, "float32")
+    x = np.full((2, 2, 1, 1), 3.0, "float32")
+    observed = np.asarray(leaf(x))
+    marginal = np.asarray(leaf(x, evidence_mask=np.zeros((2, 2, 1), bool)))
+    assert np.all(np.abs(observed) > 1e-3)
+    np.testing.assert_array_equal(marginal, 0.0)
+
+
+def indicator_reference(states, num_components, missing=None):
+    """``log(one_hot(states))`` with missing variables mapped to ``0`` for every indicator."""
+    states = np.asarray(states)
+    safe = np.where(np.isnan(states), 0, states) if states.dtype.kind == "f" else states
+    one_hot = safe[..., 0, np.newaxis] == np.arange(num_components)
+    with np.errstate(divide="ignore"):
+        log_one_hot = np.log(one_hot.astype(np.float64))
+    if missing is not None:
+        log_one_hot = np.where(missing[..., 0, np.newaxis], 0.0, log_one_hot)
+    return log_one_hot
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("input_dtype", ["int32", "int64", "float32"])
+def test_indicator_leaf_one_hot_in_log_space(input_dtype, mode, floatx):
+    rng = np.random.default_rng(6)
+    states = rng.integers(0, 4, size=(7, 5, 2, 1)).astype(input_dtype)
+    leaf = layers.IndicatorLeaf(num_components=4)
+
+    out = run(leaf, mode, tf.constant(states))
+
+    assert out.shape == (7, 5, 2, 4)
+    assert out.dtype == floatx
+    np.testing.assert_array_equal(out, indicator_reference(states, 4))
+    np.testing.assert_array_equal(np.exp(np.asarray(out)).sum(axis=-1), 1.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_indicator_leaf_nan_marginalizes(mode):
+    rng = np.random.default_rng(7)
+    states = rng.integers(0, 3, size=(6, 4, 2, 1)).astype("float32")
+    missing = rng.uniform(size=states.shape) < 0.4
+    states[missing] = np.nan
+    leaf = layers.IndicatorLeaf(num_components=3, dtype="float32")
+
+    out = run(leaf, mode, tf.constant(states))
+
+    np.testing.assert_array_equal(out, indicator_reference(states, 3, missing))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("per", ["variable", "dimension"])
+def test_indicator_leaf_evidence_mask_marginalizes(per, mode):
+    rng = np.random.default_rng(8)
+    states = rng.integers(0, 3, size=(6, 4, 2, 1)).astype("int32")
+    observed = rng.uniform(size=states.shape) < 0.5
+    mask = observed[..., 0] if per == "variable" else observed
+    # Unobserved entries may hold any value, even one outside [0, num_components).
+    states = np.where(observed, states, 99).astype("int32")
+    leaf = layers.IndicatorLeaf(num_components=3)
+
+    out = run(lambda s, m: leaf(s, evidence_mask=m), mode, tf.constant(states), tf.constant(mask))
+
+    np.testing.assert_array_equal(out, indicator_reference(np.where(observed, states, 0), 3, ~observed))

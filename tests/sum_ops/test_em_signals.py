@@ -1,0 +1,200 @@
+"""EM, hard-EM and unweighted hard-EM signals against brute-force numpy computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from libspn_keras import layers, models, sum_ops
+from tests.reference_spn import ReferenceSPN
+
+NUM_VARS, NUM_DECOMPS, NUM_STATES, NUM_SUMS = 3, 2, 2, 3
+PERMUTATIONS = np.array([[0, 1, 2, -1], [2, -1, 0, 1]])  # padding in both decompositions
+
+
+def make_reference(rng: np.random.Generator) -> ReferenceSPN:
+    weights = rng.gamma(1.0, size=(2, NUM_DECOMPS, NUM_STATES**2, NUM_SUMS))
+    root = rng.gamma(1.0, size=(NUM_DECOMPS * NUM_SUMS**2,))
+    return ReferenceSPN(
+        num_states=NUM_STATES,
+        permutations=PERMUTATIONS,
+        sum_weights=[weights / weights.sum(axis=2, keepdims=True)],
+        root_weights=root / root.sum(),
+    )
+
+
+def make_model(ref: ReferenceSPN, op: sum_ops.SumOpBase) -> models.SequentialSumProductNetwork:
+    model = models.SequentialSumProductNetwork(
+        [
+            layers.FlatToRegions(num_decomps=NUM_DECOMPS, input_shape=(NUM_VARS,)),
+            layers.IndicatorLeaf(num_components=NUM_STATES),
+            layers.PermuteAndPadScopes(PERMUTATIONS),
+            layers.DenseProduct(num_factors=2),
+            layers.DenseSum(num_sums=NUM_SUMS, sum_op=op, logspace_accumulators=False),
+            layers.DenseProduct(num_factors=2),
+            layers.Undecompose(),
+            layers.RootSum(return_weighted_child_logits=False, sum_op=op, logspace_accumulators=False),
+        ]
+    )
+    dense, root = model.layers[4], model.layers[7]
+    dense.accumulators.assign(ref.sum_weights[0] * 3.0)  # unnormalized accumulators on purpose
+    root.accumulators.assign(ref.root_weights[:, None] * 2.0)
+    return model
+
+
+def counts_and_child_signal(model, x, observed=None):
+    dense, root = model.layers[4], model.layers[7]
+    with tf.GradientTape() as tape:
+        out = model(x) if observed is None else model((x, observed))
+        total = tf.reduce_sum(out)
+    acc_grads = tape.gradient(total, [dense.accumulators, root.accumulators])
+    return [g.numpy() for g in acc_grads]
+
+
+@pytest.fixture
+def setup():
+    rng = np.random.default_rng(0)
+    ref = make_reference(rng)
+    x = rng.integers(0, NUM_STATES, size=(6, NUM_VARS))
+    return ref, x
+
+
+def test_soft_em_counts_equal_posterior_expected_counts(setup, float64):
+    ref, x = setup
+    model = make_model(ref, sum_ops.SumOpEMBackprop())
+    dense_counts, root_counts = counts_and_child_signal(model, x)
+    p = ref.forward(x)
+    # Expected count of an edge = w * dp/dw / p; p is multilinear in w, so central differences are exact.
+    expected = np.zeros_like(ref.sum_weights[0])
+    delta = 1e-4
+    for index in np.ndindex(*expected.shape):
+        w = ref.sum_weights[0]
+        orig = w[index]
+        w[index] = orig + delta
+        up = ref.forward(x)
+        w[index] = orig - delta
+        down = ref.forward(x)
+        w[index] = orig
+        expected[index] = np.sum(orig * (up - down) / (2 * delta) / p)
+    np.testing.assert_allclose(dense_counts, expected, rtol=1e-6, atol=1e-9)
+    # Each sum node's incoming edge counts sum to its posterior; the root's counts sum to the batch size.
+    np.testing.assert_allclose(root_counts.sum(), len(x), rtol=1e-9)
+    p = ref.forward(x)  # refresh the stored values after the perturbed evaluations
+    flat = ref.values[-1].reshape(len(x), -1)
+    root_expected = (flat * ref.root_weights / p[:, None]).sum(axis=0)
+    np.testing.assert_allclose(root_counts[:, 0], root_expected, rtol=1e-9)
+
+
+def _hard_counts_reference(ref: ReferenceSPN, x: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Top-down max-child selection on the forward values of the numpy reference."""
+    ref.forward(x)
+    with np.errstate(divide="ignore"):  # log(0) = -inf for impossible children
+        return _select(ref, x, weighted)
+
+
+def _select(ref: ReferenceSPN, x: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
+    prod1, prod2 = ref.values[1], ref.values[3]
+    w = ref.sum_weights[0]
+    dense_counts = np.zeros_like(w)
+    root_counts = np.zeros_like(ref.root_weights)
+    for b in range(len(x)):
+        top = prod2[b].reshape(-1)
+        scores = np.log(top) + (np.log(ref.root_weights) if weighted else 0.0)
+        winner = int(np.argmax(scores))
+        root_counts[winner] += 1
+        d, node = divmod(winner, NUM_SUMS**2)
+        for s, child_sum in ((0, node // NUM_SUMS), (1, node % NUM_SUMS)):
+            child_scores = np.log(prod1[b, s, d]) + (np.log(w[s, d, :, child_sum]) if weighted else 0.0)
+            dense_counts[s, d, int(np.argmax(child_scores)), child_sum] += 1
+    return dense_counts, root_counts
+
+
+@pytest.mark.parametrize(
+    ("op", "weighted"),
+    [(sum_ops.SumOpHardEMBackprop(), True), (sum_ops.SumOpUnweightedHardEMBackprop(), False)],
+    ids=["hard_em", "unweighted_hard_em"],
+)
+def test_hard_em_winners_equal_brute_force_argmax(setup, float64, op, weighted):
+    ref, x = setup
+    model = make_model(ref, op)
+    dense_counts, root_counts = counts_and_child_signal(model, x)
+    exp_dense, exp_root = _hard_counts_reference(ref, x, weighted)
+    np.testing.assert_array_equal(root_counts[:, 0], exp_root)
+    np.testing.assert_array_equal(dense_counts, exp_dense)
+
+
+@pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
+def test_hard_em_ties_go_to_the_first_child(float64, op_cls):
+    # All variables unobserved: every leaf is 1, all products tie; uniform weights make weighted ties too.
+    ref = make_reference(np.random.default_rng(1))
+    ref.sum_weights[0][:] = 1.0 / NUM_STATES**2
+    ref.root_weights[:] = 1.0 / ref.root_weights.size
+    model = make_model(ref, op_cls())
+    x = np.zeros((2, NUM_VARS), np.int32)
+    dense_counts, root_counts = counts_and_child_signal(model, x, np.zeros((2, NUM_VARS), bool))
+    assert root_counts[0, 0] == 2 and root_counts.sum() == 2
+    # Root child 0 is product node 0 of decomposition 0: sum 0 of both scopes, each picking its child 0.
+    assert dense_counts[0, 0, 0, 0] == 2 and dense_counts[1, 0, 0, 0] == 2
+    assert dense_counts.sum() == 4
+
+
+def test_hard_em_with_sampling_prob_one_samples_from_the_posterior(float64):
+    ref = make_reference(np.random.default_rng(2))
+    model = make_model(ref, sum_ops.SumOpHardEMBackprop(sample_prob=1.0))
+    x = np.tile(np.array([[1, 0, 1]]), (4000, 1))
+    _, root_counts = counts_and_child_signal(model, x)
+    p = ref.forward(x[:1])
+    posterior = ref.values[-1].reshape(1, -1)[0] * ref.root_weights / p[0]
+    freq = root_counts[:, 0] / len(x)
+    np.testing.assert_allclose(freq, posterior, atol=0.03)
+
+
+def test_child_signal_of_soft_em_is_the_gradient_of_the_log_likelihood(float64):
+    ref = make_reference(np.random.default_rng(3))
+    x = np.random.default_rng(4).integers(0, 2, size=(5, NUM_VARS)).astype("float64")
+    signals = []
+    for op in (sum_ops.SumOpEMBackprop(), sum_ops.SumOpGradBackprop(logspace_accumulators=False)):
+        model = make_model(ref, op)
+        leaf_in = model.layers[0](x)
+        with tf.GradientTape() as tape:
+            leaf_out = model.layers[1](leaf_in)
+            tape.watch(leaf_out)
+            h = leaf_out
+            for layer in model.layers[2:]:
+                h = layer(h)
+        signals.append(tape.gradient(h, leaf_out).numpy())
+    np.testing.assert_allclose(signals[0], signals[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop(), sum_ops.SumOpUnweightedHardEMBackprop()],
+    ids=lambda op: type(op).__name__,
+)
+def test_em_ops_run_under_xla_with_the_same_counts(float64, op):
+    ref = make_reference(np.random.default_rng(5))
+    x = np.random.default_rng(6).integers(0, 2, size=(4, NUM_VARS)).astype("float64")
+    model = make_model(ref, op)
+    variables = [model.layers[4].accumulators, model.layers[7].accumulators]
+
+    def counts(inputs):
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(model(inputs))
+        return tape.gradient(total, variables)
+
+    eager = counts(x)
+    compiled = tf.function(counts, jit_compile=True)(tf.constant(x))
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9)
+
+
+def test_em_ops_reject_logspace_accumulators():
+    with pytest.raises(ValueError, match="log-space accumulators"):
+        layers.DenseSum(num_sums=2, sum_op=sum_ops.SumOpHardEMBackprop(), logspace_accumulators=True)
+
+
+@pytest.mark.parametrize("prob", [-0.1, 1.5])
+def test_sample_prob_out_of_range_raises(prob):
+    with pytest.raises(ValueError, match="sample_prob in \\[0, 1\\]"):
+        sum_ops.SumOpHardEMBackprop(sample_prob=prob)

@@ -1,0 +1,167 @@
+"""Tests of ``libspn_keras.datasets``: the DEBD loader and the digits split."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from libspn_keras.datasets import DEBD_SPLITS, DigitsSplit, load_debd, load_digits_split
+
+DEBD_DIR = Path(__file__).parents[1] / ".." / "shared" / "data" / "debd"
+
+TOY = {
+    "train": np.array([[0, 1, 1], [1, 0, 1], [0, 0, 0]]),
+    "valid": np.array([[1, 1, 1]]),
+    "test": np.array([[0, 1, 0], [1, 1, 0]]),
+}
+
+
+def _write(folder: Path, name: str, split: str, text: str) -> Path:
+    path = folder / f"{name}.{split}.data.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(text)
+    return path
+
+
+def _write_toy(folder: Path, name: str = "toy") -> None:
+    for split, array in TOY.items():
+        _write(folder, name, split, "\n".join(",".join(map(str, row)) for row in array) + "\n")
+
+
+def test_load_debd_all_splits(tmp_path):
+    _write_toy(tmp_path)
+    data = load_debd("toy", tmp_path)
+    assert list(data) == list(DEBD_SPLITS)
+    for split, expected in TOY.items():
+        assert data[split].dtype == np.int32
+        np.testing.assert_array_equal(data[split], expected)
+
+
+@pytest.mark.parametrize("split", DEBD_SPLITS)
+def test_load_debd_one_split(tmp_path, split):
+    _write_toy(tmp_path)
+    array = load_debd("toy", str(tmp_path), split=split)
+    assert isinstance(array, np.ndarray)
+    assert array.dtype == np.int32
+    np.testing.assert_array_equal(array, TOY[split])
+
+
+def test_load_debd_single_row_is_2d(tmp_path):
+    _write_toy(tmp_path)
+    assert load_debd("toy", tmp_path, split="valid").shape == (1, 3)
+
+
+def test_load_debd_missing_file_names_expected_path(tmp_path):
+    _write_toy(tmp_path)
+    (tmp_path / "toy.valid.data.gz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"toy\.valid\.data\.gz"):
+        load_debd("toy", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"nltcs\.test\.data\.gz"):
+        load_debd("nltcs", tmp_path, split="test")
+
+
+def test_load_debd_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_debd("toy", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("split", ["training", "Test", ""])
+def test_load_debd_rejects_bad_split(tmp_path, split):
+    _write_toy(tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        load_debd("toy", tmp_path, split=split)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..\\x"])
+def test_load_debd_rejects_bad_name(tmp_path, name):
+    with pytest.raises(ValueError, match="name"):
+        load_debd(name, tmp_path)
+
+
+def test_load_debd_rejects_non_binary_values(tmp_path):
+    _write(tmp_path, "toy", "train", "0,2,1\n1,0,1\n")
+    with pytest.raises(ValueError, match=r"0/1.*\[2\]"):
+        load_debd("toy", tmp_path, split="train")
+
+
+def test_load_debd_rejects_ragged_rows(tmp_path):
+    _write(tmp_path, "toy", "train", "0,1,1\n1,0\n")
+    with pytest.raises(ValueError, match=r"toy\.train\.data\.gz"):
+        load_debd("toy", tmp_path, split="train")
+
+
+def test_load_debd_rejects_plain_text_file(tmp_path):
+    (tmp_path / "toy.train.data.gz").write_text("0,1\n")
+    with pytest.raises(ValueError, match="gzipped"):
+        load_debd("toy", tmp_path, split="train")
+
+
+def test_load_debd_rejects_empty_file(tmp_path):
+    _write(tmp_path, "toy", "train", "")
+    with pytest.raises(ValueError, match="no data"):
+        load_debd("toy", tmp_path, split="train")
+
+
+def test_load_debd_rejects_mismatched_splits(tmp_path):
+    _write_toy(tmp_path)
+    _write(tmp_path, "toy", "test", "0,1\n")
+    with pytest.raises(ValueError, match="different numbers of variables"):
+        load_debd("toy", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "num_vars", "num_train", "num_valid", "num_test"),
+    [("nltcs", 16, 16181, 2157, 3236), ("plants", 69, 17412, 2321, 3482), ("accidents", 111, 12758, 1700, 2551)],
+)
+def test_load_debd_shared_data(name, num_vars, num_train, num_valid, num_test):
+    if not (DEBD_DIR / f"{name}.train.data.gz").is_file():
+        pytest.skip(f"DEBD data not found at {DEBD_DIR.resolve()} (shared data directory absent)")
+    data = load_debd(name, DEBD_DIR)
+    assert {split: array.shape for split, array in data.items()} == {
+        "train": (num_train, num_vars),
+        "valid": (num_valid, num_vars),
+        "test": (num_test, num_vars),
+    }
+    for array in data.values():
+        assert array.dtype == np.int32
+        assert set(np.unique(array)) <= {0, 1}
+
+
+def test_load_digits_split_shapes_and_range():
+    split = load_digits_split(test_fraction=0.2, seed=3)
+    assert isinstance(split, DigitsSplit)
+    x_train, y_train, x_test, y_test = split
+    assert len(x_train) + len(x_test) == 1797
+    assert len(x_test) == 360
+    assert x_train.shape[1:] == (64,)
+    assert x_train.dtype == np.float32 and y_train.dtype == np.int32
+    assert x_train.min() >= 0.0 and x_train.max() <= 1.0
+    assert set(np.unique(y_test)) == set(range(10))
+
+
+def test_load_digits_split_is_deterministic_and_seeded():
+    first, second, other = load_digits_split(seed=0), load_digits_split(seed=0), load_digits_split(seed=1)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first.x_train, other.x_train)
+
+
+def test_load_digits_split_disjoint_and_complete():
+    x_train, _, x_test, _ = load_digits_split(normalize=False)
+    rows = {tuple(row) for row in np.concatenate([x_train, x_test])}
+    from sklearn.datasets import load_digits
+
+    assert rows == {tuple(row) for row in load_digits().data.astype(np.float32)}
+    assert x_train.max() == 16.0
+
+
+def test_load_digits_split_unflattened():
+    x_train, _, x_test, _ = load_digits_split(flatten=False)
+    assert x_train.shape[1:] == (8, 8) and x_test.shape[1:] == (8, 8)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_load_digits_split_rejects_bad_fraction(fraction):
+    with pytest.raises(ValueError, match="test_fraction"):
+        load_digits_split(test_fraction=fraction)
