@@ -249,11 +249,11 @@ def test_fit_evaluate_predict_with_datasets_and_callbacks(tmp_path):
         keras.callbacks.ModelCheckpoint(tmp_path / "best.weights.h5", save_weights_only=True, monitor="loss"),
         keras.callbacks.TerminateOnNaN(),
     ]
-    history = model.fit(train, validation_data=val, epochs=3, callbacks=callbacks, shuffle=False, verbose=0)
+    history = model.fit(train, validation_data=val, epochs=2, callbacks=callbacks, shuffle=False, verbose=0)
     assert set(history.history) == {"loss", "llh", "val_loss", "val_llh"}
-    assert len(history.history["loss"]) == 3
+    assert len(history.history["loss"]) == 2
     np.testing.assert_allclose(history.history["val_loss"], -np.array(history.history["val_llh"]), rtol=1e-6)
-    assert counter.train_batches == 3 * 4 and counter.test_batches == 3 * 2
+    assert counter.train_batches == 2 * 4 and counter.test_batches == 2 * 2
     assert (tmp_path / "best.weights.h5").exists()
 
     result = model.evaluate(val, return_dict=True, callbacks=[counter], verbose=0)
@@ -288,7 +288,7 @@ def test_supervised_discriminative_fit():
     )
     x, y = _blobs(64)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=0).batch(16)
-    history = model.fit(dataset, epochs=4, shuffle=False, verbose=0).history
+    history = model.fit(dataset, epochs=3, shuffle=False, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
     result = model.evaluate(x, y, verbose=0, return_dict=True)
     assert result["accuracy"] >= 0.9

@@ -5,6 +5,7 @@ Region layers share one tensor layout, batch first: ``[batch, num_scopes, num_de
 
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._conv2d_product import Conv2DProduct
 from libspn_keras.layers._dense_sum import DenseSum
 from libspn_keras.layers._indicator_leaf import IndicatorLeaf
 from libspn_keras.layers._location_scale_leaves import BaseLocationScaleLeaf, CauchyLeaf, LaplaceLeaf, NormalLeaf
@@ -18,19 +19,26 @@ from libspn_keras.layers._scopes import (
     PermuteAndPadScopes,
     PermuteAndPadScopesRandom,
 )
+from libspn_keras.layers._spatial_sums import BaseSpatialSum, Conv2DSum, Local2DSum
+from libspn_keras.layers._spatial_to_regions import SpatialToRegions
+from libspn_keras.layers._temporal_dense_product import TemporalDenseProduct
 from libspn_keras.layers._undecompose import Undecompose
 
 __all__ = [
     "BaseLeaf",
     "BaseLocationScaleLeaf",
     "BasePermuteAndPadScopes",
+    "BaseSpatialSum",
     "BaseSum",
     "CauchyLeaf",
+    "Conv2DProduct",
+    "Conv2DSum",
     "DenseProduct",
     "DenseSum",
     "FlatToRegions",
     "IndicatorLeaf",
     "LaplaceLeaf",
+    "Local2DSum",
     "LogDropout",
     "NormalLeaf",
     "NormalizeStandardScore",
@@ -38,5 +46,7 @@ __all__ = [
     "PermuteAndPadScopesRandom",
     "ReduceProduct",
     "RootSum",
+    "TemporalDenseProduct",
+    "SpatialToRegions",
     "Undecompose",
 ]

@@ -9,11 +9,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class LogDropout(keras.layers.Layer):
+class LogDropout(SpatialScopeMixin, keras.layers.Layer):
     """Log dropout layer.
 
     Applies dropout in log-space during training: a dropped value becomes ``-inf`` (probability 0); kept values
@@ -63,6 +64,10 @@ class LogDropout(keras.layers.Layer):
         self.seed = seed
         self.axis_at_least_one = axis_at_least_one
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape: Shape) -> None:
+        """Dropout keeps the scopes of spatial inputs."""
+        self.output_scopes = self._input_scopes
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """Drop values (set them to ``-inf``) with probability ``rate`` when training.

@@ -359,6 +359,8 @@ def test_log_dropout_drops_to_neg_inf_when_training(mode):
     dropped = np.isneginf(out)
     np.testing.assert_array_equal(out[~dropped], x[~dropped])  # kept values are not rescaled
     assert 0.25 < dropped.mean() < 0.35
+    # Every call draws a new mask.
+    assert not np.array_equal(np.isneginf(layer(x, training=True)), np.isneginf(layer(x, training=True)))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,0 +1,241 @@
+"""Convolutional log-products of Deep Generalized Convolutional SPNs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+
+SPATIAL_LAYOUT = "[batch, height, width, channels]"
+PADDINGS = ("valid", "full", "final")
+
+
+def _pair(layer: str, name: str, value: Any) -> tuple[int, int]:
+    values = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    if len(values) != 2 or any(isinstance(v, bool) or int(v) != v or int(v) < 1 for v in values):
+        raise ValueError(f"{layer} expects {name} to be two positive integers. Received: {name}={value!r}")
+    return int(values[0]), int(values[1])
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
+    """Convolutional product as described in (Van de Wolfshaar and Pronobis, 2019).
+
+    Expects log-space inputs and produces log-space outputs. Each output cell is a product over a (dilated,
+    strided) patch of ``kernel_size`` input cells, taking one channel per cell: in log-space, a convolution with
+    one-hot kernels (a generalized convolutional log-product).
+
+    * ``depthwise=True``: output channel ``c`` multiplies channel ``c`` of every cell of the patch (sum pooling
+      in log-space); ``num_channels`` is ignored and equals the number of input channels.
+    * ``depthwise=False``: output channel ``o`` multiplies, for each kernel cell, the input channel chosen by the
+      layer's non-trainable ``kernel_indices`` weight ``[kernel_h, kernel_w, num_channels]``. With
+      ``num_channels=None`` all ``C ** (kernel_h * kernel_w)`` combinations are used (channel ``o`` takes channel
+      ``(o // C**t) % C`` at kernel cell ``t`` in row-major order); otherwise ``num_channels`` distinct random
+      combinations (seeded by ``seed``).
+
+    Padding cells have log-probability 0 (probability 1, an empty scope):
+
+    * ``'valid'``: no padding (usually with non-overlapping patches, strides equal to the kernel extent);
+    * ``'full'``: ``(kernel - 1) * dilation`` cells on both sides, used with unit strides and exponentially
+      increasing dilations for overlapping patches;
+    * ``'final'``: ``2 * ((kernel - 1) * dilation) - size`` cells before the input only (as in the original
+      library), for the top product of a DGC-SPN whose output cells must each cover the whole image.
+
+    Validity is checked when the layer is built inside a model: every product must have children with pairwise
+    disjoint scopes (decomposability), otherwise a ``ValueError`` names the first offending cell.
+
+    Args:
+        strides: A tuple or list of strides.
+        dilations: A tuple or list of dilations.
+        kernel_size: A tuple or list of kernel sizes.
+        num_channels: Number of channels. If ``None``, will be set to ``num_in_channels ** prod(kernel_sizes)``.
+            This can be a source of OOM problems quickly.
+        padding: Can be either ``'full'``, ``'valid'`` or ``'final'``.
+        depthwise: Whether to use depthwise convolutions. If ``True``, the value of ``num_channels`` is ignored.
+        seed: Seed of the random channel combinations when ``num_channels`` is smaller than all combinations.
+        **kwargs: Keyword arguments to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, height, width, channels]`` log-probabilities.
+
+    Output shape:
+        ``[batch, out_height, out_width, num_channels]`` with
+        ``out = ceil((size + pad_before + pad_after - (kernel - 1) * dilation) / stride)``.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = Conv2DProduct(strides=2, dilations=1, kernel_size=2, depthwise=True)
+        >>> layer(np.zeros((1, 4, 4, 3), "float32")).shape
+        TensorShape([1, 2, 2, 3])
+    """
+
+    def __init__(
+        self,
+        strides: Sequence[int] | int,
+        dilations: Sequence[int] | int,
+        kernel_size: Sequence[int] | int,
+        num_channels: int | None = None,
+        padding: str = "valid",
+        depthwise: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.strides = _pair("Conv2DProduct", "strides", strides)
+        self.dilations = _pair("Conv2DProduct", "dilations", dilations)
+        self.kernel_size = _pair("Conv2DProduct", "kernel_size", kernel_size)
+        if padding not in PADDINGS:
+            raise ValueError(f"Conv2DProduct expects padding in {PADDINGS}. Received: padding={padding!r}")
+        if num_channels is not None and (isinstance(num_channels, bool) or int(num_channels) < 1):
+            raise ValueError(f"Conv2DProduct expects num_channels >= 1 or None. Received: num_channels={num_channels}")
+        self.padding = padding
+        self.depthwise = bool(depthwise)
+        self.num_channels = None if num_channels is None else int(num_channels)
+        self.seed = seed
+
+    def _extent(self) -> tuple[int, int]:
+        return (
+            (self.kernel_size[0] - 1) * self.dilations[0] + 1,
+            (self.kernel_size[1] - 1) * self.dilations[1] + 1,
+        )
+
+    def pad_sizes(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Return ``((top, bottom), (left, right))`` padding for an input of ``height x width`` cells."""
+        pads = []
+        for size, extent, kernel in zip((height, width), self._extent(), self.kernel_size, strict=True):
+            if self.padding == "valid":
+                pads.append((0, 0))
+            elif self.padding == "full":
+                pads.append((extent - 1, extent - 1))
+            else:
+                pads.append((max((extent - 1) * 2 - size, 0) if kernel > 1 else 0, 0))
+        return pads[0], pads[1]
+
+    def _out_sizes(self, height: int, width: int) -> tuple[int, int]:
+        (top, bottom), (left, right) = self.pad_sizes(height, width)
+        sizes = []
+        for padded, extent, stride in zip(
+            (height + top + bottom, width + left + right), self._extent(), self.strides, strict=True
+        ):
+            sizes.append(-(-(padded - extent + 1) // stride))
+        return sizes[0], sizes[1]
+
+    def build(self, input_shape: Shape) -> None:
+        """Validate the geometry and decomposability, then create the non-trainable kernel weight."""
+        check_rank(self.name, input_shape, 4, SPATIAL_LAYOUT)
+        _, height, width, channels = input_shape
+        if None in (height, width, channels):
+            raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
+        out_h, out_w = self._out_sizes(height, width)
+        if out_h < 1 or out_w < 1:
+            raise ValueError(
+                f"Layer '{self.name}': a {self.kernel_size} kernel with dilations {self.dilations} and padding "
+                f"'{self.padding}' does not fit an input of {height}x{width} cells. Received: input_shape={input_shape}"
+            )
+        self.output_scopes = self._propagate_scopes(self.input_scopes(height, width))
+        if self.depthwise:
+            self.num_channels = int(channels)
+            self.kernel = self.add_weight(name="kernel", shape=self.kernel_size, initializer="ones", trainable=False)
+            return
+        total = int(channels) ** (self.kernel_size[0] * self.kernel_size[1])
+        if self.num_channels is None:
+            self.num_channels = total
+        if self.num_channels > total:
+            raise ValueError(
+                f"Layer '{self.name}' can form at most {total} distinct channel combinations from {channels} input "
+                f"channels. Received: num_channels={self.num_channels}"
+            )
+        self.kernel_indices = self.add_weight(
+            name="kernel_indices",
+            shape=(*self.kernel_size, self.num_channels),
+            initializer=keras.initializers.Constant(self._combinations(int(channels), total)),
+            dtype="int32",
+            trainable=False,
+        )
+
+    def _combinations(self, channels: int, total: int) -> np.ndarray:
+        num_cells = self.kernel_size[0] * self.kernel_size[1]
+        if self.num_channels == total:
+            combos = np.arange(total, dtype=np.int64)
+        else:
+            combos = np.random.default_rng(self.seed).choice(total, size=self.num_channels, replace=False)
+        digits = (combos[None, :] // channels ** np.arange(num_cells)[::-1, None]) % channels
+        return digits.reshape(*self.kernel_size, -1).astype(np.int32)
+
+    def _propagate_scopes(self, scopes: np.ndarray) -> np.ndarray:
+        """Union of the children's scopes per output cell; raise if two children of a product overlap."""
+        height, width, num_pixels = scopes.shape
+        (top, bottom), (left, right) = self.pad_sizes(height, width)
+        padded = np.pad(scopes, ((top, bottom), (left, right), (0, 0)))
+        out_h, out_w = self._out_sizes(height, width)
+        count = np.zeros((out_h, out_w, num_pixels), dtype=np.int32)
+        for u in range(self.kernel_size[0]):
+            for v in range(self.kernel_size[1]):
+                count += self._patch_slice(padded, u, v, out_h, out_w).astype(np.int32)
+        overlap = np.argwhere(count.max(axis=-1) > 1)
+        if len(overlap):
+            i, j = overlap[0]
+            raise ValueError(
+                f"Layer '{self.name}': the product at output cell ({i}, {j}) has children with overlapping scopes, "
+                f"which breaks decomposability (kernel_size={self.kernel_size}, strides={self.strides}, "
+                f"dilations={self.dilations}, padding='{self.padding}'). Overlapping patches need dilations that "
+                "grow with the patch extent of the previous products (e.g. 1, 2, 4, ... with kernel size 2)."
+            )
+        return count > 0
+
+    def _patch_slice(self, padded: Any, u: int, v: int, out_h: int, out_w: int) -> Any:
+        row, col = u * self.dilations[0], v * self.dilations[1]
+        rows = slice(row, row + self.strides[0] * (out_h - 1) + 1, self.strides[0])
+        cols = slice(col, col + self.strides[1] * (out_w - 1) + 1, self.strides[1])
+        if isinstance(padded, np.ndarray):
+            return padded[rows, cols]
+        return padded[:, rows, cols]
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Sum (log-space product) the selected channel of every cell of each patch."""
+        check_float_dtype(self.name, x.dtype)
+        _, height, width, _ = x.shape
+        (top, bottom), (left, right) = self.pad_sizes(height, width)
+        padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        out_h, out_w = self._out_sizes(height, width)
+        out = None
+        for u in range(self.kernel_size[0]):
+            for v in range(self.kernel_size[1]):
+                cells = self._patch_slice(padded, u, v, out_h, out_w)
+                if self.depthwise:
+                    term = cells * tf.cast(self.kernel[u, v], x.dtype)
+                else:
+                    term = tf.gather(cells, self.kernel_indices[u, v], axis=-1)
+                out = term if out is None else out + term
+        return out
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, out_height, out_width, num_channels]``."""
+        batch, height, width, channels = input_shape
+        out_h, out_w = self._out_sizes(height, width)
+        if self.depthwise:
+            num_channels = channels
+        elif self.num_channels is not None:
+            num_channels = self.num_channels
+        else:
+            num_channels = channels ** (self.kernel_size[0] * self.kernel_size[1])
+        return (batch, out_h, out_w, num_channels)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {
+            "strides": list(self.strides),
+            "dilations": list(self.dilations),
+            "kernel_size": list(self.kernel_size),
+            "num_channels": None if self.depthwise else self.num_channels,
+            "padding": self.padding,
+            "depthwise": self.depthwise,
+            "seed": self.seed,
+            **super().get_config(),
+        }

@@ -1,0 +1,40 @@
+"""Scope bookkeeping of spatial (DGC-SPN) layers, so that invalid structures fail when the model is built.
+
+A spatial layer's output scopes are a boolean array ``[height, width, num_input_cells]``: entry ``(i, j, p)`` is
+``True`` if cell ``(i, j)`` covers input cell (pixel) ``p``. Every channel of a cell shares that scope. Layers
+learn the scopes of their input from the layer that produced it (through the Keras history of symbolic inputs,
+i.e. in ``Sequential`` and functional models); a spatial input without history is taken to be a leaf grid with
+one variable per cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def singleton_scopes(height: int, width: int) -> np.ndarray:
+    """Scopes of a leaf grid: cell ``(i, j)`` covers pixel ``i * width + j`` only."""
+    return np.eye(height * width, dtype=bool).reshape(height, width, height * width)
+
+
+class SpatialScopeMixin:
+    """Records the scopes of the input of a spatial layer and exposes ``output_scopes`` once built."""
+
+    output_scopes: np.ndarray | None = None
+    _input_scopes: np.ndarray | None = None
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Capture the producing layer's ``output_scopes`` (symbolic inputs only), then call the layer."""
+        history = getattr(inputs, "_keras_history", None)
+        if history is not None:
+            self._input_scopes = getattr(history[0], "output_scopes", None)
+        return super().__call__(inputs, *args, **kwargs)  # type: ignore[misc]
+
+    def input_scopes(self, height: int, width: int) -> np.ndarray:
+        """Scopes of the input cells: recorded from the producing layer, or a leaf grid."""
+        scopes = self._input_scopes
+        if scopes is None or scopes.shape[:2] != (height, width):
+            return singleton_scopes(height, width)
+        return scopes

@@ -1,0 +1,122 @@
+"""Spatial sums of DGC-SPNs: weights per cell (``Local2DSum``) or shared across cells (``Conv2DSum``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
+from libspn_keras.sum_ops import SumOpBase
+
+SPATIAL_LAYOUT = "[batch, height, width, channels]"
+
+
+class BaseSpatialSum(SpatialScopeMixin, BaseSum):
+    """Sums over the channels of each cell; cells keep their scopes.
+
+    Args:
+        num_sums: Number of sums per spatial cell. Corresponds to the number of channels in the output.
+        logspace_accumulators: See ``BaseSum``; ``None`` selects the sum op's default.
+        accumulator_initializer: Initializer for accumulators.
+        sum_op: ``SumOpBase`` instance which determines how to compute the forward and backward pass.
+        accumulator_regularizer: Regularizer for accumulators.
+        logspace_accumulator_constraint: Constraint for log-space accumulators.
+        linear_accumulator_constraint: Constraint for linear accumulators.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+    """
+
+    def __init__(
+        self,
+        num_sums: int,
+        logspace_accumulators: bool | None = None,
+        accumulator_initializer: keras.initializers.Initializer | None = None,
+        sum_op: SumOpBase | None = None,
+        accumulator_regularizer: keras.regularizers.Regularizer | None = None,
+        logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
+        linear_accumulator_constraint: keras.constraints.Constraint | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.num_sums = check_positive_int(type(self).__name__, "num_sums", num_sums)
+        super().__init__(
+            logspace_accumulators=logspace_accumulators,
+            accumulator_initializer=accumulator_initializer,
+            sum_op=sum_op,
+            accumulator_regularizer=accumulator_regularizer,
+            logspace_accumulator_constraint=logspace_accumulator_constraint,
+            linear_accumulator_constraint=linear_accumulator_constraint,
+            **kwargs,
+        )
+
+    def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def build(self, input_shape: Shape) -> None:
+        """Create the accumulators; the output cells have the input cells' scopes."""
+        check_rank(self.name, input_shape, 4, SPATIAL_LAYOUT)
+        _, height, width, channels = input_shape
+        if None in (height, width, channels):
+            raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
+        self.output_scopes = self.input_scopes(height, width)
+        self._add_accumulators(self._accumulator_shape(height, width, channels))
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Compute the weighted sums of every cell (log-space)."""
+        check_float_dtype(self.name, x.dtype)
+        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, height, width, num_sums]``."""
+        return (*tuple(input_shape)[:-1], self.num_sums)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_sums": self.num_sums, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class Local2DSum(BaseSpatialSum):
+    """Computes a spatial local sum, i.e. all cells will have unique weights.
+
+    In other words, there is no weight sharing across the spatial axes. Accumulators have shape
+    ``[height, width, channels, num_sums]``. See ``BaseSpatialSum`` for the arguments.
+
+    Input shape:
+        ``[batch, height, width, channels]`` log-probabilities.
+
+    Output shape:
+        ``[batch, height, width, num_sums]``.
+
+    Example:
+        >>> import numpy as np
+        >>> Local2DSum(num_sums=5)(np.zeros((2, 3, 3, 4), "float32")).shape
+        TensorShape([2, 3, 3, 5])
+    """
+
+    def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
+        return (height, width, channels, self.num_sums)
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class Conv2DSum(BaseSpatialSum):
+    """Computes a convolutional sum, i.e. weights are shared across the spatial axes.
+
+    Accumulators have shape ``[channels, num_sums]``. See ``BaseSpatialSum`` for the arguments.
+
+    Input shape:
+        ``[batch, height, width, channels]`` log-probabilities.
+
+    Output shape:
+        ``[batch, height, width, num_sums]``.
+
+    Example:
+        >>> import numpy as np
+        >>> Conv2DSum(num_sums=5)(np.zeros((2, 3, 3, 4), "float32")).shape
+        TensorShape([2, 3, 3, 5])
+    """
+
+    def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
+        return (channels, self.num_sums)

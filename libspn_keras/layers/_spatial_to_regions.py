@@ -1,0 +1,68 @@
+"""Bridge from spatial (DGC-SPN) layers to region layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
+from libspn_keras.layers._validation import Shape, check_rank
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class SpatialToRegions(SpatialScopeMixin, keras.layers.Layer):
+    """Reshapes spatial SPN layer to a dense layer.
+
+    All nodes of all cells become the nodes of a single region (scope and decomposition), so the dense output
+    has leading dimensions for scopes and decomps of ``[1, 1]``. Since sums above it mix all of them, every cell
+    must cover the same scope: this is checked when built in a model (use ``'final'`` padding for the top
+    ``Conv2DProduct``).
+
+    Args:
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, height, width, channels]``.
+
+    Output shape:
+        ``[batch, 1, 1, height * width * channels]``.
+
+    Example:
+        >>> import numpy as np
+        >>> SpatialToRegions()(np.zeros((2, 1, 1, 6), "float32")).shape
+        TensorShape([2, 1, 1, 6])
+    """
+
+    def build(self, input_shape: Shape) -> None:
+        """Check that every cell has the same scope."""
+        check_rank(self.name, input_shape, 4, "[batch, height, width, channels]")
+        _, height, width, channels = input_shape
+        if None in (height, width, channels):
+            raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
+        if self._input_scopes is not None:
+            scopes = self.input_scopes(height, width).reshape(height * width, -1)
+            different = np.argwhere(np.any(scopes != scopes[:1], axis=-1))
+            if len(different):
+                cell = divmod(int(different[0][0]), width)
+                raise ValueError(
+                    f"Layer '{self.name}': cell {cell} covers {int(scopes[different[0][0]].sum())} input cells while "
+                    f"cell (0, 0) covers {int(scopes[0].sum())}; all cells must cover the same scope before they "
+                    "are merged into one region (use padding='final' in the top Conv2DProduct)."
+                )
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Flatten cells and channels into the node axis."""
+        _, height, width, channels = x.shape
+        return tf.reshape(x, [-1, 1, 1, height * width * channels])
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, 1, 1, height * width * channels]``."""
+        batch, height, width, channels = input_shape
+        return (batch, 1, 1, height * width * channels)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the config (no arguments of its own)."""
+        return super().get_config()
