@@ -25,6 +25,7 @@ from libspn_keras.config import (
     set_default_sum_op,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
+from libspn_keras.region import RegionNode, RegionVariable, region_graph_to_dense_spn
 from libspn_keras.sum_ops import (
     SumOpBase,
     SumOpEMBackprop,
@@ -40,6 +41,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "RegionNode",
+    "RegionVariable",
     "SumOpBase",
     "SumOpEMBackprop",
     "SumOpGradBackprop",
@@ -61,6 +64,7 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "region_graph_to_dense_spn",
     "set_default_accumulator_initializer",
     "set_default_linear_accumulator_constraint",
     "set_default_logspace_accumulator_constraint",

@@ -22,7 +22,7 @@ def _adapted_standard_score():
     return layer
 
 
-# Every public layer: (factory, input with batch size 3).
+# Every public layer: (factory, input with batch size 3, or a list of inputs).
 LAYER_CASES = {
     "FlatToRegions": (lambda: layers.FlatToRegions(num_decomps=3), RNG.normal(size=(3, 5)).astype("float32")),
     "FlatToRegions-multivariate": (lambda: layers.FlatToRegions(num_decomps=2), _region((3, 5, 2))),
@@ -52,6 +52,20 @@ LAYER_CASES = {
     "RootSum": (lambda: layers.RootSum(), _region((3, 1, 1, 4))),
     "RootSum-root": (lambda: layers.RootSum(return_weighted_child_logits=False), _region((3, 1, 1, 4))),
     "RootSum-flat": (lambda: layers.RootSum(return_weighted_child_logits=False), _region((3, 4))),
+    "Conv2DProduct": (
+        lambda: layers.Conv2DProduct(strides=2, dilations=1, kernel_size=2, depthwise=True),
+        _region((3, 4, 4, 3)),
+    ),
+    "Conv2DProduct-full": (
+        lambda: layers.Conv2DProduct(
+            strides=1, dilations=[2, 1], kernel_size=2, num_channels=5, padding="full", seed=3
+        ),
+        _region((3, 4, 4, 2)),
+    ),
+    "Local2DSum": (lambda: layers.Local2DSum(num_sums=2), _region((3, 3, 3, 4))),
+    "Conv2DSum": (lambda: layers.Conv2DSum(num_sums=3, logspace_accumulators=False), _region((3, 3, 3, 4))),
+    "SpatialToRegions": (lambda: layers.SpatialToRegions(), _region((3, 2, 2, 3))),
+    "TemporalDenseProduct": (lambda: layers.TemporalDenseProduct(), [_region((3, 4, 2, 2)), _region((3, 4, 2, 3))]),
     "Undecompose": (lambda: layers.Undecompose(), _region((3, 2, 4, 2))),
     "Undecompose-2": (lambda: layers.Undecompose(num_decomps=2), _region((3, 2, 4, 2))),
     "LogDropout": (lambda: layers.LogDropout(rate=0.3, seed=5, axis_at_least_one=-1), _region()),
@@ -65,27 +79,39 @@ def _assert_close(actual, expected, rtol=1e-6):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=1e-6, equal_nan=True)
 
 
+def _each(fn, x):
+    """Apply ``fn`` to a layer input, or to each input of a multi-input layer."""
+    return [fn(a) for a in x] if isinstance(x, list) else fn(x)
+
+
+def _input_like(a):
+    return keras.Input(shape=a.shape[1:], dtype=a.dtype.name)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_compute_output_shape_matches_call(case):
     make, x = LAYER_CASES[case]
     layer = make()
     out = layer(x)
-    assert tuple(layer.compute_output_shape(x.shape)) == tuple(out.shape)
-    assert tuple(layer.compute_output_shape((None, *x.shape[1:]))) == (None, *out.shape[1:])
+    assert tuple(layer.compute_output_shape(_each(lambda a: a.shape, x))) == tuple(out.shape)
+    unknown_batch = _each(lambda a: (None, *a.shape[1:]), x)
+    assert tuple(layer.compute_output_shape(unknown_batch)) == (None, *out.shape[1:])
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_layer_in_functional_and_sequential_models_with_unknown_batch(case):
     make, x = LAYER_CASES[case]
-    x = np.concatenate([x, x, x])  # predicted in batches of 4, 4 and 1
-    inputs = keras.Input(shape=x.shape[1:], dtype=x.dtype.name)
+    x = _each(lambda a: np.concatenate([a, a, a]), x)  # predicted in batches of 4, 4 and 1
+    inputs = _each(_input_like, x)
     layer = make()
     symbolic = layer(inputs)
     expected = np.asarray(layer(x))
     assert tuple(symbolic.shape) == (None, *expected.shape[1:])
     _assert_close(keras.Model(inputs, symbolic).predict(x, batch_size=4, verbose=0), expected)
 
-    sequential = keras.Sequential([keras.Input(shape=x.shape[1:], dtype=x.dtype.name), make()])
+    if isinstance(x, list):  # keras.Sequential takes single-input layers only
+        return
+    sequential = keras.Sequential([_input_like(x), make()])
     assert sequential.output_shape == (None, *expected.shape[1:])
     assert tuple(sequential(x).shape) == expected.shape
 
@@ -93,11 +119,11 @@ def test_layer_in_functional_and_sequential_models_with_unknown_batch(case):
 @pytest.mark.parametrize("case", CASES)
 def test_layer_follows_floatx(case, floatx):
     make, x = LAYER_CASES[case]
-    x = x.astype(floatx) if x.dtype.kind == "f" else x
+    x = _each(lambda a: a.astype(floatx) if a.dtype.kind == "f" else a, x)
     layer = make()
     out = layer(x)
     assert out.dtype == floatx
-    assert all(weight.dtype == floatx for weight in layer.weights)
+    assert all(weight.dtype == floatx for weight in layer.weights if "float" in weight.dtype)  # no index weights
     assert np.isfinite(np.asarray(out)).any()
 
 

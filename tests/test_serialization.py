@@ -78,6 +78,25 @@ LAYER_CASES = {
         ),
         _region((3, 4)),
     ),
+    "Conv2DProduct": (
+        lambda: layers.Conv2DProduct(strides=2, dilations=1, kernel_size=2, depthwise=True),
+        _region((3, 4, 4, 3)),
+    ),
+    "Conv2DProduct-full": (
+        lambda: layers.Conv2DProduct(
+            strides=1, dilations=[2, 1], kernel_size=2, num_channels=5, padding="full", seed=3
+        ),
+        _region((3, 4, 4, 2)),
+    ),
+    "Local2DSum": (lambda: layers.Local2DSum(num_sums=2), _region((3, 3, 3, 4))),
+    "Conv2DSum": (
+        lambda: layers.Conv2DSum(
+            num_sums=3, logspace_accumulators=False, accumulator_initializer=initializers.Dirichlet(seed=1)
+        ),
+        _region((3, 3, 3, 4)),
+    ),
+    "SpatialToRegions": (lambda: layers.SpatialToRegions(), _region((3, 2, 2, 3))),
+    "TemporalDenseProduct": (lambda: layers.TemporalDenseProduct(), [_region((3, 4, 2, 2)), _region((3, 4, 2, 3))]),
     "Undecompose": (lambda: layers.Undecompose(), _region((3, 2, 4, 2))),
     "Undecompose-2": (lambda: layers.Undecompose(num_decomps=2), _region((3, 2, 4, 2))),
     "LogDropout": (

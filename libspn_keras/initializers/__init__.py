@@ -3,6 +3,7 @@
 from libspn_keras.initializers._dirichlet import Dirichlet
 from libspn_keras.initializers._epsilon_inverse_fan_in import EpsilonInverseFanIn
 from libspn_keras.initializers._equidistant import Equidistant
+from libspn_keras.initializers._kmeans import KMeans
 from libspn_keras.initializers._poon_domingos import PoonDomingosMeanOfQuantileSplit
 from libspn_keras.logspace import LogspaceWrapperInitializer, logspace_wrapper_initializer
 
@@ -10,6 +11,7 @@ __all__ = [
     "Dirichlet",
     "EpsilonInverseFanIn",
     "Equidistant",
+    "KMeans",
     "LogspaceWrapperInitializer",
     "PoonDomingosMeanOfQuantileSplit",
     "logspace_wrapper_initializer",

@@ -46,7 +46,7 @@ __all__ = [
     "PermuteAndPadScopesRandom",
     "ReduceProduct",
     "RootSum",
-    "TemporalDenseProduct",
     "SpatialToRegions",
+    "TemporalDenseProduct",
     "Undecompose",
 ]

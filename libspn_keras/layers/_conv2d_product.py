@@ -165,7 +165,8 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             combos = np.arange(total, dtype=np.int64)
         else:
             combos = np.random.default_rng(self.seed).choice(total, size=self.num_channels, replace=False)
-        digits = (combos[None, :] // channels ** np.arange(num_cells)[::-1, None]) % channels
+        # Kernel cell t (row-major) takes digit t of the combination in base C: the first cell varies fastest.
+        digits = (combos[None, :] // channels ** np.arange(num_cells)[:, None]) % channels
         return digits.reshape(*self.kernel_size, -1).astype(np.int32)
 
     def _propagate_scopes(self, scopes: np.ndarray) -> np.ndarray:

@@ -48,9 +48,10 @@ class SpatialToRegions(SpatialScopeMixin, keras.layers.Layer):
             if len(different):
                 cell = divmod(int(different[0][0]), width)
                 raise ValueError(
-                    f"Layer '{self.name}': cell {cell} covers {int(scopes[different[0][0]].sum())} input cells while "
-                    f"cell (0, 0) covers {int(scopes[0].sum())}; all cells must cover the same scope before they "
-                    "are merged into one region (use padding='final' in the top Conv2DProduct)."
+                    f"Layer '{self.name}': cell {cell} covers a different scope ({int(scopes[different[0][0]].sum())} "
+                    f"input cells) than cell (0, 0) ({int(scopes[0].sum())} input cells); all cells must cover the "
+                    "same scope before they are merged into one region (use padding='final' in the top "
+                    "Conv2DProduct)."
                 )
 
     def call(self, x: tf.Tensor) -> tf.Tensor:

@@ -47,7 +47,7 @@ class TemporalDenseProduct(keras.layers.Layer):
         >>> out = TemporalDenseProduct()([a, b])
         >>> out.shape
         TensorShape([1, 1, 1, 6])
-        >>> np.round(np.exp(np.asarray(out)).ravel(), 3).tolist()
+        >>> [round(float(v), 3) for v in np.exp(np.asarray(out)).ravel()]
         [0.05, 0.1, 0.2, 0.025, 0.05, 0.1]
     """
 
