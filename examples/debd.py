@@ -53,7 +53,7 @@ class Config:
     num_sums: int = 10
     epochs: int = 20
     batch_size: int = 100
-    learning_rate: float = 0.01
+    learning_rate: float = 0.05
     max_train_rows: int | None = None
 
 

@@ -34,7 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from libspn_keras import layers, losses, metrics, models  # noqa: E402
-from libspn_keras.datasets import load_digits_split  # noqa: E402
+from libspn_keras.datasets import DigitsSplit, load_digits_split  # noqa: E402
 
 NUM_PIXELS = 64
 NUM_LEVELS = 17  # pixel values are the integers 0..16
@@ -150,7 +150,7 @@ def train_density_estimator(x_train: np.ndarray, x_test: np.ndarray, sizes: Size
     return {"history": history.history, "train_ll": train_ll, "test_ll": test_ll, "baseline_ll": baseline}
 
 
-def train_classifier(split, sizes: Sizes, epochs: int) -> dict:
+def train_classifier(split: DigitsSplit, sizes: Sizes, epochs: int) -> dict:
     mean, std = split.x_train.mean(axis=0), split.x_train.std(axis=0)
     std[std < 0.05] = 1.0  # border pixels that are (almost) always 0
     x_train, x_test = (split.x_train - mean) / std, (split.x_test - mean) / std
@@ -184,14 +184,14 @@ def train_classifier(split, sizes: Sizes, epochs: int) -> dict:
     }
 
 
-def save_picture(path: Path, split, density: dict, classifier: dict, num_digits: int = 10) -> None:
+def save_picture(path: Path, split: DigitsSplit, density: dict, classifier: dict, num_digits: int = 10) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure = plt.figure(figsize=(12, 6.5), layout="constrained")
-    top, bottom = figure.subfigures(2, 1, height_ratios=[1.3, 1])
+    top, bottom = figure.subfigures(2, 1, height_ratios=[1.3, 1])  # type: ignore[misc]
     curves = top.subplots(1, 2)
     epochs = np.arange(1, len(density["history"]["llh"]) + 1)
     curves[0].plot(epochs, density["history"]["llh"], label="train")

@@ -159,6 +159,17 @@ OBJECT_CASES = {
         initializers.PoonDomingosMeanOfQuantileSplit(W[0], samplewise_normalization=False, normalization_epsilon=0.1),
         None,
     ),
+    "KMeans": (
+        initializers.KMeans(
+            np.random.default_rng(4).normal(size=(20, 2, 3, 2)),
+            data_fraction=0.5,
+            max_num_clusters=2,
+            downsample=2,
+            use_groups=True,
+            seed=4,
+        ),
+        None,
+    ),
     "NegativeLogLikelihood": (losses.NegativeLogLikelihood(reduction="sum"), lambda f: f(None, LOGITS)),
     "NegativeLogJoint": (losses.NegativeLogJoint(name="nlj"), lambda f: f(LABELS, LOGITS)),
     "LogLikelihood": (metrics.LogLikelihood(name="ll"), lambda m: (m.update_state(None, LOGITS), m.result())[1]),

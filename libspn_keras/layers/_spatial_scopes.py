@@ -3,9 +3,9 @@
 A spatial layer's output scopes are a boolean array ``[height, width, num_input_cells]``: entry ``(i, j, p)`` is
 ``True`` if cell ``(i, j)`` covers input cell (pixel) ``p``. Every channel of a cell shares that scope. Layers
 learn the scopes of their input from the layer that produced it (through the Keras history of symbolic inputs,
-i.e. in ``Sequential`` and functional models); a symbolic input from a layer that does not track scopes (a leaf)
-is a leaf grid with one variable per cell. The scopes of an input without history (an eager call) are unknown:
-products then assume a leaf grid and ``SpatialToRegions`` cannot check its input.
+i.e. in ``Sequential`` and functional models); the output of a leaf layer is a grid with one variable per cell.
+Other scopes are unknown (an eager call, or a model input holding log-probabilities): products then assume a leaf
+grid and ``SpatialToRegions`` cannot check its input.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from libspn_keras.layers._base_leaf import BaseLeaf
 
 
 def singleton_scopes(height: int, width: int) -> np.ndarray:
@@ -27,12 +29,13 @@ class SpatialScopeMixin:
     _input_scopes: np.ndarray | None = None
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        """Capture the scopes of a symbolic input (the producer's ``output_scopes`` or a leaf grid), then call."""
+        """Capture the scopes of a symbolic input (the producer's ``output_scopes`` or a leaf's grid), then call."""
         history = getattr(inputs, "_keras_history", None)
         if history is not None:
-            scopes = getattr(history[0], "output_scopes", None)
+            producer = history[0]
+            scopes = getattr(producer, "output_scopes", None)
             shape = tuple(getattr(inputs, "shape", ()))
-            if scopes is None and len(shape) == 4 and None not in shape[1:3]:
+            if scopes is None and isinstance(producer, BaseLeaf) and len(shape) == 4 and None not in shape[1:3]:
                 scopes = singleton_scopes(shape[1], shape[2])
             self._input_scopes = scopes
         return super().__call__(inputs, *args, **kwargs)  # type: ignore[misc]

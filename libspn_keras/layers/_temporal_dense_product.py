@@ -70,8 +70,7 @@ class TemporalDenseProduct(keras.layers.Layer):
         check_rank(self.name, b_shape, 4, REGION_LAYOUT)
         if a_shape[-1] is None or b_shape[-1] is None:
             raise ValueError(
-                f"Layer '{self.name}' needs known node axes for both inputs. "
-                f"Received: input_shape={[a_shape, b_shape]}"
+                f"Layer '{self.name}' needs known node axes for both inputs. Received: input_shape={[a_shape, b_shape]}"
             )
         for axis, name in ((1, "num_scopes"), (2, "num_decomps")):
             if a_shape[axis] is not None and b_shape[axis] is not None and a_shape[axis] != b_shape[axis]:

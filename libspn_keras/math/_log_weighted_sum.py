@@ -19,7 +19,9 @@ def normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool) -> 
         Weights of the same shape, normalized along axis ``-2``.
     """
     if logspace_accumulators:
-        return tf.nn.softmax(accumulators, axis=-2)
+        # Not tf.nn.softmax(axis=-2): softmax over a non-last axis transposes with a run-time permutation, which
+        # XLA cannot compile inside the gradient of a tf.while_loop (dynamic SPNs).
+        return tf.exp(accumulators - tf.reduce_logsumexp(accumulators, axis=-2, keepdims=True))
     return accumulators / tf.reduce_sum(accumulators, axis=-2, keepdims=True)
 
 
@@ -34,7 +36,7 @@ def log_normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool)
         Log-weights of the same shape whose ``logsumexp`` along axis ``-2`` is zero.
     """
     if logspace_accumulators:
-        return tf.nn.log_softmax(accumulators, axis=-2)
+        return accumulators - tf.reduce_logsumexp(accumulators, axis=-2, keepdims=True)
     return tf.math.log(accumulators) - tf.math.log(tf.reduce_sum(accumulators, axis=-2, keepdims=True))
 
 

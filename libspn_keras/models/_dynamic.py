@@ -32,17 +32,21 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
     **Structure.** With :math:`T_t` = ``template_network(x_t)``, :math:`A_t` = ``interface_network_t0(T_t)``
     (``n_t0`` nodes) and the previous interface :math:`B_t` (``n_prev`` nodes), every step computes
 
-    * :math:`B_t` = ``interface_network_t_minus_1(P_{t-1})`` for :math:`t > t_0`; at the first step :math:`t_0` of
-      a sequence there is no previous interface and :math:`B_{t_0}` is the constant 1 (log-probability 0, an
-      empty scope), so the recursion starts fresh at every sequence's first real step;
+    * :math:`B_t` = ``interface_network_t_minus_1(P_{t-1})`` for :math:`t > s`; at the first step :math:`s` of
+      a sequence there is no previous interface and :math:`B_s` is the constant 1 (log-probability 0, an empty
+      scope), so the recursion starts fresh at every sequence's first real step;
     * :math:`P_t` = ``TemporalDenseProduct()([B_t, A_t])`` (``n_prev * n_t0`` nodes, node ``i * n_t0 + j`` is
-      :math:`B_t[i] \cdot A_t[j]`), which covers the variables of steps :math:`t_0, \dots, t`;
-    * the root ``top_network(P_t)``, i.e. :math:`\log p(x_{t_0}, \dots, x_t)`.
+      :math:`B_t[i] \cdot A_t[j]`), which covers the variables of steps :math:`s, \dots, t`;
+    * the root ``top_network(P_t)``, i.e. :math:`\log p(x_s, \dots, x_t)`.
 
-    The temporal product is part of this model: the networks do not contain it. The SPN is valid (it sums to one
-    over all sequences of each length) when the template is, the interfaces and the top network are sums over
-    their inputs, and the top network ends with a ``RootSum``. Networks are any Keras layers or models; they are
-    built on first use if needed.
+    As in the original library, "t0" names the current step and "t minus 1" the previous one. The temporal product
+    is part of this model: the networks do not contain it. The SPN is valid (it sums to one over all sequences of
+    each length) when the template is a valid SPN over the variables of one step and the interfaces and the top
+    network are (normalized) sums over their inputs ending, for the top network, with a ``RootSum``. With
+    ``n_prev = n_t0 = K`` and a template whose ``K`` outputs are emission distributions, it represents a hidden
+    Markov model with ``K`` states started in its stationary distribution (``examples/dynamic_spn_sequences.py``
+    sets such weights and compares with the forward algorithm). Networks are any Keras layers or models; they
+    are built on first use if needed.
 
     **Sequence lengths and padding.** Two ways to say how long each sequence is (both work with ``fit``,
     ``evaluate`` and ``predict``):
@@ -57,11 +61,13 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
       whatever their values, and all-``NaN`` rows inside a sequence are marginalized steps.
 
     Unlike the original library the lengths are part of the inputs, not the targets, so that ``predict`` and
-    ``evaluate`` see them too. Padding never changes the likelihood: padded steps are skipped (their rows are
-    replaced by the sequence's first real row before the template sees them, so leaves never receive invalid
-    values, and the recursion restarts at the first real step), and no signal (gradient or EM count) reaches
-    them. The data-dependent checks run eagerly and inside ``tf.function``; under XLA (``jit_compile=True``)
-    they are skipped.
+    ``evaluate`` see them too; a ``tf.data.Dataset`` yields the dict (or ``((x, sequence_lengths),)``, since a
+    bare pair would be read as ``(x, y)``).
+
+    Padding never changes the likelihood: padded steps are skipped (their rows are replaced by the sequence's first
+    real row before the template sees them, so leaves never receive invalid values, and the recursion restarts at
+    the first real step), and no signal (gradient or EM count) reaches them. The data-dependent checks run eagerly
+    and inside ``tf.function``; under XLA (``jit_compile=True``) they are skipped.
 
     **Computation.** The template and ``interface_network_t0`` do not depend on the recursion and run once on all
     ``batch * max_len`` steps; only ``interface_network_t_minus_1`` and the temporal product run inside a
@@ -71,9 +77,9 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
         template_network: Template network that is applied to the leaves and ends with nodes that cover all
             variables for each timestep: ``[batch, *step_shape]`` (e.g. ``[batch, num_vars]``) to
             ``[batch, num_scopes, num_decomps, n_template]`` (usually one scope and decomposition).
-        interface_network_t0: Interface network for :math:`t = t_0`, applied on top of the template network's
+        interface_network_t0: Interface network for the current step, applied on top of the template network's
             output at the current timestep: ``[..., n_template]`` to ``[batch, num_scopes, num_decomps, n_t0]``.
-        interface_network_t_minus_1: Interface network for :math:`t = t_0 - 1`, applied to the output of the
+        interface_network_t_minus_1: Interface network for the previous step, applied to the output of the
             interfaced output of the previous timestep (the temporal product :math:`P_{t-1}`):
             ``[batch, num_scopes, num_decomps, n_prev * n_t0]`` to ``[batch, num_scopes, num_decomps, n_prev]``.
             Its output is fed back to its input, so its input shape must be known: create it with ``keras.Input``
@@ -83,8 +89,9 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
             ``[batch, num_roots]``. This network must end with a root sum layer.
         return_last_step: Whether to return only the roots at the last step with shape ``[batch, num_roots]``
             or those of every step, ``[batch, max_len, num_roots]`` (entry ``t`` is
-            :math:`\log p(x_{t_0}, \dots, x_t)`; padded steps hold 0, the log-probability of the empty
-            sequence, so differences of consecutive steps are the conditionals :math:`\log p(x_t | x_{<t})`).
+            :math:`\log p(x_s, \dots, x_t)`; padded steps hold 0, the log-probability of the empty sequence,
+            so differences of consecutive steps are the conditionals :math:`\log p(x_t | x_{<t})`). Train with
+            ``True``: the loss then is the likelihood of whole sequences.
         unsupervised: If ``True`` (default) the model does not expect label inputs in ``.fit()`` or
             ``.evaluate()``; losses and metrics should not expect a target output, just a ``y_hat``.
         **kwargs: Passed on to ``keras.Model`` (``name``, ``trainable``, ``dtype``).
@@ -126,7 +133,9 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
         ...               [[1, 0], [0, 0], [1, 1]]], "float32")  # lengths 2 and 3
         >>> spn(x).shape
         TensorShape([2, 1])
-        >>> same = spn((x, np.array([2, 3])))  # explicit lengths, same result
+        >>> same = spn((x, np.array([2, 3])))  # explicit lengths: the padding values are never read
+        >>> bool(np.allclose(same, spn(x)))
+        True
         >>> spn.compile(optimizer="adam", loss=losses.NegativeLogLikelihood())
         >>> history = spn.fit(x, epochs=1, verbose=0)
     """
@@ -321,9 +330,7 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
             tf.debugging.assert_less_equal(int_lengths, max_len, message=message),
         ]
         if lengths.dtype.is_floating:
-            checks.append(
-                tf.debugging.assert_equal(lengths, tf.cast(int_lengths, lengths.dtype), message=message)
-            )
+            checks.append(tf.debugging.assert_equal(lengths, tf.cast(int_lengths, lengths.dtype), message=message))
         with tf.control_dependencies(checks):
             return max_len - int_lengths
 
@@ -358,9 +365,7 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
         # Template and current interface do not depend on the recursion: one batched call for all steps.
         current = self.interface_network_t0(self.template_network(flat, training=training), training=training)
         current = tf.reshape(current, tf.concat([[max_len, batch], tf.shape(current)[1:]], axis=0))
-        current_steps = tf.TensorArray(current.dtype, size=max_len, element_shape=current.shape[1:]).unstack(
-            current
-        )
+        current_steps = tf.TensorArray(current.dtype, size=max_len, element_shape=current.shape[1:]).unstack(current)
         restart = steps[:, tf.newaxis] <= first[tf.newaxis, :]  # [max_len, batch]: no previous interface
         num_scopes, num_decomps, num_prev = self._interface_shape  # type: ignore[misc]
         start = tf.zeros(tf.stack([batch, num_scopes, num_decomps, num_prev]), dtype=current.dtype)

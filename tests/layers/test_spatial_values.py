@@ -60,7 +60,7 @@ def reference_product(layer, x):
 @pytest.mark.parametrize("stride", [1, 2], ids=lambda s: f"s{s}")
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_conv2d_product_matches_loop(padding, stride, dilation, kernel_size, depthwise):
-    rng = np.random.default_rng(hash((padding, stride, dilation, kernel_size, depthwise)) % 2**32)
+    rng = np.random.default_rng(0)
     channels = 3 if depthwise else 2
     x = log_inputs(rng, (2, 9, 10, channels))
     layer = layers.Conv2DProduct(

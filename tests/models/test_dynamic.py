@@ -168,7 +168,10 @@ def test_padding_receives_no_signal(float64, op):
             out = tf.reduce_sum(model(x))
         gradients = tape.gradient(out, model.trainable_variables)
         # A single step never uses interface_network_t_minus_1, whose gradient is then None.
-        return [np.zeros(v.shape) if g is None else np.asarray(g) for g, v in zip(gradients, model.trainable_variables)]
+        return [
+            np.zeros(v.shape) if g is None else np.asarray(g)
+            for g, v in zip(gradients, model.trainable_variables, strict=True)
+        ]
 
     batched = signal(pre_pad(sequences, max_len=4)[0])
     alone = [signal(s[np.newaxis]) for s in sequences]
@@ -186,6 +189,15 @@ def test_sums_to_one_over_all_sequences_of_a_length(float64, length, max_len):
     x, lengths = pre_pad(list(states), max_len, fill=0.0)
     log_probs = tf.reduce_logsumexp(model((x, lengths)), axis=-1)
     np.testing.assert_allclose(np.exp(np.asarray(log_probs)).sum(), 1.0, rtol=1e-10)
+
+
+def test_symbolic_use_and_output_shapes():
+    model = models.DynamicSumProductNetwork(**small_networks(weighted_children=True), return_last_step=False)
+    out = model(keras.Input(shape=(5, 2)))
+    assert tuple(out.shape) == (None, 5, 6)
+    assert model.compute_output_shape({"sequences": (4, 5, 2), "sequence_lengths": (4,)}) == (4, 5, 6)
+    last = models.DynamicSumProductNetwork(**small_networks())
+    assert last.compute_output_shape(((None, 7, 2), (None,))) == (None, 1)
 
 
 # --- HMM oracle ---------------------------------------------------------------------------------------------------
@@ -340,6 +352,27 @@ def test_full_batch_soft_em_never_decreases_the_likelihood(float64):
     assert history[-1] > history[0] + 0.5, history
 
 
+@pytest.mark.parametrize(
+    "op",
+    [
+        "grad",
+        "hard-em",
+    ],
+)
+def test_fit_under_xla_matches_fit_without(op):
+    """Keras resolves jit_compile='auto' to XLA on GPUs: training must compile and give the same weights."""
+    x = hmm_data(np.random.default_rng(9), 64)
+    trained = []
+    for jit_compile in (True, False):
+        model = hmm_like_spn(OPS[op](), initializer=keras.initializers.RandomUniform(0.5, 1.5, seed=0))
+        optimizer = keras.optimizers.Adam(0.05) if op == "grad" else optimizers.OnlineExpectationMaximization(0.1)
+        model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood(), jit_compile=jit_compile)
+        model.fit(x, epochs=1, batch_size=32, shuffle=False, verbose=0)
+        trained.append(model.get_weights())
+    for with_xla, without in zip(*trained, strict=True):
+        np.testing.assert_allclose(with_xla, without, rtol=1e-4, atol=1e-6)
+
+
 # --- Saving --------------------------------------------------------------------------------------------------------
 
 
@@ -403,9 +436,7 @@ def test_bad_sequences_raise(model, graph, x, lengths, match):
 def test_missing_values_and_steps_are_marginalized(model):
     """Partly NaN rows are missing values, not padding; with lengths an all-NaN row is a marginalized step."""
     x = np.array([[[0, 1], [1, np.nan], [np.nan, np.nan]]], "float32")
-    completions = np.array(
-        [[[0, 1], [1, a], [b, c]] for a, b, c in itertools.product([0, 1], repeat=3)], "float32"
-    )
+    completions = np.array([[[0, 1], [1, a], [b, c]] for a, b, c in itertools.product([0, 1], repeat=3)], "float32")
     expected = np.log(np.exp(np.asarray(model(completions))).sum())
     np.testing.assert_allclose(np.asarray(model((x, np.array([3]))))[0, 0], expected, rtol=1e-5)
     partly = np.array([[[0, 1], [1, np.nan]]], "float32")  # no lengths: a partly NaN row is a real step
