@@ -263,7 +263,7 @@ def print_table(results: dict[str, Any], baseline: dict[str, dict[str, float]], 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=REPO / ".." / "shared" / "data" / "olivetti")
-    parser.add_argument("--size", type=int, default=None, help="image side: 64, 32 (default) or 16 (quick)")
+    parser.add_argument("--size", type=int, choices=[16, 32, 64], help="image side (default 32; 16 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help=f"default {REDUCED.epochs} ({QUICK.epochs} quick)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--output-dir", type=Path, default=REPO / "outputs")
@@ -271,7 +271,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny model for smoke tests")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else REDUCED
-    sizes = Sizes(args.size or sizes.side, sizes.num_sums, sizes.first_channels, args.epochs or sizes.epochs)
+    sizes = Sizes(
+        sizes.side if args.size is None else args.size,
+        sizes.num_sums,
+        sizes.first_channels,
+        sizes.epochs if args.epochs is None else args.epochs,
+    )
     if sizes.epochs < 1:
         parser.error("--epochs must be positive")
     start = time.perf_counter()

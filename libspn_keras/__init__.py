@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from libspn_keras import (
     config,
     constraints,
+    datasets,
     initializers,
     layers,
     losses,
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "config",
     "constraints",
+    "datasets",
     "get_default_accumulator_initializer",
     "get_default_linear_accumulator_constraint",
     "get_default_logspace_accumulator_constraint",

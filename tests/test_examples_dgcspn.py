@@ -51,9 +51,10 @@ def test_classification_quick_on_digits(tmp_path, capsys):
     assert "Test accuracy" in capsys.readouterr().out
 
 
-def test_classification_rejects_bad_epochs():
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_rejects_bad_epochs(name):
     with pytest.raises(SystemExit):
-        _load("dgcspn_classification").main(["--quick", "--epochs", "-1"])
+        _load(name).main(["--quick", "--epochs", "0"])
 
 
 def test_completion_quick(tmp_path, capsys):

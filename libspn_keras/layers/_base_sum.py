@@ -12,6 +12,7 @@ from libspn_keras.config.accumulator_constraint import (
 )
 from libspn_keras.config.accumulator_initializer import get_default_accumulator_initializer
 from libspn_keras.config.sum_op import get_default_sum_op
+from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.logspace import logspace_wrapper_initializer
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from libspn_keras.sum_ops import SumOpBase
@@ -65,8 +66,8 @@ class BaseSum(keras.layers.Layer):
             raise TypeError(f"Layer '{self.name}' expects sum_op to be a SumOpBase instance. Received: {sum_op!r}")
         self.sum_op = sum_op
         self.logspace_accumulators = sum_op.resolve_logspace_accumulators(logspace_accumulators, self.name)
-        self.accumulator_initializer = keras.initializers.get(
-            accumulator_initializer or get_default_accumulator_initializer()
+        self.accumulator_initializer = clone_initializer(
+            keras.initializers.get(accumulator_initializer or get_default_accumulator_initializer())
         )
         self.accumulator_regularizer = keras.regularizers.get(accumulator_regularizer)
         self.logspace_accumulator_constraint = (

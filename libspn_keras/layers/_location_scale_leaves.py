@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from libspn_keras.constraints import GreaterEqualEpsilon
+from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._validation import Shape
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
@@ -66,8 +67,8 @@ class BaseLocationScaleLeaf(BaseLeaf):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_components, **kwargs)
-        self.location_initializer = keras.initializers.get(
-            location_initializer or keras.initializers.TruncatedNormal(stddev=1.0)
+        self.location_initializer = clone_initializer(
+            keras.initializers.get(location_initializer or keras.initializers.TruncatedNormal(stddev=1.0))
         )
         self.location_trainable = bool(location_trainable)
         self.scale_initializer = keras.initializers.get(scale_initializer or keras.initializers.Ones())

@@ -91,6 +91,8 @@ class WeightedSumParts(NamedTuple):
 
 def log_weighted_sum_parts(x: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
     """``log_weighted_sum`` that also returns the intermediates a backward pass can reuse."""
+    x = tf.convert_to_tensor(x)
+    weights = tf.convert_to_tensor(weights, dtype=x.dtype)
     x_max = tf.stop_gradient(tf.reduce_max(x, axis=-1, keepdims=True))
     x_max = tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
     scaled = tf.exp(x - x_max)
