@@ -45,7 +45,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from libspn_keras import layers, models  # noqa: E402
+from libspn_keras import initializers, layers, models  # noqa: E402
 
 # The repository root (a notebook twin has no __file__ and runs from examples/).
 REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
@@ -151,15 +151,6 @@ class InputDropout(keras.layers.Layer):
         return {"rate": self.rate, "seed": self.seed, **super().get_config()}
 
 
-def equidistant_locations(shape: tuple[int, ...], dtype: Any = None) -> tf.Tensor:
-    """Leaf locations ``[height, width, num_components, 1]``: the components of every pixel equally spaced in
-    [-1.5, 1.5], as in the paper. (``initializers.Equidistant`` spaces the *last* axis, which for a leaf's location
-    is the variable dimension of size 1, so it would put every component at -1.5.)
-    """
-    values = np.linspace(-1.5, 1.5, shape[-2], dtype=np.float32)[:, np.newaxis]
-    return tf.constant(np.broadcast_to(values, shape), dtype=dtype or "float32")
-
-
 def build_dgcspn(
     side: int, num_classes: int, sizes: Sizes, input_dropout: float, product_dropout: float, seed: int
 ) -> models.SequentialSumProductNetwork:
@@ -185,7 +176,7 @@ def build_dgcspn(
         InputDropout(input_dropout, seed=seed),
         layers.NormalLeaf(
             num_components=sizes.num_components,
-            location_initializer=equidistant_locations,
+            location_initializer=initializers.Equidistant(-1.5, 1.5),  # per pixel, as in the paper
             location_trainable=True,
             scale_trainable=True,
         ),

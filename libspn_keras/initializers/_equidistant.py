@@ -10,31 +10,45 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
 class Equidistant(keras.initializers.Initializer):
-    """Initializer that generates tensors where the last axis is initialized with 'equidistant' values.
+    """Initializer that spaces values equidistantly along the component axis of a leaf's location.
+
+    Leaf locations have shape ``[*variables, num_components, var_dimensionality]``, so by default the values are
+    spaced along axis ``-2`` (the components; the original library's layout had them on the last axis) and
+    broadcast over all other axes. Pass ``axis=-1`` to space the last axis of an arbitrary tensor.
 
     Args:
         minval: Lower bound of the range of values to generate.
         maxval: Upper bound of the range of values to generate.
+        axis: Axis along which values are spaced. If the tensor has rank 1, the only axis is used.
+
+    Raises:
+        ValueError: If ``maxval < minval``.
 
     Example:
         >>> import numpy as np
-        >>> np.asarray(Equidistant(0.0, 1.0)((1, 3))).tolist()
+        >>> np.asarray(Equidistant(0.0, 1.0)((2, 3, 1)))[0, :, 0].tolist()
+        [0.0, 0.5, 1.0]
+        >>> np.asarray(Equidistant(0.0, 1.0, axis=-1)((1, 3))).tolist()
         [[0.0, 0.5, 1.0]]
     """
 
-    def __init__(self, minval: float = 0.0, maxval: float = 1.0) -> None:
+    def __init__(self, minval: float = 0.0, maxval: float = 1.0, axis: int = -2) -> None:
         if maxval < minval:
             raise ValueError(f"Equidistant expects maxval >= minval. Received: minval={minval}, maxval={maxval}")
         self.minval = float(minval)
         self.maxval = float(maxval)
+        self.axis = int(axis)
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
-        """Fill the last axis with ``linspace(minval, maxval, shape[-1])``, broadcast over the others."""
+        """Fill ``axis`` with ``linspace(minval, maxval, shape[axis])``, broadcast over the other axes."""
         dtype = dtype or keras.config.floatx()
         shape = tuple(shape)
-        values = ops.linspace(self.minval, self.maxval, shape[-1], dtype=dtype)
-        return ops.broadcast_to(values, shape)
+        axis = self.axis % len(shape) if len(shape) > 1 else 0
+        values = ops.linspace(self.minval, self.maxval, shape[axis], dtype=dtype)
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        return ops.broadcast_to(ops.reshape(values, view), shape)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments."""
-        return {"minval": self.minval, "maxval": self.maxval}
+        return {"minval": self.minval, "maxval": self.maxval, "axis": self.axis}

@@ -19,9 +19,10 @@ class LogDropout(SpatialScopeMixin, keras.layers.Layer):
 
     Applies dropout in log-space during training: a dropped value becomes ``-inf`` (probability 0); kept values
     are not rescaled. At inference the layer is the identity. It should not precede product layers in an SPN,
-    since their scope probability then potentially becomes ``-inf``; use it before sums (sum child dropout) or
-    on leaf outputs (input dropout). ``axis_at_least_one`` keeps, per slice along that axis, at least one value,
-    so a sum never loses all of its children.
+    since their scope probability then potentially becomes ``-inf``; use it before sums (sum child / product
+    dropout). For input dropout in the sense of the DGC-SPN paper (a dropped variable is marginalized, probability
+    1), set the dropped inputs to ``NaN`` instead. ``axis_at_least_one`` keeps, per slice along that axis, at least
+    one value, so a sum never loses all of its children.
 
     Args:
         rate: Rate at which to randomly drop out inputs, in ``[0, 1)``.
