@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from libspn_keras.config.accumulator_constraint import (
     get_default_linear_accumulator_constraint,
@@ -13,6 +14,7 @@ from libspn_keras.config.accumulator_constraint import (
 from libspn_keras.config.accumulator_initializer import get_default_accumulator_initializer
 from libspn_keras.config.sum_op import get_default_sum_op
 from libspn_keras.initializers._clone import clone_initializer
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int
 from libspn_keras.logspace import logspace_wrapper_initializer
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from libspn_keras.sum_ops import SumOpBase
@@ -125,3 +127,56 @@ class BaseSum(keras.layers.Layer):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+class BaseWeightedSums(BaseSum):
+    """Base of layers with ``num_sums`` weighted sums over the last axis at every region or cell.
+
+    Shared by ``DenseSum`` (per scope and decomposition) and the spatial sums (per cell); subclasses only create
+    their accumulators in ``build``. All arguments but ``num_sums`` are those of ``BaseSum``.
+
+    Args:
+        num_sums: Number of sums per region (or cell): the size of the output's last axis.
+        logspace_accumulators: See ``BaseSum``.
+        accumulator_initializer: See ``BaseSum``.
+        sum_op: See ``BaseSum``.
+        accumulator_regularizer: See ``BaseSum``.
+        logspace_accumulator_constraint: See ``BaseSum``.
+        linear_accumulator_constraint: See ``BaseSum``.
+        **kwargs: Passed on to ``keras.layers.Layer``.
+    """
+
+    def __init__(
+        self,
+        num_sums: int,
+        logspace_accumulators: bool | None = None,
+        accumulator_initializer: keras.initializers.Initializer | None = None,
+        sum_op: SumOpBase | None = None,
+        accumulator_regularizer: keras.regularizers.Regularizer | None = None,
+        logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
+        linear_accumulator_constraint: keras.constraints.Constraint | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.num_sums = check_positive_int(type(self).__name__, "num_sums", num_sums)
+        super().__init__(
+            logspace_accumulators=logspace_accumulators,
+            accumulator_initializer=accumulator_initializer,
+            sum_op=sum_op,
+            accumulator_regularizer=accumulator_regularizer,
+            logspace_accumulator_constraint=logspace_accumulator_constraint,
+            linear_accumulator_constraint=linear_accumulator_constraint,
+            **kwargs,
+        )
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Compute the weighted sums of ``x`` (log-space) with the layer's sum op."""
+        check_float_dtype(self.name, x.dtype)
+        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return the input shape with ``num_sums`` as its last axis."""
+        return (*tuple(input_shape)[:-1], self.num_sums)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"num_sums": self.num_sums, **super().get_config()}

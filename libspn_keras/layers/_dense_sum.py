@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
-import tensorflow as tf
 
-from libspn_keras.layers._base_sum import BaseSum
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
-from libspn_keras.sum_ops import SumOpBase
+from libspn_keras.layers._base_sum import BaseWeightedSums
+from libspn_keras.layers._validation import Shape, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class DenseSum(BaseSum):
+class DenseSum(BaseWeightedSums):
     """Computes densely connected sums per scope and decomposition.
 
     Every sum of a region (scope, decomposition) is connected to every node of that region. Weights are the
@@ -49,28 +45,6 @@ class DenseSum(BaseSum):
         TensorShape([2, 4, 1, 3])
     """
 
-    def __init__(
-        self,
-        num_sums: int,
-        logspace_accumulators: bool | None = None,
-        accumulator_initializer: keras.initializers.Initializer | None = None,
-        sum_op: SumOpBase | None = None,
-        accumulator_regularizer: keras.regularizers.Regularizer | None = None,
-        logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
-        linear_accumulator_constraint: keras.constraints.Constraint | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.num_sums = check_positive_int("DenseSum", "num_sums", num_sums)
-        super().__init__(
-            logspace_accumulators=logspace_accumulators,
-            accumulator_initializer=accumulator_initializer,
-            sum_op=sum_op,
-            accumulator_regularizer=accumulator_regularizer,
-            logspace_accumulator_constraint=logspace_accumulator_constraint,
-            linear_accumulator_constraint=linear_accumulator_constraint,
-            **kwargs,
-        )
-
     def build(self, input_shape: Shape) -> None:
         """Create accumulators of shape ``[num_scopes, num_decomps, num_in, num_sums]``."""
         check_rank(self.name, input_shape, 4, REGION_LAYOUT)
@@ -81,16 +55,3 @@ class DenseSum(BaseSum):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self._add_accumulators((num_scopes, num_decomps, num_in, self.num_sums))
-
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        """Compute the weighted sums of ``x`` (log-space)."""
-        check_float_dtype(self.name, x.dtype)
-        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        """Return ``[batch, num_scopes, num_decomps, num_sums]``."""
-        return (*tuple(input_shape)[:-1], self.num_sums)
-
-    def get_config(self) -> dict[str, Any]:
-        """Return every constructor argument."""
-        return {"num_sums": self.num_sums, **super().get_config()}

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
-import tensorflow as tf
 
-from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._base_sum import BaseWeightedSums
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
-from libspn_keras.sum_ops import SumOpBase
+from libspn_keras.layers._validation import Shape, check_rank
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 
 
-class BaseSpatialSum(SpatialScopeMixin, BaseSum):
+class BaseSpatialSum(SpatialScopeMixin, BaseWeightedSums):
     """Sums over the channels of each cell; cells keep their scopes.
 
     Args:
@@ -29,28 +25,6 @@ class BaseSpatialSum(SpatialScopeMixin, BaseSum):
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
     """
 
-    def __init__(
-        self,
-        num_sums: int,
-        logspace_accumulators: bool | None = None,
-        accumulator_initializer: keras.initializers.Initializer | None = None,
-        sum_op: SumOpBase | None = None,
-        accumulator_regularizer: keras.regularizers.Regularizer | None = None,
-        logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
-        linear_accumulator_constraint: keras.constraints.Constraint | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.num_sums = check_positive_int(type(self).__name__, "num_sums", num_sums)
-        super().__init__(
-            logspace_accumulators=logspace_accumulators,
-            accumulator_initializer=accumulator_initializer,
-            sum_op=sum_op,
-            accumulator_regularizer=accumulator_regularizer,
-            logspace_accumulator_constraint=logspace_accumulator_constraint,
-            linear_accumulator_constraint=linear_accumulator_constraint,
-            **kwargs,
-        )
-
     def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -62,19 +36,6 @@ class BaseSpatialSum(SpatialScopeMixin, BaseSum):
             raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
         self.output_scopes = self.input_scopes(height, width)
         self._add_accumulators(self._accumulator_shape(height, width, channels))
-
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        """Compute the weighted sums of every cell (log-space)."""
-        check_float_dtype(self.name, x.dtype)
-        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        """Return ``[batch, height, width, num_sums]``."""
-        return (*tuple(input_shape)[:-1], self.num_sums)
-
-    def get_config(self) -> dict[str, Any]:
-        """Return every constructor argument."""
-        return {"num_sums": self.num_sums, **super().get_config()}
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
