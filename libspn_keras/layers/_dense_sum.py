@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseWeightedSums
-from libspn_keras.layers._validation import Shape, check_rank
+from libspn_keras.layers._products import product_factors
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -38,6 +40,10 @@ class DenseSum(BaseWeightedSums):
         ``[num_scopes, num_decomps, num_in, num_sums]``. If all inputs of a region are ``-inf`` its sums are
         ``-inf`` (with zero gradient).
 
+    Applied to the output of a ``DenseProduct``, the sums are computed from the product's factors without forming
+    the ``num_nodes ** num_factors`` products in log-space, when the sum op allows (``SumOpBase.fuses_products``):
+    one exponential per factor node and one batched matmul. The values are the same.
+
     Example:
         >>> import numpy as np
         >>> layer = DenseSum(num_sums=3)
@@ -55,3 +61,11 @@ class DenseSum(BaseWeightedSums):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self._add_accumulators((num_scopes, num_decomps, num_in, self.num_sums))
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Compute the weighted sums of ``x``, from the factors of a ``DenseProduct`` output where possible."""
+        check_float_dtype(self.name, x.dtype)
+        factors = product_factors(x)
+        if factors is not None and factors.dtype == x.dtype and self.sum_op.fuses_products:
+            return self.sum_op.weighted_sum_of_products(factors, self.accumulators, self.logspace_accumulators)
+        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)

@@ -8,8 +8,18 @@ import keras
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
+from libspn_keras.math import log_outer_product
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
+
+# Attribute under which a DenseProduct output carries its factors, so that a DenseSum on top can contract the
+# products without forming them in log-space (Keras attaches masks to tensors the same way).
+_FACTORS_ATTRIBUTE = "_libspn_keras_product_factors"
+
+
+def product_factors(x: tf.Tensor) -> tf.Tensor | None:
+    """The factors ``[batch, num_groups, num_factors, num_decomps, num_nodes]`` of a ``DenseProduct`` output."""
+    return getattr(x, _FACTORS_ATTRIBUTE, None)
 
 
 def _check_scopes(layer: keras.layers.Layer, input_shape: Shape, num_factors: int) -> None:
@@ -60,11 +70,8 @@ class DenseProduct(keras.layers.Layer):
         check_float_dtype(self.name, x.dtype)
         _, num_scopes, num_decomps, num_nodes = x.shape
         grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
-        out = grouped[:, :, 0]
-        for factor in range(1, self.num_factors):
-            nxt = grouped[:, :, factor]
-            out = out[..., :, tf.newaxis] + nxt[..., tf.newaxis, :]
-            out = tf.reshape(out, [-1, num_scopes // self.num_factors, num_decomps, num_nodes ** (factor + 1)])
+        out = log_outer_product(grouped)
+        setattr(out, _FACTORS_ATTRIBUTE, grouped)
         return out
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

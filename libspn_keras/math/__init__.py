@@ -2,18 +2,30 @@
 
 from libspn_keras.math._log_weighted_sum import (
     WeightedSumParts,
+    from_rows,
     log_normalized_weights,
+    log_outer_product,
+    log_product_weighted_sum_parts,
     log_weighted_sum,
     log_weighted_sum_parts,
+    log_weighted_sum_rows,
     normalized_weights,
-    weight_equation,
+    product_signal_to_factors,
+    to_rows,
+    weights_to_rows,
 )
 
 __all__ = [
     "WeightedSumParts",
+    "from_rows",
     "log_normalized_weights",
+    "log_outer_product",
+    "log_product_weighted_sum_parts",
     "log_weighted_sum",
     "log_weighted_sum_parts",
+    "log_weighted_sum_rows",
     "normalized_weights",
-    "weight_equation",
+    "product_signal_to_factors",
+    "to_rows",
+    "weights_to_rows",
 ]

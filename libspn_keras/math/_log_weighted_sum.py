@@ -1,8 +1,16 @@
-"""The one log-space weighted-sum kernel shared by every sum layer and sum op."""
+"""The one log-space weighted-sum kernel shared by every sum layer and sum op.
+
+Sums are contracted in a *rows* layout: children ``[num_groups, num_rows, num_in]`` times weights
+``[num_groups, num_in, num_out]`` as one batched matmul. With one weight matrix per middle position (dense and
+local sums) a group is a middle position (a region or cell) and its rows are the batch; with weights shared
+across the middle axes (convolutional and root sums) there is one group whose rows are every (batch, position)
+pair. ``to_rows`` / ``from_rows`` convert between this layout and the layers' ``[batch, *middle, nodes]``.
+"""
 
 from __future__ import annotations
 
-import string
+import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -40,77 +48,123 @@ def log_normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool)
     return tf.math.log(accumulators) - tf.math.log(tf.reduce_sum(accumulators, axis=-2, keepdims=True))
 
 
-def weight_equation(x_rank: int, weights_rank: int, pattern: str) -> str:
-    """Build an einsum equation over ``x``-like (``z{m}x``), output-like (``z{m}y``) and weight terms.
+def _check_weights_rank(middle_rank: int, weights_rank: int) -> bool:
+    """Return whether weights of ``weights_rank`` are shared across ``middle_rank`` middle axes."""
+    if weights_rank == 2:
+        return True
+    if weights_rank == middle_rank + 2:
+        return False
+    raise ValueError(
+        f"Weights of rank {weights_rank} cannot be contracted with children that have {middle_rank} middle axes "
+        f"(expected rank 2 or {middle_rank + 2})."
+    )
+
+
+def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:
+    """Move ``x`` (``[batch, *middle, n]``) to the rows layout ``[num_groups, num_rows, n]``.
 
     Args:
-        x_rank: Rank of the child tensor ``[batch, *middle, num_in]``.
-        weights_rank: Rank of the weights: ``len(middle) + 2`` (one weight matrix per middle position) or 2
-            (shared across middle positions).
-        pattern: Equation with placeholders ``X`` (child term), ``Y`` (sum term) and ``W`` (weight term).
+        x: Tensor with known middle axes.
+        weights_rank: Rank of the weights ``x`` is contracted with (2 = shared across the middle axes).
 
     Returns:
-        The einsum equation.
-
-    Raises:
-        ValueError: If the ranks are incompatible.
+        ``[prod(middle), batch, n]`` for per-position weights, ``[1, batch * prod(middle), n]`` for shared ones.
     """
-    middle = string.ascii_lowercase[: x_rank - 2]
-    if weights_rank == 2:
-        weight_term = "xy"
-    elif weights_rank == len(middle) + 2:
-        weight_term = f"{middle}xy"
-    else:
-        raise ValueError(f"Weights of rank {weights_rank} cannot be contracted with inputs of rank {x_rank}.")
-    return pattern.replace("X", f"z{middle}x").replace("Y", f"z{middle}y").replace("W", weight_term)
+    middle = x.shape[1:-1]
+    num_nodes = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+    if _check_weights_rank(len(middle), weights_rank):
+        return tf.reshape(x, [1, -1, num_nodes])
+    rank = x.shape.rank
+    moved = tf.transpose(x, [*range(1, rank - 1), 0, rank - 1])
+    return tf.reshape(moved, [math.prod(middle), -1, num_nodes])
 
 
-def _contract(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """``out[b, *m, o] = sum_i x[b, *m, i] * weights[*m, i, o]`` (``weights`` may omit the ``*m`` axes)."""
-    if weights.shape.rank == 2:
-        num_in = tf.shape(x)[-1]
-        flat = tf.reshape(x, [-1, num_in])
-        out = tf.matmul(flat, weights)
-        return tf.reshape(out, tf.concat([tf.shape(x)[:-1], tf.shape(weights)[-1:]], axis=0))
-    return tf.einsum(weight_equation(x.shape.rank, weights.shape.rank, "X,W->Y"), x, weights)
+def from_rows(rows: tf.Tensor, middle: Sequence[int], shared: bool) -> tf.Tensor:
+    """Inverse of ``to_rows``: ``[num_groups, num_rows, n]`` back to ``[batch, *middle, n]``.
+
+    Args:
+        rows: Tensor in the rows layout.
+        middle: The middle axes of the layer layout.
+        shared: Whether the rows came from weights shared across the middle axes.
+
+    Returns:
+        The tensor in the layer layout.
+    """
+    num_nodes = rows.shape[-1] if rows.shape[-1] is not None else tf.shape(rows)[-1]
+    if shared:
+        return tf.reshape(rows, [-1, *middle, num_nodes])
+    grouped = tf.reshape(rows, [*middle, -1, num_nodes])
+    rank = len(middle) + 2
+    return tf.transpose(grouped, [len(middle), *range(len(middle)), rank - 1])
+
+
+def weights_to_rows(weights: tf.Tensor) -> tf.Tensor:
+    """``[*middle, num_in, num_out]`` (or ``[num_in, num_out]``) weights as ``[num_groups, num_in, num_out]``."""
+    return tf.reshape(weights, [-1, *weights.shape[-2:]])
 
 
 class WeightedSumParts(NamedTuple):
-    """Intermediates of ``log_weighted_sum`` that backward passes reuse.
+    """Intermediates of a weighted sum, in the rows layout, that backward passes reuse.
 
     Attributes:
-        log_sums: The result, ``[batch, *middle, num_out]``.
-        scaled_children: ``exp(x - x_max)``, ``[batch, *middle, num_in]``.
-        linear_sums: ``scaled_children @ weights`` (``exp(log_sums - x_max)``), ``[batch, *middle, num_out]``.
+        log_sums: The log-space sums, ``[num_groups, num_rows, num_out]``.
+        weights: Normalized linear weights, ``[num_groups, num_in, num_out]``.
+        log_children: Log-space children ``[num_groups, num_rows, num_in]`` (``None`` where they were never
+            formed, as in ``log_product_weighted_sum``).
+        scaled_children: ``exp(children - max)``, ``[num_groups, num_rows, num_in]``.
+        linear_sums: ``scaled_children @ weights`` (``exp(log_sums - max)``), ``[num_groups, num_rows, num_out]``.
     """
 
     log_sums: tf.Tensor
-    scaled_children: tf.Tensor
-    linear_sums: tf.Tensor
+    weights: tf.Tensor
+    log_children: tf.Tensor | None = None
+    scaled_children: tf.Tensor | None = None
+    linear_sums: tf.Tensor | None = None
+
+
+def _finite_or_zero(x_max: tf.Tensor) -> tf.Tensor:
+    x_max = tf.stop_gradient(x_max)
+    return tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
+
+
+def _log_of_linear(linear: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+    """``log(linear) + offset`` with ``-inf`` (and zero gradient) where ``linear`` is 0."""
+    positive = linear > 0
+    safe = tf.where(positive, linear, tf.ones_like(linear))
+    return tf.where(positive, tf.math.log(safe) + offset, tf.constant(-float("inf"), dtype=linear.dtype))
+
+
+def log_weighted_sum_rows(x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
+    """Weighted sums of log-space children in the rows layout (see the module docstring).
+
+    Args:
+        x_rows: Log-probabilities ``[num_groups, num_rows, num_in]``.
+        weights_rows: Linear normalized weights ``[num_groups, num_in, num_out]``.
+
+    Returns:
+        The sums and the intermediates.
+    """
+    x_max = _finite_or_zero(tf.reduce_max(x_rows, axis=-1, keepdims=True))
+    scaled = tf.exp(x_rows - x_max)
+    linear = tf.matmul(scaled, weights_rows)
+    return WeightedSumParts(_log_of_linear(linear, x_max), weights_rows, x_rows, scaled, linear)
 
 
 def log_weighted_sum_parts(x: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
-    """``log_weighted_sum`` that also returns the intermediates a backward pass can reuse."""
+    """``log_weighted_sum`` that also returns the intermediates (rows layout) a backward pass can reuse."""
     x = tf.convert_to_tensor(x)
     weights = tf.convert_to_tensor(weights, dtype=x.dtype)
-    x_max = tf.stop_gradient(tf.reduce_max(x, axis=-1, keepdims=True))
-    x_max = tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
-    scaled = tf.exp(x - x_max)
-    linear = _contract(scaled, weights)
-    positive = linear > 0
-    safe = tf.where(positive, linear, tf.ones_like(linear))
-    out = tf.where(positive, tf.math.log(safe) + x_max, tf.constant(-float("inf"), dtype=x.dtype))
-    return WeightedSumParts(out, scaled, linear)
+    return log_weighted_sum_rows(to_rows(x, weights.shape.rank), weights_to_rows(weights))
 
 
 def log_weighted_sum(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """Compute ``log(sum_i exp(x_i) * w_io)`` over the last axis of ``x`` as one (batched) matmul.
+    """Compute ``log(sum_i exp(x_i) * w_io)`` over the last axis of ``x`` as one batched matmul.
 
     The maximum over the children is subtracted before exponentiation (and added back after the logarithm),
     so arbitrarily small log-probabilities do not underflow.
 
     Args:
-        x: Log-probabilities of children, shape ``[batch, *middle, num_in]``.
+        x: Log-probabilities of children, shape ``[batch, *middle, num_in]`` (middle axes known).
         weights: Linear, normalized weights, shape ``[*middle, num_in, num_out]`` or ``[num_in, num_out]``
             (shared across the middle axes).
 
@@ -125,4 +179,78 @@ def log_weighted_sum(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
         >>> round(float(np.exp(log_weighted_sum(x, w))[0, 0]), 4)
         0.3
     """
-    return log_weighted_sum_parts(x, weights).log_sums
+    x = tf.convert_to_tensor(x)
+    weights = tf.convert_to_tensor(weights, dtype=x.dtype)
+    parts = log_weighted_sum_parts(x, weights)
+    return from_rows(parts.log_sums, x.shape[1:-1], weights.shape.rank == 2)
+
+
+def log_outer_product(factors: tf.Tensor) -> tf.Tensor:
+    """All combinations of one node per factor, summed in log-space (a product of probabilities).
+
+    Args:
+        factors: ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
+
+    Returns:
+        ``[batch, num_groups, num_decomps, num_nodes ** num_factors]``; the node of the first factor varies
+        slowest.
+    """
+    _, num_groups, num_factors, num_decomps, num_nodes = factors.shape
+    out = factors[:, :, 0]
+    for factor in range(1, num_factors):
+        out = out[..., :, tf.newaxis] + factors[:, :, factor, :, tf.newaxis, :]
+        out = tf.reshape(out, [-1, num_groups, num_decomps, num_nodes ** (factor + 1)])
+    return out
+
+
+def log_product_weighted_sum_parts(factors: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
+    """Weighted sums over the outer products of ``factors`` without forming the products in log-space.
+
+    Equals ``log_weighted_sum(log_outer_product(factors), weights)``, but exponentiates the ``num_nodes`` values
+    of each factor (after subtracting each factor's maximum) instead of the ``num_nodes ** num_factors``
+    products, forms the linear outer product directly in the rows layout and contracts it with one batched
+    matmul: one pass over the products instead of several.
+
+    Args:
+        factors: Log-probabilities ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
+        weights: Linear normalized weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``.
+
+    Returns:
+        The parts in the rows layout (``num_groups * num_decomps`` groups of ``batch`` rows); ``log_children``
+        is ``None``.
+    """
+    factors = tf.convert_to_tensor(factors)
+    weights = tf.convert_to_tensor(weights, dtype=factors.dtype)
+    _, num_groups, num_factors, num_decomps, num_nodes = factors.shape
+    f_max = _finite_or_zero(tf.reduce_max(factors, axis=-1, keepdims=True))
+    # Only the small per-factor tensors are transposed: [groups, decomps, factors, batch, nodes].
+    scaled = tf.transpose(tf.exp(factors - f_max), [1, 3, 2, 0, 4])
+    products = scaled[:, :, 0]
+    for factor in range(1, num_factors):
+        products = products[..., :, tf.newaxis] * scaled[:, :, factor, :, tf.newaxis, :]
+        products = tf.reshape(products, [num_groups, num_decomps, -1, num_nodes ** (factor + 1)])
+    products = tf.reshape(products, [num_groups * num_decomps, -1, num_nodes**num_factors])
+    weights_rows = weights_to_rows(weights)
+    linear = tf.matmul(products, weights_rows)
+    offset = tf.transpose(tf.reduce_sum(f_max, axis=2), [1, 2, 0, 3])  # [groups, decomps, batch, 1]
+    offset = tf.reshape(offset, [num_groups * num_decomps, -1, 1])
+    return WeightedSumParts(_log_of_linear(linear, offset), weights_rows, None, products, linear)
+
+
+def product_signal_to_factors(signal: tf.Tensor, factors_shape: tf.TensorShape) -> tf.Tensor:
+    """Sum a signal on the products (rows layout) onto the factors it came from.
+
+    Args:
+        signal: ``[num_groups * num_decomps, batch, num_nodes ** num_factors]``.
+        factors_shape: Shape ``[batch, num_groups, num_factors, num_decomps, num_nodes]`` of the factors.
+
+    Returns:
+        The signal of every factor node, shaped like the factors.
+    """
+    _, num_groups, num_factors, num_decomps, num_nodes = factors_shape
+    per_node = tf.reshape(signal, [num_groups, num_decomps, -1, *([num_nodes] * num_factors)])
+    node_axes = list(range(3, 3 + num_factors))
+    per_factor = tf.stack(
+        [tf.reduce_sum(per_node, axis=[a for a in node_axes if a != axis]) for axis in node_axes], axis=2
+    )  # [groups, decomps, factors, batch, nodes]
+    return tf.transpose(per_factor, [3, 0, 2, 1, 4])

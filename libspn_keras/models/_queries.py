@@ -25,8 +25,9 @@ import keras
 import tensorflow as tf
 
 from libspn_keras.layers import BaseLeaf, BaseSum, FlatToRegions
-from libspn_keras.math import WeightedSumParts, normalized_weights
+from libspn_keras.math import WeightedSumParts
 from libspn_keras.sum_ops import BaseSelectionSumOp, SumOpBase, SumOpGradBackprop, SumOpSampleBackprop
+from libspn_keras.sum_ops._em import weighted_logits
 
 
 class MaxProductSumOp(BaseSelectionSumOp):
@@ -39,24 +40,13 @@ class MaxProductSumOp(BaseSelectionSumOp):
         super().__init__(sample_prob=None)
 
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
-        """Weighted child log-probabilities ``[batch, *middle, num_out, num_in]``."""
-        return tf.linalg.matrix_transpose(x[..., tf.newaxis] + log_weights)
+        """Weighted child log-probabilities ``[groups, rows, in, out]``."""
+        return weighted_logits(x, log_weights)
 
-    def weighted_sum(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
-        """Weighted maximum over the children, with the selection backward pass."""
-        accumulators = tf.convert_to_tensor(accumulators)
-
-        @tf.custom_gradient
-        def forward(x: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            weights = normalized_weights(accumulators, logspace_accumulators)
-            log_max = tf.reduce_max(self.selection_logits(x, tf.math.log(weights)), axis=-1)
-
-            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                return self.backward(x, weights, WeightedSumParts(log_max, x, log_max), dy)
-
-            return log_max, grad
-
-        return forward(x, accumulators)
+    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
+        """Weighted maximum over the children (rows layout)."""
+        log_max = tf.reduce_max(weighted_logits(x_rows, tf.math.log(weights_rows)), axis=-2)
+        return WeightedSumParts(log_max, weights_rows, log_children=x_rows)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments (none)."""

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import tensorflow as tf
 
 from libspn_keras.math import (
     WeightedSumParts,
+    from_rows,
     log_normalized_weights,
-    log_weighted_sum,
-    log_weighted_sum_parts,
+    log_outer_product,
+    log_product_weighted_sum_parts,
+    log_weighted_sum_rows,
     normalized_weights,
+    product_signal_to_factors,
+    to_rows,
+    weights_to_rows,
 )
 
 
@@ -25,7 +31,11 @@ class SumOpBase(abc.ABC):
     gradients for ``SumOpGradBackprop``, (hard) EM signals or sampling signals for the others.
 
     Subclasses set ``default_logspace_accumulators`` (the choice when a layer passes ``None``) and
-    ``supports_logspace_accumulators``; ops with a custom backward pass override ``backward``.
+    ``supports_logspace_accumulators``; ops with a custom backward pass override ``backward``, which works in
+    the rows layout of ``libspn_keras.math`` (children ``[groups, rows, in]``, weights ``[groups, in, out]``).
+    ``fuses_products`` says whether the op can contract a ``DenseProduct``'s products without forming them in
+    log-space (``weighted_sum_of_products``, used by ``SequentialSumProductNetwork``); ops whose backward rule
+    needs the log-space children (hard EM, sampling) set it to ``False``.
 
     **Backward signals of custom ops.** For a custom op, the "gradient" that reaches the accumulators is the
     (negated, batch-averaged when the loss averages) *count* of each edge: how often, in expectation (soft EM) or
@@ -35,6 +45,8 @@ class SumOpBase(abc.ABC):
 
     #: Whether ``backward`` replaces the autodiff gradient.
     has_custom_backward: ClassVar[bool] = False
+    #: Whether ``weighted_sum_of_products`` contracts products without forming them in log-space.
+    fuses_products: ClassVar[bool] = True
 
     default_logspace_accumulators: ClassVar[bool] = True
     supports_logspace_accumulators: ClassVar[bool] = True
@@ -73,36 +85,94 @@ class SumOpBase(abc.ABC):
         Returns:
             Log-probabilities of the sums, ``[batch, *middle, num_out]``.
         """
-        if not self.has_custom_backward:
-            return log_weighted_sum(x, normalized_weights(accumulators, logspace_accumulators))
-        return self._custom_weighted_sum(x, tf.convert_to_tensor(accumulators), logspace_accumulators)
+        x = tf.convert_to_tensor(x)
+        accumulators = tf.convert_to_tensor(accumulators)
+        middle, shared = x.shape[1:-1], accumulators.shape.rank == 2
 
-    def _custom_weighted_sum(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
+        def forward(x: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
+            return self.forward_rows(to_rows(x, weights.shape.rank), weights_to_rows(weights))
+
+        def to_children(child_rows: tf.Tensor) -> tf.Tensor:
+            return from_rows(child_rows, middle, shared)
+
+        return from_rows(self._apply(forward, to_children, x, accumulators, logspace_accumulators), middle, shared)
+
+    def weighted_sum_of_products(
+        self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool
+    ) -> tf.Tensor:
+        """Weighted sums over the outer products of ``factors`` (``DenseProduct`` followed by ``DenseSum``).
+
+        Equals ``weighted_sum(log_outer_product(factors), ...)``. Ops with ``fuses_products`` never form the
+        products in log-space (``libspn_keras.math.log_product_weighted_sum_parts``); the others form them and
+        take the ordinary path.
+
+        Args:
+            factors: Log-probabilities ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
+            accumulators: Unnormalized weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``.
+            logspace_accumulators: Whether ``accumulators`` are log-space values.
+
+        Returns:
+            Log-probabilities of the sums, ``[batch, num_groups, num_decomps, num_out]``.
+        """
+        factors = tf.convert_to_tensor(factors)
+        if not self.fuses_products:
+            return self.weighted_sum(log_outer_product(factors), accumulators, logspace_accumulators)
+        accumulators = tf.convert_to_tensor(accumulators)
+        middle = (factors.shape[1], factors.shape[3])
+
+        def to_children(child_rows: tf.Tensor) -> tf.Tensor:
+            return product_signal_to_factors(child_rows, factors.shape)
+
+        forward = log_product_weighted_sum_parts
+        log_sums = self._apply(forward, to_children, factors, accumulators, logspace_accumulators)
+        return from_rows(log_sums, middle, shared=False)
+
+    def _apply(
+        self,
+        forward: Callable[[tf.Tensor, tf.Tensor], WeightedSumParts],
+        to_children: Callable[[tf.Tensor], tf.Tensor],
+        children: tf.Tensor,
+        accumulators: tf.Tensor,
+        logspace_accumulators: bool,
+    ) -> tf.Tensor:
+        """Run ``forward`` (children, weights -> parts) with this op's backward rule; return the rows sums."""
+        if not self.has_custom_backward:
+            return forward(children, normalized_weights(accumulators, logspace_accumulators)).log_sums
+
         @tf.custom_gradient
-        def forward(x: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            weights = normalized_weights(accumulators, logspace_accumulators)
-            parts = log_weighted_sum_parts(x, weights)
+        def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            parts = forward(children, normalized_weights(accumulators, logspace_accumulators))
 
             def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                return self.backward(x, weights, parts, dy)
+                child_rows, edge_rows = self.backward(parts, dy)
+                return to_children(child_rows), tf.reshape(edge_rows, tf.shape(accumulators))
 
             return parts.log_sums, grad
 
-        return forward(x, accumulators)
+        return apply(children, accumulators)
 
-    def backward(
-        self, x: tf.Tensor, weights: tf.Tensor, parts: WeightedSumParts, dy: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Backward rule of ops with ``has_custom_backward``.
+    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
+        """The forward pass in the rows layout (``libspn_keras.math.log_weighted_sum_rows``).
 
         Args:
-            x: Children, ``[batch, *middle, num_in]``.
-            weights: Normalized linear weights, ``[*middle, num_in, num_out]`` or ``[num_in, num_out]``.
-            parts: Forward intermediates.
-            dy: Signal arriving at the sums, ``[batch, *middle, num_out]``.
+            x_rows: Log-probabilities ``[num_groups, num_rows, num_in]``.
+            weights_rows: Normalized linear weights ``[num_groups, num_in, num_out]``.
 
         Returns:
-            The signal for the children (shaped like ``x``) and the edge counts (shaped like ``weights``).
+            The sums and the intermediates the backward rule uses.
+        """
+        return log_weighted_sum_rows(x_rows, weights_rows)
+
+    def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Backward rule of ops with ``has_custom_backward``, in the rows layout.
+
+        Args:
+            parts: Forward intermediates (``WeightedSumParts``).
+            dy: Signal arriving at the sums, ``[num_groups, num_rows, num_out]``.
+
+        Returns:
+            The signal of the children ``[num_groups, num_rows, num_in]`` and the edge counts
+            ``[num_groups, num_in, num_out]``.
         """
         raise NotImplementedError(f"{type(self).__name__} uses autodiff and has no custom backward rule.")
 

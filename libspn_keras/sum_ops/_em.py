@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
-from libspn_keras.math import WeightedSumParts, weight_equation
+from libspn_keras.math import WeightedSumParts
 from libspn_keras.sum_ops._base import SumOpBase
 
 
@@ -31,16 +31,15 @@ class SumOpEMBackprop(SumOpBase):
     supports_logspace_accumulators: ClassVar[bool] = False
     has_custom_backward: ClassVar[bool] = True
 
-    def backward(
-        self, x: tf.Tensor, weights: tf.Tensor, parts: WeightedSumParts, dy: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Dense (soft) EM signals, computed without materializing per-edge tensors."""
-        positive = parts.linear_sums > 0
-        ratio = tf.where(positive, dy / tf.where(positive, parts.linear_sums, tf.ones_like(dy)), tf.zeros_like(dy))
-        rank = x.shape.rank
-        child_mass = tf.einsum(weight_equation(rank, weights.shape.rank, "Y,W->X"), ratio, weights)
-        edge_mass = tf.einsum(weight_equation(rank, weights.shape.rank, "X,Y->W"), parts.scaled_children, ratio)
-        return parts.scaled_children * child_mass, weights * edge_mass
+    def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Dense (soft) EM signals as two batched matmuls, without per-edge tensors of the batch."""
+        linear, scaled = parts.linear_sums, parts.scaled_children
+        assert linear is not None and scaled is not None, "the forward pass keeps the linear sums"
+        positive = linear > 0
+        ratio = tf.where(positive, dy / tf.where(positive, linear, tf.ones_like(dy)), tf.zeros_like(dy))
+        child_mass = tf.matmul(ratio, parts.weights, transpose_b=True)
+        edge_mass = tf.matmul(scaled, ratio, transpose_a=True)
+        return scaled * child_mass, parts.weights * edge_mass
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments (none)."""
@@ -71,37 +70,70 @@ class BaseSelectionSumOp(SumOpBase):
             )
         self.sample_prob = None if sample_prob is None else float(sample_prob)
 
+    fuses_products: ClassVar[bool] = False
+
     @abc.abstractmethod
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
-        """Logits ``[batch, *middle, num_out, num_in]`` from which each sum selects a child."""
+        """Logits from which each sum selects a child (rows layout).
 
-    def backward(
-        self, x: tf.Tensor, weights: tf.Tensor, parts: WeightedSumParts, dy: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Send each sum's count to its selected child."""
-        logits = self.selection_logits(x, tf.math.log(weights))
-        winners = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        Args:
+            x: Log-space children ``[groups, rows, in]``.
+            log_weights: Log-weights ``[groups, in, out]``.
+
+        Returns:
+            ``[groups, rows, in, out]``, or ``[groups, rows, in, 1]`` when every sum of a row uses the same logits.
+        """
+
+    def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Send each sum's count to its selected child (segment sums; no one-hot edge tensors)."""
+        x = parts.log_children
+        assert x is not None, "selection ops do not fuse products, so the log-space children exist"
+        logits = self.selection_logits(x, tf.math.log(parts.weights))  # [groups, rows, in, out or 1]
+        shape = tf.shape(dy)
+        num_in = tf.shape(x)[-1]
+        winners = tf.broadcast_to(tf.argmax(logits, axis=-2, output_type=tf.int32), shape)
         if self.sample_prob:
-            uniform = tf.random.uniform(tf.shape(logits), minval=1e-20, maxval=1.0, dtype=logits.dtype)
-            sampled = tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+            full = tf.concat([shape[:2], [num_in], shape[2:]], axis=0)
+            uniform = tf.random.uniform(full, minval=1e-20, maxval=1.0, dtype=logits.dtype)
+            sampled = tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-2, output_type=tf.int32)
             if self.sample_prob < 1.0:
-                use_sample = tf.random.uniform(tf.shape(winners), dtype=logits.dtype) < self.sample_prob
+                use_sample = tf.random.uniform(shape, dtype=logits.dtype) < self.sample_prob
                 sampled = tf.where(use_sample, sampled, winners)
             winners = sampled
-        one_hot = tf.one_hot(winners, tf.shape(x)[-1], dtype=dy.dtype)  # [batch, *middle, num_out, num_in]
-        rank = x.shape.rank
-        child_counts = tf.einsum(weight_equation(rank, weights.shape.rank, "Yx,Y->X"), one_hot, dy)
-        edge_counts = tf.einsum(weight_equation(rank, weights.shape.rank, "Yx,Y->W"), one_hot, dy)
-        return child_counts, edge_counts
+        return selection_counts(winners, dy, num_in)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments."""
         return {"sample_prob": self.sample_prob}
 
 
-def _weighted_logits(x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
-    # [batch, *middle, num_in, 1] + [*middle, num_in, num_out] -> [batch, *middle, num_out, num_in]
-    return tf.linalg.matrix_transpose(x[..., tf.newaxis] + log_weights)
+def selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Counts of children and edges when sum ``o`` of row ``r`` sends ``dy[g, r, o]`` to child ``winners[g, r, o]``.
+
+    Args:
+        winners: Selected child per sum, ``[groups, rows, out]`` (int32).
+        dy: Count of each sum, ``[groups, rows, out]``.
+        num_in: Number of children per sum.
+
+    Returns:
+        Child counts ``[groups, rows, in]`` and edge counts ``[groups, in, out]``.
+    """
+    shape = tf.shape(dy)
+    num_groups, num_rows, num_out = shape[0], shape[1], shape[2]
+    row_index = tf.reshape(tf.range(num_groups * num_rows), [num_groups, num_rows, 1])
+    child_counts = tf.math.unsorted_segment_sum(dy, row_index * num_in + winners, num_groups * num_rows * num_in)
+    group_index = tf.reshape(tf.range(num_groups), [num_groups, 1, 1])
+    edge_ids = (group_index * num_in + winners) * num_out + tf.range(num_out)
+    edge_counts = tf.math.unsorted_segment_sum(dy, edge_ids, num_groups * num_in * num_out)
+    return (
+        tf.reshape(child_counts, [num_groups, num_rows, num_in]),
+        tf.reshape(edge_counts, [num_groups, num_in, num_out]),
+    )
+
+
+def weighted_logits(x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+    """``x_i + log w_io``: ``[groups, rows, in, 1] + [groups, 1, in, out] -> [groups, rows, in, out]``."""
+    return x[..., tf.newaxis] + log_weights[:, tf.newaxis]
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -122,7 +154,7 @@ class SumOpHardEMBackprop(BaseSelectionSumOp):
 
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
         """Weighted child log-probabilities."""
-        return _weighted_logits(x, log_weights)
+        return weighted_logits(x, log_weights)
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -143,8 +175,7 @@ class SumOpUnweightedHardEMBackprop(BaseSelectionSumOp):
 
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
         """Unweighted child log-probabilities, the same for every sum of a region."""
-        shape = tf.concat([tf.shape(x)[:-1], tf.shape(log_weights)[-1:], tf.shape(x)[-1:]], axis=0)
-        return tf.broadcast_to(x[..., tf.newaxis, :], shape)
+        return x[..., tf.newaxis]
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -166,7 +197,7 @@ class SumOpSampleBackprop(BaseSelectionSumOp):
 
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
         """Weighted child log-probabilities."""
-        return _weighted_logits(x, log_weights)
+        return weighted_logits(x, log_weights)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments (none)."""
