@@ -2,10 +2,15 @@
 
 The module docstring becomes a markdown cell; consecutive top-level statements (imports, constants) share a code
 cell and every function or class gets its own; the ``if __name__ == "__main__":`` block is replaced by a cell that
-calls ``main([])`` (the script's defaults). Run it after editing a script so that its twin stays the same code
-(``tests/test_examples_dgcspn.py`` checks this)::
+calls ``main`` with the script's defaults, or with the command-line arguments in the environment variable
+``LIBSPN_KERAS_EXAMPLE_ARGS`` (``LIBSPN_KERAS_EXAMPLE_ARGS=--quick`` gives a short run; ``tests/test_notebooks.py``
+executes the notebooks so). A script in the "percent" format (cells started by ``# %%`` and ``# %% [markdown]``
+comment lines, like ``understanding_region_spns.py``) keeps its cells instead; it reads the same environment
+variable itself. Run this after editing a script so that its twin stays the same code (``tests/test_examples_*.py``
+check this)::
 
-    python examples/make_notebooks.py examples/dgcspn_classification.py examples/dgcspn_completion.py
+    python examples/make_notebooks.py examples/dgcspn_classification.py examples/dgcspn_completion.py \
+        examples/understanding_region_spns.py
 """
 
 from __future__ import annotations
@@ -13,18 +18,41 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-RUN_CELL = 'results = main([])  # the script\'s defaults; e.g. main(["--quick"]) for a short run'
+#: The notebook's last cell: the script's ``if __name__ == "__main__":`` block.
+RUN_CELL = """import os
+import shlex
+
+# The script's defaults, or the command-line arguments in LIBSPN_KERAS_EXAMPLE_ARGS (e.g. "--quick": a short run)
+results = main(shlex.split(os.environ.get("LIBSPN_KERAS_EXAMPLE_ARGS", "")))"""
+PERCENT_CELL = re.compile(r"^# %%(.*)$", re.MULTILINE)
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
     return isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
 
 
+def percent_cells(source: str) -> list[tuple[str, str]]:
+    """Split a percent-format script into ``(cell_type, source)`` pairs; markdown cells lose their ``# ``."""
+    parts = PERCENT_CELL.split(source)
+    cells: list[tuple[str, str]] = []
+    for marker, body in zip(parts[1::2], parts[2::2], strict=True):
+        text = body.strip("\n")
+        if "[markdown]" in marker:
+            text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in text.splitlines())
+            cells.append(("markdown", text))
+        else:
+            cells.append(("code", text))
+    return cells
+
+
 def script_cells(source: str) -> list[tuple[str, str]]:
     """Split a script into ``(cell_type, source)`` pairs."""
+    if PERCENT_CELL.search(source):
+        return percent_cells(source)
     lines = source.splitlines()
     tree = ast.parse(source)
     body = list(tree.body)

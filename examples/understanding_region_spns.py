@@ -16,7 +16,8 @@
 #    if the DEBD files are not found), trains them by gradient descent and reports log-likelihoods.
 #
 # Run it as a script (`python examples/understanding_region_spns.py`, one to three minutes on 2 CPU cores; `--quick`
-# for a seconds-long smoke run) or as the notebook `understanding_region_spns.ipynb`, which has the same cells.
+# for a seconds-long smoke run) or as the notebook `understanding_region_spns.ipynb`, which has the same cells
+# (`LIBSPN_KERAS_EXAMPLE_ARGS=--quick jupyter notebook` for the smoke run there).
 
 # %%
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -47,7 +49,9 @@ parser.add_argument("--quick", action="store_true", help="tiny data and models, 
 parser.add_argument("--data-dir", type=Path, default=REPO / ".." / "shared" / "data" / "debd")
 parser.add_argument("--output-dir", type=Path, default=REPO / "outputs")
 parser.add_argument("--epochs", type=int, default=15)
-args, _ = parser.parse_known_args()  # parse_known_args: the same cell runs in Jupyter (which passes its own flags)
+# parse_known_args: the same cell runs in Jupyter (which passes its own flags). LIBSPN_KERAS_EXAMPLE_ARGS in the
+# environment adds arguments, e.g. "--quick" for a notebook run of seconds (how tests/test_notebooks.py runs it).
+args, _ = parser.parse_known_args([*sys.argv[1:], *shlex.split(os.environ.get("LIBSPN_KERAS_EXAMPLE_ARGS", ""))])
 keras.utils.set_random_seed(0)
 start = time.perf_counter()
 
