@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import keras
 from keras import ops
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -17,7 +22,7 @@ class Clip(keras.constraints.Constraint):
         max: Maximum clip value, or ``None`` for no upper bound.
 
     Raises:
-        ValueError: If ``max`` is given and smaller than ``min``.
+        ValueError: If ``min`` or ``max`` is not a number, or ``max`` is given and smaller than ``min``.
 
     Example:
         >>> import numpy as np
@@ -26,6 +31,9 @@ class Clip(keras.constraints.Constraint):
     """
 
     def __init__(self, min: float, max: float | None = None) -> None:  # noqa: A002 (manual's names)
+        for name, value in (("min", min), ("max", max)):
+            if (value is not None or name == "min") and not _is_number(value):
+                raise ValueError(f"Clip expects {name} to be a number. Received: {name}={value!r}")
         if max is not None and max < min:
             raise ValueError(f"Clip expects max >= min. Received: min={min}, max={max}")
         self.min = float(min)

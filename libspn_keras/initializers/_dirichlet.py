@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from libspn_keras.initializers._checks import check_axis, check_axis_of_shape, is_number
+
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
 class Dirichlet(keras.initializers.Initializer):
@@ -18,7 +20,8 @@ class Dirichlet(keras.initializers.Initializer):
         seed: Optional integer seed.
 
     Raises:
-        ValueError: If ``alpha`` is not positive.
+        ValueError: If ``alpha`` is not positive, ``axis`` is not an integer, or (when called) ``axis`` is not an
+            axis of ``shape``.
 
     Example:
         >>> import numpy as np
@@ -28,15 +31,16 @@ class Dirichlet(keras.initializers.Initializer):
     """
 
     def __init__(self, axis: int = -2, alpha: float = 0.1, seed: int | None = None) -> None:
-        if not alpha > 0:
-            raise ValueError(f"Dirichlet expects alpha > 0. Received: alpha={alpha}")
-        self.axis = int(axis)
+        if not is_number(alpha) or not alpha > 0:
+            raise ValueError(f"Dirichlet expects alpha > 0. Received: alpha={alpha!r}")
+        self.axis = check_axis("Dirichlet", axis)
         self.alpha = float(alpha)
         self.seed = seed
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         """Draw a tensor of ``shape`` whose slices along ``axis`` are Dirichlet samples."""
         dtype = dtype or keras.config.floatx()
+        check_axis_of_shape("Dirichlet", self.axis, shape)
         gammas = keras.random.gamma(tuple(shape), alpha=self.alpha, dtype=dtype, seed=self.seed)
         # Tiny alphas can give all-zero gammas; keep the result a distribution.
         gammas = ops.maximum(gammas, ops.cast(1e-30, dtype))

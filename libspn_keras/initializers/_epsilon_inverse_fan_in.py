@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from libspn_keras.initializers._checks import check_axis, check_axis_of_shape, is_number
+
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
 class EpsilonInverseFanIn(keras.initializers.Initializer):
@@ -19,6 +21,10 @@ class EpsilonInverseFanIn(keras.initializers.Initializer):
         axis: The axis for input nodes so that :math:`K^{-1}` is the inverse fan in. Usually ``-2``.
         epsilon: A small non-zero constant.
 
+    Raises:
+        ValueError: If ``epsilon`` is not positive, ``axis`` is not an integer, or (when called) ``axis`` is not an
+            axis of ``shape``.
+
     Example:
         >>> import numpy as np
         >>> np.asarray(EpsilonInverseFanIn(axis=-2, epsilon=1.0)((4, 1))).ravel().tolist()
@@ -26,15 +32,16 @@ class EpsilonInverseFanIn(keras.initializers.Initializer):
     """
 
     def __init__(self, axis: int = -2, epsilon: float = 1e-4) -> None:
-        if not epsilon > 0:
-            raise ValueError(f"EpsilonInverseFanIn expects epsilon > 0. Received: epsilon={epsilon}")
-        self.axis = int(axis)
+        if not is_number(epsilon) or not epsilon > 0:
+            raise ValueError(f"EpsilonInverseFanIn expects epsilon > 0. Received: epsilon={epsilon!r}")
+        self.axis = check_axis("EpsilonInverseFanIn", axis)
         self.epsilon = float(epsilon)
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         """Return a constant tensor of ``shape``."""
         dtype = dtype or keras.config.floatx()
         shape = tuple(shape)
+        check_axis_of_shape("EpsilonInverseFanIn", self.axis, shape)
         return ops.full(shape, self.epsilon / shape[self.axis], dtype=dtype)
 
     def get_config(self) -> dict[str, Any]:

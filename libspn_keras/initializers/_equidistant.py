@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from libspn_keras.initializers._checks import check_axis, check_axis_of_shape
+
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
 class Equidistant(keras.initializers.Initializer):
@@ -22,7 +24,8 @@ class Equidistant(keras.initializers.Initializer):
         axis: Axis along which values are spaced. If the tensor has rank 1, the only axis is used.
 
     Raises:
-        ValueError: If ``maxval < minval``.
+        ValueError: If ``maxval < minval``, ``axis`` is not an integer, or (when called on a tensor of rank > 1)
+            ``axis`` is not an axis of ``shape``.
 
     Example:
         >>> import numpy as np
@@ -37,12 +40,14 @@ class Equidistant(keras.initializers.Initializer):
             raise ValueError(f"Equidistant expects maxval >= minval. Received: minval={minval}, maxval={maxval}")
         self.minval = float(minval)
         self.maxval = float(maxval)
-        self.axis = int(axis)
+        self.axis = check_axis("Equidistant", axis)
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         """Fill ``axis`` with ``linspace(minval, maxval, shape[axis])``, broadcast over the other axes."""
         dtype = dtype or keras.config.floatx()
         shape = tuple(shape)
+        if len(shape) > 1:
+            check_axis_of_shape("Equidistant", self.axis, shape)
         axis = self.axis % len(shape) if len(shape) > 1 else 0
         values = ops.linspace(self.minval, self.maxval, shape[axis], dtype=dtype)
         view = [1] * len(shape)

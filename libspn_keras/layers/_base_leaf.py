@@ -54,6 +54,7 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
                 "one variable axis and known non-batch sizes (use FlatToRegions for [batch, num_vars] data). "
                 f"Received: input_shape={input_shape}"
             )
+        self.input_spec = keras.InputSpec(shape=(None, *input_shape[1:]))  # parameters exist per variable
 
     def _check_input_dtype(self, dtype: tf.DType) -> None:
         """Raise a ``TypeError`` unless the leaf can evaluate inputs of ``dtype`` (floating point by default)."""
@@ -98,8 +99,13 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
             mask = tf.cast(mask, tf.bool)
         if mask.shape.rank == x.shape.rank - 1:
             mask = mask[..., tf.newaxis]
-        if mask.shape.rank != x.shape.rank or not mask.shape[1:].is_compatible_with(
-            tf.TensorShape([d if m != 1 else m for d, m in zip(x.shape[1:], mask.shape[1:], strict=True)])
+        if (
+            mask.shape.rank != x.shape.rank
+            or not mask.shape[1:].is_compatible_with(
+                tf.TensorShape([d if m != 1 else m for d, m in zip(x.shape[1:], mask.shape[1:], strict=True)])
+            )
+            or mask.shape[0] not in (None, 1, x.shape[0])
+            and x.shape[0] is not None
         ):
             raise ValueError(
                 f"Layer '{self.name}' expects an evidence_mask shaped like its input {tuple(x.shape)} or like its "

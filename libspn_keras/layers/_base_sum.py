@@ -14,7 +14,7 @@ from libspn_keras.config.accumulator_constraint import (
 from libspn_keras.config.accumulator_initializer import get_default_accumulator_initializer
 from libspn_keras.config.sum_op import get_default_sum_op
 from libspn_keras.initializers._clone import clone_initializer
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_linear_accumulators, check_positive_int
 from libspn_keras.logspace import logspace_wrapper_initializer
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from libspn_keras.sum_ops import SumOpBase
@@ -100,6 +100,11 @@ class BaseSum(keras.layers.Layer):
             constraint=constraint,
             trainable=True,
         )
+        if not self.logspace_accumulators:
+            check_linear_accumulators(self.name, self.accumulators)
+        # Later calls must match the accumulators: leading axes index regions or cells, the last one the children.
+        axes = {axis + 1: size for axis, size in enumerate(shape[:-2])}
+        self.input_spec = keras.InputSpec(ndim=len(shape) if axes else None, axes={**axes, -1: shape[-2]})
         if self.sum_op.has_custom_backward:
             mark_em_statistic(self.accumulators)
 

@@ -10,15 +10,20 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_number
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 PADDINGS = ("valid", "full", "final")
 
 
 def _pair(layer: str, name: str, value: Any) -> tuple[int, int]:
-    values = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(values) != 2 or any(isinstance(v, bool) or int(v) != v or int(v) < 1 for v in values):
+    values = (value, value) if is_number(value) else value
+    if (
+        isinstance(values, str)
+        or not isinstance(values, Sequence | np.ndarray)
+        or len(values) != 2
+        or any(not is_number(v) or int(v) != v or int(v) < 1 for v in values)
+    ):
         raise ValueError(f"{layer} expects {name} to be two positive integers. Received: {name}={value!r}")
     return int(values[0]), int(values[1])
 
@@ -92,11 +97,16 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         self.kernel_size = _pair("Conv2DProduct", "kernel_size", kernel_size)
         if padding not in PADDINGS:
             raise ValueError(f"Conv2DProduct expects padding in {PADDINGS}. Received: padding={padding!r}")
-        if num_channels is not None and (isinstance(num_channels, bool) or int(num_channels) < 1):
-            raise ValueError(f"Conv2DProduct expects num_channels >= 1 or None. Received: num_channels={num_channels}")
+        if num_channels is not None:
+            try:
+                num_channels = check_positive_int("Conv2DProduct", "num_channels", num_channels)
+            except ValueError:
+                raise ValueError(
+                    f"Conv2DProduct expects num_channels >= 1 or None. Received: num_channels={num_channels!r}"
+                ) from None
         self.padding = padding
         self.depthwise = bool(depthwise)
-        self.num_channels = None if num_channels is None else int(num_channels)
+        self.num_channels = num_channels
         self.seed = seed
 
     def _extent(self) -> tuple[int, int]:
@@ -139,6 +149,7 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
                 f"'{self.padding}' does not fit an input of {height}x{width} cells. Received: input_shape={input_shape}"
             )
         self.output_scopes = self._propagate_scopes(self.input_scopes(height, width))
+        self.input_spec = keras.InputSpec(shape=(None, height, width, channels))  # the geometry checked here
         if self.depthwise:
             self.num_channels = int(channels)
             self.kernel = self.add_weight(name="kernel", shape=self.kernel_size, initializer="ones", trainable=False)

@@ -32,7 +32,7 @@ class IndicatorLeaf(BaseLeaf):
         ``[batch, *variables, num_components]``.
 
     Raises:
-        TypeError: If the input is neither integer, boolean nor floating point (checked when called).
+        TypeError: If ``dtype`` or the input is neither integer, boolean nor floating point.
         tf.errors.InvalidArgumentError: If a value is outside ``[0, num_components)`` (checked when the layer
             runs eagerly or in a ``tf.function``; under XLA an out-of-range value yields ``-inf`` for every
             indicator).
@@ -47,7 +47,16 @@ class IndicatorLeaf(BaseLeaf):
     def __init__(self, num_components: int, dtype: Any = "int32", **kwargs: Any) -> None:
         kwargs.pop("input_dtype", None)
         super().__init__(num_components, **kwargs)
-        self.indicator_input_dtype = tf.as_dtype(dtype).name
+        try:
+            input_dtype = tf.as_dtype(dtype)
+        except TypeError:
+            input_dtype = None
+        if input_dtype is None or not (input_dtype.is_integer or input_dtype.is_floating or input_dtype.is_bool):
+            raise TypeError(
+                "IndicatorLeaf expects dtype to be an integer, boolean or floating-point input dtype. "
+                f"Received: dtype={dtype!r}"
+            )
+        self.indicator_input_dtype = input_dtype.name
 
     def build(self, input_shape: Shape) -> None:
         """Check that each variable is one-dimensional."""
@@ -82,14 +91,19 @@ class IndicatorLeaf(BaseLeaf):
         return tf.broadcast_to(modes, tf.concat([[num_samples], tf.shape(modes)], axis=0))
 
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
-        states = tf.cast(x, tf.int32)
         message = (
             f"Layer '{self.name}' expects integer states in [0, {self.num_components}) (num_components="
             f"{self.num_components})"
         )
+        # Range checks before the cast to int32, which would wrap +-inf, huge floats and large integers around.
+        values = x if x.dtype.is_floating else tf.cast(x, tf.int64)
         checks = [
-            tf.debugging.assert_greater_equal(states, 0, message=message + "; received a negative value"),
-            tf.debugging.assert_less(states, self.num_components, message=message + "; received a larger value"),
+            tf.debugging.assert_greater_equal(
+                values, tf.zeros([], values.dtype), message=message + "; received a negative value"
+            ),
+            tf.debugging.assert_less(
+                values, tf.cast(self.num_components, values.dtype), message=message + "; received a larger value"
+            ),
         ]
         if x.dtype.is_floating:
             checks.append(
@@ -98,6 +112,7 @@ class IndicatorLeaf(BaseLeaf):
                 )
             )
         with tf.control_dependencies(checks):
+            states = tf.cast(values, tf.int32)
             one_hot = tf.one_hot(states[..., 0], self.num_components, dtype=self.compute_dtype)
         return tf.math.log(one_hot)[..., tf.newaxis]
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from libspn_keras.constraints import GreaterEqualEpsilon
 from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._base_leaf import BaseLeaf
-from libspn_keras.layers._validation import Shape
+from libspn_keras.layers._validation import Shape, initial_value
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 
 
@@ -28,7 +29,9 @@ _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initial
 class BaseLocationScaleLeaf(BaseLeaf):
     """Leaf whose components are location-scale distributions with diagonal scale over the variable dimensions.
 
-    Parameters ``location`` and ``scale`` have shape ``[*variables, num_components, var_dimensionality]``.
+    Parameters ``location`` and ``scale`` have shape ``[*variables, num_components, var_dimensionality]``. An
+    observed ``+-inf`` has density zero under every component: its log-probability is ``-inf`` and it contributes
+    no gradient (``NaN`` still marks a missing value, see ``BaseLeaf``).
 
     Args:
         num_components: Number of components per variable.
@@ -80,7 +83,9 @@ class BaseLocationScaleLeaf(BaseLeaf):
                 f"Layer '{self.name}': {type(self).__name__} has no closed-form EM update of its scale; with "
                 "use_accumulators=True the scale must be fixed. Received: scale_trainable=True"
             )
-        self.scale_constraint = scale_constraint if scale_constraint is not None else GreaterEqualEpsilon(1e-4)
+        self.scale_constraint = (
+            keras.constraints.get(scale_constraint) if scale_constraint is not None else GreaterEqualEpsilon(1e-4)
+        )
 
     def build(self, input_shape: Shape) -> None:
         """Create ``location`` and ``scale`` of shape ``[*variables, num_components, var_dimensionality]``.
@@ -101,6 +106,12 @@ class BaseLocationScaleLeaf(BaseLeaf):
             trainable=self.scale_trainable and not em,
             constraint=self.scale_constraint,
         )
+        scale = initial_value(self.scale)
+        if not np.all(np.isfinite(scale)) or scale.min() <= 0:
+            raise ValueError(
+                f"Layer '{self.name}' expects scale_initializer to give finite, positive scales. "
+                f"Received: min(scale)={scale.min()}"
+            )
         self.count: keras.Variable | None = None
         self.second_moment: keras.Variable | None = None
         if not em:
@@ -166,6 +177,14 @@ class BaseLocationScaleLeaf(BaseLeaf):
         return self.distribution(loc=location, scale=scale).log_prob(x[..., tf.newaxis, :])
 
     def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+        # An observed +-inf has density 0 under every component: its log-probability is -inf with a zero gradient
+        # (evaluated at an infinite x, the gradient of the parameters would be NaN and spoil them in training).
+        infinite = tf.math.is_inf(x)
+        impossible = tf.reduce_any(infinite, axis=-1, keepdims=True)
+        log_prob = self._finite_log_prob(tf.where(infinite, tf.zeros_like(x), x), observed)
+        return tf.where(impossible, tf.constant(-float("inf"), log_prob.dtype), log_prob)
+
+    def _finite_log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
         if not self.use_accumulators:
             return super()._log_prob(x, observed)
         observed_f = tf.ones_like(x) if observed is None else tf.cast(observed, x.dtype)

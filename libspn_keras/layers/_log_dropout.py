@@ -13,6 +13,10 @@ from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @keras.saving.register_keras_serializable(package="libspn_keras")
 class LogDropout(SpatialScopeMixin, keras.layers.Layer):
     """Log dropout layer.
@@ -39,7 +43,8 @@ class LogDropout(SpatialScopeMixin, keras.layers.Layer):
         Same as the input.
 
     Raises:
-        ValueError: If ``rate`` is not a number in ``[0, 1)``.
+        ValueError: If ``rate`` is not a number in ``[0, 1)``, or ``noise_shape`` / ``axis_at_least_one`` do not
+            fit the input (checked when built).
 
     Example:
         >>> import numpy as np
@@ -61,13 +66,44 @@ class LogDropout(SpatialScopeMixin, keras.layers.Layer):
         if isinstance(rate, bool) or not isinstance(rate, float | int | numbers.Real) or not 0.0 <= rate < 1.0:
             raise ValueError(f"LogDropout expects a number 0 <= rate < 1. Received: rate={rate!r}")
         self.rate = float(rate)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        if noise_shape is not None and (
+            isinstance(noise_shape, str)
+            or not isinstance(noise_shape, Sequence)
+            or not all(size is None or _is_int(size) and size >= 1 for size in noise_shape)
+        ):
+            raise ValueError(
+                "LogDropout expects noise_shape to be None or a sequence of positive integers or None. "
+                f"Received: noise_shape={noise_shape!r}"
+            )
+        if axis_at_least_one is not None and not _is_int(axis_at_least_one):
+            raise ValueError(
+                f"LogDropout expects axis_at_least_one to be None or an integer axis. "
+                f"Received: axis_at_least_one={axis_at_least_one!r}"
+            )
+        self.noise_shape = None if noise_shape is None else tuple(None if n is None else int(n) for n in noise_shape)
         self.seed = seed
-        self.axis_at_least_one = axis_at_least_one
+        self.axis_at_least_one = None if axis_at_least_one is None else int(axis_at_least_one)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Shape) -> None:
-        """Dropout keeps the scopes of spatial inputs."""
+        """Check ``noise_shape`` and ``axis_at_least_one`` against the input; dropout keeps spatial scopes."""
+        input_shape = tuple(input_shape)
+        if self.noise_shape is not None and (
+            len(self.noise_shape) != len(input_shape)
+            or any(
+                noise not in (None, 1) and size is not None and noise != size
+                for noise, size in zip(self.noise_shape, input_shape, strict=True)
+            )
+        ):
+            raise ValueError(
+                f"Layer '{self.name}' expects a noise_shape of the input's rank whose sizes are None, 1 or the "
+                f"input's size. Received: noise_shape={self.noise_shape}, input_shape={input_shape}"
+            )
+        if self.axis_at_least_one is not None and not -len(input_shape) <= self.axis_at_least_one < len(input_shape):
+            raise ValueError(
+                f"Layer '{self.name}' expects axis_at_least_one to be an axis of its rank-{len(input_shape)} input. "
+                f"Received: axis_at_least_one={self.axis_at_least_one}"
+            )
         self.output_scopes = self._input_scopes
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape, check_float_dtype
+from libspn_keras.layers._validation import Shape, check_float_dtype, is_number
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -42,9 +42,9 @@ class NormalizeStandardScore(keras.layers.Layer):
 
     def __init__(self, normalization_epsilon: float = 1e-8, sample_wise: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if normalization_epsilon < 0:
+        if not is_number(normalization_epsilon) or not normalization_epsilon >= 0:
             raise ValueError(
-                f"NormalizeStandardScore expects normalization_epsilon >= 0. Received: {normalization_epsilon}"
+                f"NormalizeStandardScore expects normalization_epsilon >= 0. Received: {normalization_epsilon!r}"
             )
         self.normalization_epsilon = float(normalization_epsilon)
         self.sample_wise = bool(sample_wise)

@@ -94,13 +94,14 @@ def _as_permutations(layer: str, permutations: Any) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape) -> None:
+def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape) -> keras.InputSpec:
+    """Raise a ``ValueError`` unless ``permutations`` fit the input; return the spec of fitting inputs."""
     check_rank(layer, input_shape, 4, REGION_LAYOUT)
     _, num_scopes, num_decomps, _ = input_shape
-    if permutations.ndim != 2 or permutations.shape[0] != num_decomps:
+    if permutations.ndim != 2 or permutations.shape[0] != num_decomps or permutations.shape[1] == 0:
         raise ValueError(
-            f"Layer '{layer}' expects permutations of shape [num_decomps={num_decomps}, num_scopes_out]. "
-            f"Received: permutations.shape={permutations.shape}"
+            f"Layer '{layer}' expects permutations of shape [num_decomps={num_decomps}, num_scopes_out] with "
+            f"num_scopes_out >= 1. Received: permutations.shape={permutations.shape}"
         )
     if num_scopes is None or permutations.min() < -1 or permutations.max() >= num_scopes:
         raise ValueError(
@@ -114,6 +115,7 @@ def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape
                 f"Layer '{layer}': decomposition {decomp} uses a scope more than once, which breaks "
                 f"decomposability. Received: permutations[{decomp}]={row.tolist()}"
             )
+    return keras.InputSpec(ndim=4, axes={1: num_scopes, 2: num_decomps})
 
 
 class BasePermuteAndPadScopes(keras.layers.Layer):
@@ -185,7 +187,7 @@ class PermuteAndPadScopes(BasePermuteAndPadScopes):
         if self.permutations is None:
             raise ValueError(f"Layer '{self.name}' was built before its permutations were set.")
         self.permutations = _as_permutations(f"Layer '{self.name}'", self.permutations)
-        _check_permutations(self.name, self.permutations, tuple(input_shape))
+        self.input_spec = _check_permutations(self.name, self.permutations, tuple(input_shape))
 
     def _num_scopes_out(self, input_shape: Shape) -> int:
         if self.permutations is None:
@@ -254,6 +256,11 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         Args:
             factors: Positive integers.
         """
+        if isinstance(factors, str) or not isinstance(factors, Sequence | np.ndarray):
+            raise ValueError(
+                "PermuteAndPadScopesRandom expects factors to be a sequence of positive integers (one per product "
+                f"layer). Received: factors={factors!r}"
+            )
         self.factors = [check_positive_int("PermuteAndPadScopesRandom", "factors", f) for f in factors]
 
     def _num_scopes_out(self, input_shape: Shape) -> int:
@@ -284,7 +291,7 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             for decomp in range(num_decomps):
                 perms[decomp, positions] = rng.permutation(num_scopes)
             self.permutations = perms
-        _check_permutations(self.name, self.permutations, input_shape)
+        self.input_spec = _check_permutations(self.name, self.permutations, input_shape)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, including generated permutations."""

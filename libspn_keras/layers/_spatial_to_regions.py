@@ -42,6 +42,7 @@ class SpatialToRegions(SpatialScopeMixin, keras.layers.Layer):
         _, height, width, channels = input_shape
         if None in (height, width, channels):
             raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
+        self.input_spec = keras.InputSpec(shape=(None, height, width, channels))  # the scopes checked here
         if self._input_scopes is not None:
             scopes = self.input_scopes(height, width).reshape(height * width, -1)
             different = np.argwhere(np.any(scopes != scopes[:1], axis=-1))

@@ -41,6 +41,9 @@ class Undecompose(keras.layers.Layer):
 
     def build(self, input_shape: Shape) -> None:
         """Check that the decompositions split evenly."""
+        self._check_decomps(input_shape)
+
+    def _check_decomps(self, input_shape: Shape) -> None:
         check_rank(self.name, input_shape, 4, REGION_LAYOUT)
         if input_shape[2] is None or input_shape[2] % self.num_decomps:
             raise ValueError(
@@ -50,6 +53,8 @@ class Undecompose(keras.layers.Layer):
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Reshape decompositions into nodes."""
+        if x.shape[2] is not None:  # the layer has no weights, so it may see other shapes than in build
+            self._check_decomps(tuple(x.shape))
         _, num_scopes, num_decomps_in, num_nodes = x.shape
         return tf.reshape(x, [-1, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps])
 

@@ -6,6 +6,15 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (``bool`` excluded)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
 
 def check_positive_int(layer: str, name: str, value: Any) -> int:
     """Return ``value`` as an int if it is a positive integer, else raise a ``ValueError`` quoting it."""
@@ -33,3 +42,25 @@ def check_float_dtype(layer: str, dtype: Any, what: str = "log-probabilities") -
 # Keras shapes: a tuple of ints with ``None`` for unknown sizes (usually the batch). Arithmetic on entries is only
 # done after ``build`` checked that the entries involved are known, hence ``Any``.
 Shape = tuple[Any, ...]
+
+
+def initial_value(variable: Any) -> np.ndarray:
+    """Value of a freshly created weight as a NumPy array (also when the layer is built inside a ``tf.function``)."""
+    with tf.init_scope():
+        return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def check_linear_accumulators(layer: str, accumulators: Any) -> None:
+    """Raise a ``ValueError`` unless initial linear accumulators ``[..., num_in, num_out]`` give valid weights.
+
+    Every entry must be finite and non-negative and every sum (column) needs a positive total, since the weights
+    are the accumulators divided by that total.
+    """
+    values = initial_value(accumulators)
+    totals = values.sum(axis=-2)
+    if not np.all(np.isfinite(values)) or values.min() < 0 or totals.min() <= 0:
+        raise ValueError(
+            f"Layer '{layer}' expects accumulator_initializer to give finite, non-negative linear accumulators with "
+            "a positive total over the inputs of every sum (the weights are the accumulators divided by it). "
+            f"Received: min={values.min()}, smallest total={totals.min()}"
+        )

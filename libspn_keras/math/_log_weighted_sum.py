@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -127,11 +127,20 @@ def _finite_or_zero(x_max: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
 
 
+@tf.custom_gradient
+def _log_nonnegative(linear: tf.Tensor) -> tuple[tf.Tensor, Any]:
+    """``log(linear)`` for ``linear >= 0``: ``-inf`` at 0, with a zero (not NaN) gradient there."""
+
+    def grad(dy: tf.Tensor) -> tf.Tensor:
+        positive = linear > 0
+        return tf.where(positive, dy / tf.where(positive, linear, tf.ones_like(linear)), tf.zeros_like(dy))
+
+    return tf.math.log(linear), grad
+
+
 def _log_of_linear(linear: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-    """``log(linear) + offset`` with ``-inf`` (and zero gradient) where ``linear`` is 0."""
-    positive = linear > 0
-    safe = tf.where(positive, linear, tf.ones_like(linear))
-    return tf.where(positive, tf.math.log(safe) + offset, tf.constant(-float("inf"), dtype=linear.dtype))
+    """``log(linear) + offset`` (``offset`` finite): ``-inf`` with zero gradient where ``linear`` is 0."""
+    return _log_nonnegative(linear) + offset
 
 
 def log_weighted_sum_rows(x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
@@ -223,13 +232,14 @@ def log_product_weighted_sum_parts(factors: tf.Tensor, weights: tf.Tensor) -> We
     weights = tf.convert_to_tensor(weights, dtype=factors.dtype)
     _, num_groups, num_factors, num_decomps, num_nodes = factors.shape
     f_max = _finite_or_zero(tf.reduce_max(factors, axis=-1, keepdims=True))
-    # Only the small per-factor tensors are transposed: [groups, decomps, factors, batch, nodes].
+    # Only the small per-factor tensors are transposed: [groups * decomps, factors, batch, nodes].
     scaled = tf.transpose(tf.exp(factors - f_max), [1, 3, 2, 0, 4])
-    products = scaled[:, :, 0]
+    scaled = tf.reshape(scaled, [num_groups * num_decomps, num_factors, -1, num_nodes])
+    products = scaled[:, 0]
     for factor in range(1, num_factors):
-        products = products[..., :, tf.newaxis] * scaled[:, :, factor, :, tf.newaxis, :]
-        products = tf.reshape(products, [num_groups, num_decomps, -1, num_nodes ** (factor + 1)])
-    products = tf.reshape(products, [num_groups * num_decomps, -1, num_nodes**num_factors])
+        # An outer product as einsum (a batched matmul): several times faster on CPU than broadcasting.
+        products = tf.einsum("gbi,gbj->gbij", products, scaled[:, factor])
+        products = tf.reshape(products, [num_groups * num_decomps, -1, num_nodes ** (factor + 1)])
     weights_rows = weights_to_rows(weights)
     linear = tf.matmul(products, weights_rows)
     offset = tf.transpose(tf.reduce_sum(f_max, axis=2), [1, 2, 0, 3])  # [groups, decomps, batch, 1]

@@ -4,7 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
+import numpy as np
 import tensorflow as tf
+
+
+def _num_samples(x: Any) -> int | None:
+    """Number of samples of an array-like input or of the first item of a tuple/list input (``None`` if unknown)."""
+    if isinstance(x, tuple | list) and x:
+        x = x[0]
+    shape = getattr(x, "shape", None)
+    return None if shape is None or len(shape) == 0 or shape[0] is None else int(shape[0])
+
+
+def revive(from_config: Any, config: dict[str, Any], custom_objects: Any, class_name: str) -> Any:
+    """Call a Keras ``from_config``, naming the model and the cause if one of its layers cannot be revived.
+
+    Keras reports an inner failure (e.g. an unknown layer class in a ``.keras`` file) as "<outer class> could not
+    be deserialized properly", which names the model class instead of what is wrong.
+
+    Raises:
+        ValueError: If reviving a layer fails with a ``TypeError``.
+    """
+    try:
+        return from_config(config, custom_objects=custom_objects)
+    except TypeError as error:
+        cause = str(error).split(" Full object config:")[0]
+        raise ValueError(
+            f"Model '{config.get('name')}' ({class_name}) could not revive one of its layers: {cause}"
+        ) from error
 
 
 def _dummy_targets(y: Any, y_pred: Any) -> Any:
@@ -19,6 +47,15 @@ class GenerativeTrainingMixin:
     """
 
     unsupervised: bool
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """Like ``keras.Model.predict``; an empty batch (0 samples) gives an empty result of the right shape.
+
+        (Keras' own ``predict`` fails on an empty array with an internal ``UnboundLocalError``.)
+        """
+        if _num_samples(x) == 0:
+            return keras.tree.map_structure(np.asarray, self(x, training=False))  # type: ignore[operator]
+        return super().predict(x, *args, **kwargs)  # type: ignore[misc]
 
     def compute_loss(
         self,

@@ -95,6 +95,27 @@ def split_at_leaf(model: keras.Model) -> tuple[list[keras.layers.Layer], BaseLea
     raise ValueError(f"Model '{model.name}' has no leaf layer (a BaseLeaf subclass).")
 
 
+def check_mask(
+    x: tf.Tensor, mask: Any, owner: str = "SequentialSumProductNetwork", name: str = "evidence_mask"
+) -> tf.Tensor:
+    """Return ``mask`` as a boolean tensor after checking that it is boolean and shaped like ``x``.
+
+    Raises:
+        TypeError: If ``mask`` is not boolean.
+        ValueError: If ``mask`` is not shaped like ``x``.
+    """
+    mask = tf.convert_to_tensor(mask)
+    if mask.dtype != tf.bool:
+        raise TypeError(f"{owner} expects a boolean {name} (True = observed). Received: dtype={mask.dtype.name}")
+    if not mask.shape.is_compatible_with(x.shape):
+        article = "an" if name[0] in "aeiou" else "a"
+        raise ValueError(
+            f"{owner} expects {article} {name} shaped like its input. Received: x.shape={tuple(x.shape)}, "
+            f"{name}.shape={tuple(mask.shape)}"
+        )
+    return mask
+
+
 def observed_mask(x: tf.Tensor, evidence_mask: Any, owner: str = "SequentialSumProductNetwork") -> tf.Tensor:
     """Boolean tensor shaped like ``x``: ``True`` where a value is observed (given by the mask and not NaN).
 
@@ -102,16 +123,7 @@ def observed_mask(x: tf.Tensor, evidence_mask: Any, owner: str = "SequentialSumP
         TypeError: If ``evidence_mask`` is not boolean.
         ValueError: If ``evidence_mask`` is not shaped like ``x``.
     """
-    observed = tf.ones_like(x, dtype=tf.bool) if evidence_mask is None else tf.convert_to_tensor(evidence_mask)
-    if observed.dtype != tf.bool:
-        raise TypeError(
-            f"{owner} expects a boolean evidence_mask (True = observed). Received: dtype={observed.dtype.name}"
-        )
-    if not observed.shape.is_compatible_with(x.shape):
-        raise ValueError(
-            f"{owner} expects an evidence_mask shaped like its input. Received: x.shape={tuple(x.shape)}, "
-            f"evidence_mask.shape={tuple(observed.shape)}"
-        )
+    observed = tf.ones_like(x, dtype=tf.bool) if evidence_mask is None else check_mask(x, evidence_mask, owner)
     return tf.logical_and(observed, tf.logical_not(tf.math.is_nan(x))) if x.dtype.is_floating else observed
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
 from libspn_keras.models import _queries as queries
-from libspn_keras.models._generative import GenerativeTrainingMixin
+from libspn_keras.models._generative import GenerativeTrainingMixin, revive
 
 
 def infer_factors(layers: Sequence[keras.layers.Layer]) -> None:
@@ -92,6 +92,12 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
 
         With ``infer_no_evidence=True`` and a pair, returns the completed data instead of log-probabilities.
         """
+        data = inputs[0] if isinstance(inputs, tuple | list) and len(inputs) == 2 else inputs
+        dtype = getattr(data, "dtype", None)
+        if dtype is not None and not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+            raise TypeError(
+                f"{self._owner} expects numeric data (NaN marks a missing value). Received: dtype={dtype.name}"
+            )
         if isinstance(inputs, tuple | list) and len(inputs) == 2:
             x, evidence_mask = inputs
             if self.infer_no_evidence:
@@ -130,11 +136,12 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             Conditional log-probabilities ``[batch]``.
 
         Raises:
-            ValueError: If ``query_mask`` and ``evidence_mask`` overlap.
+            TypeError: If a mask is not boolean.
+            ValueError: If a mask is not shaped like ``x``, or ``query_mask`` and ``evidence_mask`` overlap.
         """
         x = tf.convert_to_tensor(x)
-        query = tf.convert_to_tensor(query_mask, dtype=tf.bool)
-        evidence = tf.logical_not(query) if evidence_mask is None else tf.convert_to_tensor(evidence_mask, tf.bool)
+        query = queries.check_mask(x, query_mask, self._owner, "query_mask")
+        evidence = tf.logical_not(query) if evidence_mask is None else queries.check_mask(x, evidence_mask, self._owner)
         if tf.executing_eagerly() and bool(tf.reduce_any(tf.logical_and(query, evidence))):
             raise ValueError(f"Model '{self.name}': query_mask and evidence_mask must not overlap.")
         joint = queries.log_marginal(self, x, tf.logical_or(query, evidence))
@@ -225,7 +232,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         infer_no_evidence = config.pop("infer_no_evidence", False)
         infer_weighted_sum = config.pop("infer_weighted_sum", False)
         unsupervised = config.pop("unsupervised", True)
-        model = super().from_config(config, custom_objects=custom_objects)
+        model = revive(super().from_config, config, custom_objects, "SequentialSumProductNetwork")
         model.infer_no_evidence = infer_no_evidence
         model.infer_weighted_sum = infer_weighted_sum
         model.unsupervised = unsupervised

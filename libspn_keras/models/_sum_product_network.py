@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from libspn_keras.models._generative import GenerativeTrainingMixin
+from libspn_keras.models._generative import GenerativeTrainingMixin, revive
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -48,6 +48,6 @@ class SumProductNetwork(GenerativeTrainingMixin, keras.Model):
         """Revive the model, including ``unsupervised``."""
         config = dict(config)
         unsupervised = config.pop("unsupervised", True)
-        model = super().from_config(config, custom_objects=custom_objects)
+        model = revive(super().from_config, config, custom_objects, "SumProductNetwork")
         model.unsupervised = unsupervised
         return model
