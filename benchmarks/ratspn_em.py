@@ -1,4 +1,4 @@
-"""Einsum-Networks benchmark RAT-SPN trained by online EM, with the arithmetic floor alongside.
+"""Einsum-Networks benchmark RAT-SPN trained by online EM: libspn-keras, SPFlow and the arithmetic floor.
 
 Architecture (Peharz et al., EinsumNetworks benchmark): binary data shaped like DEBD ``accidents`` (111 variables),
 depth 5, 32 repetitions, 32 input distributions per leaf region, 32 sums per region, batch 100, online EM with
@@ -11,38 +11,95 @@ step 0.05, 3 epochs. Built from libspn_keras layers:
 (31,717,376 parameters; the EinsumNetworks model has 31,717,408.) The "floor" row performs the same multiply-adds
 of the sum layers as plain batched matmuls on random tensors, without log-space arithmetic or products.
 
-Data: ``accidents`` from ``../shared/data/debd`` when present, else a synthetic mixture of 20 Bernoulli products of
-the same shape (12,758 train / 2,551 test rows), said in the output.
+Peer: SPFlow 1.x (``pip install spflow``, PyTorch CPU), the same model as ``spflow.zoo.einet.Einet`` (Bernoulli
+leaves, 32 per variable and repetition, ``Factorize`` into 32 leaf regions, 5 levels of ``EinsumLayer``, repetition
+mixing at the root), trained by SPFlow's minibatch EM step (``spflow.learn.expectation_maximization_batched`` on
+one batch at a time), followed by the online-EM interpolation of EinsumNetworks:
+``theta <- (1 - 0.05) theta + 0.05 theta_batch`` (SPFlow's own step replaces the parameters by the batch
+estimate). ``--spflow-em autograd`` computes the EinsumLayer E-step as ``w * dLL/dw`` from the backward pass (the
+EinsumNetworks method, the same counts) instead of SPFlow's explicit ``[batch, regions, sums, repetitions, K, K]``
+tensor, which takes ~14.5 GB and 1-2 min per batch at full size on 2 cores. A peer that is not installed gets a
+row saying so.
+
+Each implementation runs in its own subprocess of this script, with the same data (written by the libspn-keras
+process), the same number of intra-op threads and the same epochs; "peak RSS" is that subprocess's ``ru_maxrss``
+(framework runtime, data and model included). Data: ``accidents`` from ``../shared/data/debd`` when present, else
+a synthetic mixture of 20 Bernoulli products of the same shape (12,758 train / 2,551 test rows), said in the output.
 
 Usage:
-    python benchmarks/ratspn_em.py                 # full benchmark (slow on CPU)
-    python benchmarks/ratspn_em.py --quick         # tiny sizes, seconds (smoke test)
-
-Peer libraries (SPFlow, EinsumNetworks) are not run by this script yet: see benchmarks/README.md.
+    python benchmarks/ratspn_em.py                       # full benchmark, every installed peer (slow on CPU)
+    python benchmarks/ratspn_em.py --quick               # tiny sizes, seconds (smoke test)
+    python benchmarks/ratspn_em.py --peers none          # libspn-keras and the floor only
+    python benchmarks/ratspn_em.py --spflow-em autograd  # SPFlow with the EinsumNetworks E-step
+    python benchmarks/ratspn_em.py --max-batches 10      # 10 batches per epoch, s/epoch extrapolated
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import math
 import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from libspn_keras import datasets, layers, losses, models, optimizers, sum_ops  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
+PEERS = {"spflow": ("SPFlow", "pip install spflow")}  # import name: (display name, how to install)
+RESULT_MARK = "RESULT "
+STEP = 0.05
+SPFLOW_LABELS = {
+    "native": "SPFlow Einet (SPFlow EM step + online interpolation)",
+    "autograd": "SPFlow Einet (autograd E-step + online interpolation)",
+}
+
+
+def sizes(quick: bool) -> dict[str, int | None]:
+    if quick:
+        return {"depth": 3, "reps": 2, "dists": 4, "sums": 4, "rows": 300}
+    return {"depth": 5, "reps": 32, "dists": 32, "sums": 32, "rows": None}
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    np.asarray(out)
+    return (time.perf_counter() - start) / repeats
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def batches(data: Any, size: int) -> list[Any]:
+    """Consecutive batches (test log-likelihoods are taken batch by batch, so peak memory is the training's)."""
+    return [data[first : first + size] for first in range(0, len(data), size)]
+
+
+def epoch_rows(train: np.ndarray, batch_size: int, max_batches: int | None) -> int:
+    return len(train) if max_batches is None else min(len(train), max_batches * batch_size)
+
+
+# --------------------------------------------------------------------------------------------- libspn-keras
 
 
 def load_data(data_dir: Path, rows: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    from libspn_keras import datasets
+
     try:
         splits = datasets.load_debd("accidents", data_dir)
         train, test, source = splits["train"], splits["test"], "DEBD accidents"
@@ -59,7 +116,11 @@ def load_data(data_dir: Path, rows: int | None) -> tuple[np.ndarray, np.ndarray,
     return train.astype("float32"), test.astype("float32"), source
 
 
-def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> models.SequentialSumProductNetwork:
+def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> Any:
+    import keras
+
+    from libspn_keras import layers, models, sum_ops
+
     op = sum_ops.SumOpEMBackprop()
     leaf_factor = int(np.ceil(num_vars / 2**depth))
     stack: list[keras.layers.Layer] = [
@@ -79,17 +140,12 @@ def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> models
     return models.SequentialSumProductNetwork(stack)
 
 
-def timed(fn, repeats: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    np.asarray(out)
-    return (time.perf_counter() - start) / repeats
-
-
-def floor_seconds(model: keras.Model, batch: int, repeats: int) -> float:
+def floor_seconds(model: Any, batch: int, repeats: int) -> float:
     """Time the sum layers' multiply-adds as plain batched matmuls."""
+    import tensorflow as tf
+
+    from libspn_keras import layers
+
     operands = []
     for layer in model.layers:
         if isinstance(layer, layers.DenseSum):
@@ -103,47 +159,333 @@ def floor_seconds(model: keras.Model, batch: int, repeats: int) -> float:
     return timed(run, repeats)
 
 
+def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    import keras
+
+    from libspn_keras import losses, optimizers
+
+    keras.utils.set_random_seed(0)
+    size = sizes(args.quick)
+    train, test, source = load_data(args.data_dir, size["rows"])
+    np.savez(args.data_file, train=train, test=test, source=source)
+    model = build(train.shape[1], size["depth"], size["reps"], size["dists"], size["sums"])
+    model.compile(optimizer=optimizers.OnlineExpectationMaximization(STEP), loss=losses.NegativeLogLikelihood())
+    fit_rows = epoch_rows(train, args.batch_size, args.max_batches)
+    epoch_times = []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        model.fit(train[:fit_rows], batch_size=args.batch_size, epochs=1, verbose=0)
+        epoch_times.append(time.perf_counter() - start)
+    batch = tf.constant(test[: args.batch_size])
+    forward = tf.function(lambda x: model(x))
+    forward_s = timed(lambda: forward(batch), 5)
+    floor_s = floor_seconds(model, int(batch.shape[0]), 5)
+    test_ll = float(np.mean(np.concatenate([model.log_marginal(part) for part in batches(test, args.batch_size)])))
+    return {
+        "params": model.count_params(),
+        "epoch_s": epoch_times,
+        "fit_rows": fit_rows,
+        "forward_s": forward_s,
+        "forward_batch": int(batch.shape[0]),
+        "floor_s": floor_s,
+        "peak_mb": peak_rss_mb(),
+        "test_ll": test_ll,
+        "source": source,
+        "train_rows": int(train.shape[0]),
+        "test_rows": int(test.shape[0]),
+        "num_vars": int(train.shape[1]),
+        "device": tf.config.list_logical_devices()[0].device_type,
+        "library": f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+    }
+
+
+# --------------------------------------------------------------------------------------------------- SPFlow
+
+
+def build_spflow(num_vars: int, depth: int, reps: int, dists: int, sums: int, **_: Any) -> Any:
+    """The same RAT-SPN in SPFlow: ``Einet`` with EinsumLayers (outer product + sum in one layer)."""
+    from spflow.meta.data.scope import Scope
+    from spflow.modules.leaves import Bernoulli
+    from spflow.zoo.einet import Einet
+
+    leaves = Bernoulli(scope=Scope(list(range(num_vars))), out_channels=dists, num_repetitions=reps)
+    return Einet(
+        [leaves], num_classes=1, num_sums=sums, num_leaves=dists, depth=depth, num_repetitions=reps, layer_type="einsum"
+    )
+
+
+def spflow_autograd_estep(model: Any) -> None:
+    """Compute each EinsumLayer's E-step as ``w * dLL/dw`` from the backward pass (EinsumNetworks' method).
+
+    SPFlow's own ``EinsumLayer._expectation_maximization_step`` sums
+    ``exp(log w + log dLL/d out + left + right - out)`` over an explicit ``[batch, D, O, R, I, J]`` tensor; by the
+    chain rule that sum is ``w * dLL/dw``, which autograd already has. The rest of SPFlow's EM traversal (mixing
+    layer, leaves) is unchanged.
+    """
+    import torch
+    from spflow.modules.einsum import EinsumLayer
+
+    for layer in model.modules():
+        if not isinstance(layer, EinsumLayer):
+            continue
+
+        def normalized_weights(layer: Any = layer, original: Any = layer._normalized_weights) -> Any:
+            weights = original()
+            if weights.requires_grad:
+                weights.retain_grad()
+                layer._benchmark_weights = weights
+            return weights
+
+        def em_step(data: Any, bias_correction: bool = True, *, cache: Any, layer: Any = layer) -> None:
+            with torch.no_grad():
+                weights = layer._benchmark_weights
+                counts = (weights * weights.grad).clamp_min(1e-30)
+                layer.log_weights = (counts / counts.sum((-2, -1), keepdim=True)).log()
+            layer._benchmark_weights = None
+            children = list(layer.inputs) if layer._two_inputs else [layer.inputs.inputs]
+            for child in children:
+                child._expectation_maximization_step(data, bias_correction=bias_correction, cache=cache)
+
+        layer._normalized_weights = normalized_weights
+        layer._expectation_maximization_step = em_step
+
+
+class OnlineInterpolation:
+    """EinsumNetworks' online EM on top of a full EM step: ``theta <- (1 - step) theta_old + step theta_new``.
+
+    Sum weights are interpolated as normalized weights, Bernoulli leaves as success probabilities (their
+    expectation parameters), as in EinsumNetworks' ``em_update``.
+    """
+
+    def __init__(self, model: Any, step: float) -> None:
+        from spflow.modules.einsum import EinsumLayer
+        from spflow.modules.leaves import Bernoulli
+        from spflow.modules.sums import Sum
+
+        self.step = step
+        self.entries: list[tuple[Any, str]] = []
+        for module in model.modules():
+            if isinstance(module, Bernoulli):
+                self.entries.append((module, "probs"))
+            elif isinstance(module, EinsumLayer | Sum):
+                self.entries.append((module, "log_weights"))
+        covered = sum(p.numel() for module, _ in self.entries for p in module.parameters(recurse=False))
+        total = sum(p.numel() for p in model.parameters())
+        if covered != total:
+            raise RuntimeError(f"online EM covers {covered} of {total} SPFlow parameters")
+
+    def snapshot(self) -> list[Any]:
+        return [self._value(module, kind).detach().clone() for module, kind in self.entries]
+
+    def interpolate(self, old: list[Any]) -> None:
+        import torch
+
+        with torch.no_grad():
+            for (module, kind), before in zip(self.entries, old, strict=True):
+                after = self._value(module, kind)
+                if kind == "probs":
+                    module.probs = (1.0 - self.step) * before + self.step * after
+                else:
+                    module.log_weights = torch.logaddexp(before + math.log1p(-self.step), after + math.log(self.step))
+
+    @staticmethod
+    def _value(module: Any, kind: str) -> Any:
+        return module.probs if kind == "probs" else module.log_weights
+
+
+def run_spflow(args: argparse.Namespace) -> dict[str, Any]:
+    import spflow
+    import torch
+    from spflow.learn import expectation_maximization_batched
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    np.random.seed(0)  # SPFlow's Factorize draws its leaf-region sizes with np.random
+    data = np.load(args.data_file)
+    train, test = torch.from_numpy(data["train"]), torch.from_numpy(data["test"])
+    model = build_spflow(train.shape[1], **sizes(args.quick))
+    if args.spflow_em == "autograd":
+        spflow_autograd_estep(model)
+    online = OnlineInterpolation(model, STEP)
+    fit_rows = epoch_rows(data["train"], args.batch_size, args.max_batches)
+    generator = torch.Generator().manual_seed(0)
+    epoch_times = []
+    model.train()
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        order = torch.randperm(fit_rows, generator=generator)  # the first fit_rows rows, as model.fit gets them
+        for first in range(0, fit_rows, args.batch_size):
+            batch = train[order[first : first + args.batch_size]]
+            before = online.snapshot()
+            expectation_maximization_batched(model, [batch], num_epochs=1)
+            online.interpolate(before)
+        epoch_times.append(time.perf_counter() - start)
+    model.eval()
+    batch = test[: args.batch_size]
+    with torch.no_grad():
+        forward_s = timed(lambda: model.log_likelihood(batch), 5)
+        test_ll = float(
+            torch.cat([model.log_likelihood(part).flatten() for part in batches(test, args.batch_size)]).mean()
+        )
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "epoch_s": epoch_times,
+        "fit_rows": fit_rows,
+        "forward_s": forward_s,
+        "forward_batch": int(batch.shape[0]),
+        "peak_mb": peak_rss_mb(),
+        "test_ll": test_ll,
+        "library": f"SPFlow {spflow.__version__}, PyTorch {torch.__version__}",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+
+
+def run_worker(name: str, data_file: Path) -> tuple[dict[str, Any] | None, int]:
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--worker", name, "--data-file", str(data_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK) :]), result.returncode
+    return None, result.returncode
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def selected_peers(option: str) -> list[str]:
+    if option == "all":
+        return list(PEERS)
+    names = [name.strip() for name in option.split(",") if name.strip() and name.strip() != "none"]
+    unknown = sorted(set(names) - set(PEERS))
+    if unknown:
+        raise SystemExit(f"unknown peer(s) {unknown}; known: {sorted(PEERS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=REPO / ".." / "shared" / "data" / "debd")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="tiny model and data (smoke test)")
+    parser.add_argument(
+        "--peers", default="all", help="comma-separated peers to run (spflow), 'all' (default: every one), or 'none'"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="intra-op threads for TensorFlow and PyTorch (default: all cores)",
+    )
+    parser.add_argument(
+        "--spflow-em",
+        choices=["native", "autograd"],
+        default="native",
+        help="SPFlow's EinsumLayer E-step: its own (default) or w * dLL/dw from the backward pass",
+    )
+    parser.add_argument(
+        "--max-batches", type=int, default=None, help="train on this many batches per epoch; s/epoch extrapolated"
+    )
+    parser.add_argument("--worker", choices=["libspn-keras", "spflow"], help=argparse.SUPPRESS)
+    parser.add_argument("--data-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    keras.utils.set_random_seed(0)
-    depth, reps, dists, sums, rows = (5, 32, 32, 32, None) if not args.quick else (3, 2, 4, 4, 300)
     if args.quick:
         args.epochs = 2
-    train, test, source = load_data(args.data_dir, rows)
-    model = build(train.shape[1], depth, reps, dists, sums)
-    model.compile(optimizer=optimizers.OnlineExpectationMaximization(0.05), loss=losses.NegativeLogLikelihood())
-    epoch_times = []
-    for _ in range(args.epochs):
-        start = time.perf_counter()
-        model.fit(train, batch_size=args.batch_size, epochs=1, verbose=0)
-        epoch_times.append(time.perf_counter() - start)
-    measured = epoch_times[1:] or epoch_times
-    batch = tf.constant(test[: args.batch_size])
-    forward = tf.function(lambda x: model(x))
-    forward_s = timed(lambda: forward(batch), 5)
-    floor_s = floor_seconds(model, int(batch.shape[0]), 5)
-    test_ll = float(np.mean(model.log_marginal(test)))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"data: {source}, {train.shape[0]} train / {test.shape[0]} test rows, {train.shape[1]} variables")
+    if args.worker:
+        result = (run_libspn if args.worker == "libspn-keras" else run_spflow)(args)
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        return
+    peers = selected_peers(args.peers)
+
+    failed = False
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_file = Path(tmp) / "data.npz"
+        ours, code = run_worker("libspn-keras", data_file)
+        if ours is None:
+            raise SystemExit(f"the libspn-keras run failed (exit code {code})")
+        results = {"libspn-keras": ours}
+        for peer in peers:
+            if not installed(peer):
+                rows.append((peer, f"not installed ({PEERS[peer][1]})"))
+                continue
+            result, code = run_worker(peer, data_file)
+            if result is None:
+                failed = True
+                reason = f"signal {-code}, out of memory?" if code < 0 else f"exit code {code}"
+                rows.append((peer, f"failed ({reason})"))
+            else:
+                results[peer] = result
+                rows.append((peer, ""))
+
+    size = sizes(args.quick)
+    full_batches = math.ceil(ours["train_rows"] / args.batch_size)
+    used_batches = math.ceil(ours["fit_rows"] / args.batch_size)
+    scale = full_batches / used_batches
+    mark = "*" if used_batches < full_batches else ""
+
+    def epoch_s(result: dict[str, Any]) -> float:
+        return statistics.median(result["epoch_s"][1:] or result["epoch_s"]) * scale
+
+    def samples_per_s(result: dict[str, Any]) -> float:
+        return result["forward_batch"] / result["forward_s"]
+
     print(
-        f"model: depth {depth}, {reps} repetitions, {dists} input distributions, {sums} sums, "
-        f"{model.count_params():,} parameters; {tf.config.list_logical_devices()[0].device_type}"
+        f"data: {ours['source']}, {ours['train_rows']} train / {ours['test_rows']} test rows, "
+        f"{ours['num_vars']} variables"
     )
+    print(
+        f"model: depth {size['depth']}, {size['reps']} repetitions, {size['dists']} input distributions, "
+        f"{size['sums']} sums; batch {args.batch_size}, online EM step {STEP}, {args.epochs} epochs"
+        + (f" of {used_batches} of {full_batches} batches each" if mark else "")
+    )
+    print(f"intra-op threads: {args.threads} (TensorFlow and PyTorch); {ours['device']}")
+    for name, result in results.items():
+        print(f"{name}: {result['library']}")
     print()
-    print("| implementation | s / epoch (median after warm-up) | forward samples / s | peak RSS MB | test LL |")
-    print("| --- | ---: | ---: | ---: | ---: |")
     print(
-        f"| libspn-keras (online soft EM) | {statistics.median(measured):.2f} | {batch.shape[0] / forward_s:,.0f} "
-        f"| {peak_mb:,.0f} | {test_ll:.3f} |"
+        "| implementation | parameters | s / epoch (median after warm-up) | forward samples / s "
+        "| peak RSS MB (own process) | test LL |"
     )
-    print(f"| floor: sum-layer matmuls only | - | {batch.shape[0] / floor_s:,.0f} | - | - |")
-    print(f"\nforward pass / floor: {forward_s / floor_s:.1f}x")
-    print("SPFlow / EinsumNetworks: not run by this script (see benchmarks/README.md)")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        f"| libspn-keras (online soft EM) | {ours['params']:,} | {epoch_s(ours):.2f}{mark} "
+        f"| {samples_per_s(ours):,.0f} | {ours['peak_mb']:,.0f} | {ours['test_ll']:.3f} |"
+    )
+    for peer, status in rows:
+        if status:
+            print(f"| {PEERS[peer][0]} | {status} | - | - | - | - |")
+            continue
+        label = SPFLOW_LABELS[args.spflow_em] if peer == "spflow" else peer
+        result = results[peer]
+        print(
+            f"| {label} | {result['params']:,} | {epoch_s(result):.2f}{mark} | {samples_per_s(result):,.0f} "
+            f"| {result['peak_mb']:,.0f} | {result['test_ll']:.3f} |"
+        )
+    print(f"| floor: sum-layer matmuls only | - | - | {ours['forward_batch'] / ours['floor_s']:,.0f} | - | - |")
+    if mark:
+        print(f"\n* extrapolated from {used_batches} of {full_batches} batches per epoch (--max-batches)")
+    print(f"\nforward pass / floor: {ours['forward_s'] / ours['floor_s']:.1f}x")
+    for peer in results:
+        if peer != "libspn-keras":
+            theirs = results[peer]
+            print(
+                f"libspn-keras vs SPFlow: {epoch_s(theirs) / epoch_s(ours):.1f}x faster per epoch, "
+                f"forward {samples_per_s(ours) / samples_per_s(theirs):.1f}x "
+                "(SPFlow's time over libspn-keras's; below 1 means libspn-keras is slower)"
+            )
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

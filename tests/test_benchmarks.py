@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+RATSPN_EM = REPO / "benchmarks" / "ratspn_em.py"
+
+
+def load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_ratspn_em_benchmark_quick():
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "ratspn_em.py"), "--quick"],
+        [sys.executable, str(RATSPN_EM), "--quick"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -19,4 +30,89 @@ def test_ratspn_em_benchmark_quick():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| libspn-keras (online soft EM) |" in result.stdout
+    assert "| floor: sum-layer matmuls only |" in result.stdout
     assert "forward pass / floor:" in result.stdout
+    assert "intra-op threads:" in result.stdout
+    if importlib.util.find_spec("spflow") is None:
+        assert "| SPFlow | not installed (pip install spflow) |" in result.stdout
+    else:
+        assert "| SPFlow Einet (SPFlow EM step + online interpolation) |" in result.stdout
+        assert "libspn-keras vs SPFlow:" in result.stdout
+
+
+def fake_result(params: int) -> dict:
+    return {
+        "params": params,
+        "epoch_s": [3.0, 2.0, 2.0],
+        "fit_rows": 300,
+        "forward_s": 0.5,
+        "forward_batch": 100,
+        "floor_s": 0.1,
+        "peak_mb": 100.0,
+        "test_ll": -30.0,
+        "source": "fake",
+        "train_rows": 300,
+        "test_rows": 60,
+        "num_vars": 111,
+        "device": "CPU",
+        "library": "fake",
+    }
+
+
+def test_ratspn_em_reports_a_missing_peer(monkeypatch, capsys):
+    script = load_script(RATSPN_EM)
+    monkeypatch.setattr(script, "installed", lambda name: False)
+    monkeypatch.setattr(script, "run_worker", lambda name, data_file: (fake_result(10), 0))
+    monkeypatch.setattr(sys, "argv", ["ratspn_em.py", "--quick"])
+    script.main()
+    out = capsys.readouterr().out
+    assert "| SPFlow | not installed (pip install spflow) | - | - | - | - |" in out
+    assert "libspn-keras vs SPFlow" not in out
+
+
+def test_ratspn_em_ratio_line(monkeypatch, capsys):
+    script = load_script(RATSPN_EM)
+    results = {"libspn-keras": fake_result(10), "spflow": {**fake_result(9), "epoch_s": [9.0, 8.0], "forward_s": 1.0}}
+    monkeypatch.setattr(script, "installed", lambda name: True)
+    monkeypatch.setattr(script, "run_worker", lambda name, data_file: (results[name], 0))
+    monkeypatch.setattr(sys, "argv", ["ratspn_em.py", "--quick", "--spflow-em", "autograd"])
+    script.main()
+    out = capsys.readouterr().out
+    assert "| SPFlow Einet (autograd E-step + online interpolation) | 9 | 8.00 | 100 | 100 | -30.000 |" in out
+    assert "libspn-keras vs SPFlow: 4.0x faster per epoch, forward 2.0x" in out
+
+
+def test_ratspn_em_spflow_autograd_estep_matches_spflow_em():
+    """The autograd E-step gives SPFlow's own EM update, and the online interpolation moves 5% of the way."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("spflow")
+    import copy
+
+    from spflow.learn import expectation_maximization_batched
+
+    script = load_script(RATSPN_EM)
+    torch.manual_seed(0)
+    native = script.build_spflow(20, depth=2, reps=3, dists=4, sums=5)
+    autograd, online = copy.deepcopy(native), copy.deepcopy(native)
+    script.spflow_autograd_estep(autograd)
+    interpolation = script.OnlineInterpolation(online, 0.05)
+    before = interpolation.snapshot()
+    batch = (torch.rand(50, 20) < 0.3).float()
+    for model in (native, autograd, online):
+        expectation_maximization_batched(model, [batch], num_epochs=1)
+    interpolation.interpolate(before)
+
+    def as_probabilities(interp, values):
+        return [v.exp() if kind == "log_weights" else v for (_, kind), v in zip(interp.entries, values, strict=True)]
+
+    def probabilities(model):
+        interp = script.OnlineInterpolation(model, 0.05)
+        return as_probabilities(interp, interp.snapshot())
+
+    old = as_probabilities(interpolation, before)
+    assert len(old) == 4  # Bernoulli leaves, two EinsumLayers, repetition mixing
+    for full, by_autograd, old_value, new_value in zip(
+        probabilities(native), probabilities(autograd), old, probabilities(online), strict=True
+    ):
+        torch.testing.assert_close(by_autograd, full, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(new_value, 0.95 * old_value + 0.05 * full, atol=1e-5, rtol=1e-4)
