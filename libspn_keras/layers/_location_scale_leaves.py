@@ -107,7 +107,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
             constraint=self.scale_constraint,
         )
         scale = initial_value(self.scale)
-        if not np.all(np.isfinite(scale)) or scale.min() <= 0:
+        if scale is not None and (not np.all(np.isfinite(scale)) or scale.min() <= 0):
             raise ValueError(
                 f"Layer '{self.name}' expects scale_initializer to give finite, positive scales. "
                 f"Received: min(scale)={scale.min()}"

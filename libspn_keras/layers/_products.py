@@ -68,6 +68,7 @@ class DenseProduct(keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Sum (log-space product) every combination of nodes of the merged scopes."""
         check_float_dtype(self.name, x.dtype)
+        _check_scopes(self, tuple(x.shape), self.num_factors)
         _, num_scopes, num_decomps, num_nodes = x.shape
         grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
         out = log_outer_product(grouped)
@@ -117,6 +118,7 @@ class ReduceProduct(keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Sum (log-space product) groups of ``num_factors`` consecutive scopes."""
         check_float_dtype(self.name, x.dtype)
+        _check_scopes(self, tuple(x.shape), self.num_factors)
         _, num_scopes, num_decomps, num_nodes = x.shape
         grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
         return tf.reduce_sum(grouped, axis=2)

@@ -44,10 +44,15 @@ def check_float_dtype(layer: str, dtype: Any, what: str = "log-probabilities") -
 Shape = tuple[Any, ...]
 
 
-def initial_value(variable: Any) -> np.ndarray:
-    """Value of a freshly created weight as a NumPy array (also when the layer is built inside a ``tf.function``)."""
+def initial_value(variable: Any) -> np.ndarray | None:
+    """Value of a freshly created weight as a NumPy array, or ``None`` where it is not available yet.
+
+    (A layer built lazily inside a ``tf.function``, e.g. the first ``fit`` step, may get a weight whose value is
+    only set when the graph runs; build-time value checks are then skipped.)
+    """
     with tf.init_scope():
-        return np.asarray(keras.ops.convert_to_numpy(variable))
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+    return value if value.shape == tuple(variable.shape) else None
 
 
 def check_linear_accumulators(layer: str, accumulators: Any) -> None:
@@ -57,6 +62,8 @@ def check_linear_accumulators(layer: str, accumulators: Any) -> None:
     are the accumulators divided by that total.
     """
     values = initial_value(accumulators)
+    if values is None:
+        return
     totals = values.sum(axis=-2)
     if not np.all(np.isfinite(values)) or values.min() < 0 or totals.min() <= 0:
         raise ValueError(

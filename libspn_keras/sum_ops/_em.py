@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any, ClassVar
 
 import keras
@@ -65,9 +66,10 @@ class BaseSelectionSumOp(SumOpBase):
     has_custom_backward: ClassVar[bool] = True
 
     def __init__(self, sample_prob: float | None = None) -> None:
-        if sample_prob is not None and not 0.0 <= float(sample_prob) <= 1.0:
+        is_number = isinstance(sample_prob, numbers.Real) and not isinstance(sample_prob, bool)
+        if sample_prob is not None and not (is_number and 0.0 <= float(sample_prob) <= 1.0):
             raise ValueError(
-                f"{type(self).__name__} expects sample_prob in [0, 1] or None. Received: sample_prob={sample_prob}"
+                f"{type(self).__name__} expects sample_prob in [0, 1] or None. Received: sample_prob={sample_prob!r}"
             )
         self.sample_prob = None if sample_prob is None else float(sample_prob)
 
