@@ -1,23 +1,18 @@
 """Smoke tests of the example scripts: they run end to end with tiny models (``--quick``)."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.example_loader import load_example
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 DEBD_DIR = REPO / ".." / "shared" / "data" / "debd"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+_load = load_example
 
 
 def test_demo_quick(tmp_path, capsys):

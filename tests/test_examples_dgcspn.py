@@ -1,13 +1,13 @@
 """Smoke tests of the DGC-SPN examples (``--quick``) and of their notebook twins."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.example_loader import load_example
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -16,12 +16,7 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SCRIPTS = ("dgcspn_classification", "dgcspn_completion")
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+_load = load_example
 
 
 def _require_olivetti():
