@@ -38,3 +38,18 @@ def floatx(request):
 def float64():
     """Run a test in float64 (layers created inside the test use float64)."""
     return _use_float_dtype("float64")
+
+
+@pytest.fixture(params=["normalized-weights", "normalizer-on-sums"])
+def weight_normalization(request, monkeypatch):
+    """Run a test with both ways a sum applies its weights' normalizer (``math.contraction_weights``).
+
+    By default only sums with many children (>= 256) contract unnormalized weights and subtract the log of the
+    normalizer from their output; ``normalizer-on-sums`` makes every sum do so, so the small networks of the
+    brute-force tests exercise that path too.
+    """
+    from libspn_keras.math import _log_weighted_sum
+
+    if request.param == "normalizer-on-sums":
+        monkeypatch.setattr(_log_weighted_sum, "NORMALIZE_OUTPUT_MIN_CHILDREN", 1)
+    return request.param

@@ -14,6 +14,9 @@ from scipy.special import logsumexp
 from libspn_keras import layers, losses, models, optimizers, sum_ops
 from tests import spatial_reference as ref
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 SUM_OPS = [
     pytest.param(lambda: sum_ops.SumOpGradBackprop(), True, id="grad-logspace"),
     pytest.param(lambda: sum_ops.SumOpEMBackprop(), False, id="em"),

@@ -11,6 +11,9 @@ from scipy.special import softmax
 
 from libspn_keras import layers, models
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 MODES = ["eager", "function", "jit"]
 
 

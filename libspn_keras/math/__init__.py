@@ -2,6 +2,7 @@
 
 from libspn_keras.math._log_weighted_sum import (
     WeightedSumParts,
+    contraction_weights,
     from_rows,
     log_normalized_weights,
     log_outer_product,
@@ -17,6 +18,7 @@ from libspn_keras.math._log_weighted_sum import (
 
 __all__ = [
     "WeightedSumParts",
+    "contraction_weights",
     "from_rows",
     "log_normalized_weights",
     "log_outer_product",

@@ -48,6 +48,44 @@ def log_normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool)
     return tf.math.log(accumulators) - tf.math.log(tf.reduce_sum(accumulators, axis=-2, keepdims=True))
 
 
+#: Sums with at least this many children per sum contract unnormalized weights (see ``contraction_weights``).
+NORMALIZE_OUTPUT_MIN_CHILDREN = 256
+
+
+def contraction_weights(accumulators: tf.Tensor, logspace_accumulators: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """The linear weights a sum layer contracts its children with, and the log of their normalizer.
+
+    Normalizing ``[..., num_in, num_out]`` accumulators costs a pass over them (read and write) before the matmul
+    reads them again. With many children per sum (the products of a ``DenseProduct``, the root) the weights are
+    larger than the ``[batch, ..., num_out]`` sums, so the layers contract unnormalized weights and subtract the
+    log of the normalizer from the sums instead: ``log(x @ (w / z)) = log(x @ w) - log z``.
+
+    Args:
+        accumulators: Accumulators of shape ``[..., num_in, num_out]``; positive if linear.
+        logspace_accumulators: Whether ``accumulators`` hold log-space values.
+
+    Returns:
+        ``(weights, log_norm)``. With fewer than ``NORMALIZE_OUTPUT_MIN_CHILDREN`` children per sum these are
+        ``normalized_weights(accumulators, ...)`` and ``None``. Otherwise ``weights / exp(log_norm)`` are the
+        normalized weights: linear accumulators as they are, log-space ones as ``exp(a - max_in a)`` (at most 1,
+        so they cannot overflow), and ``log_norm`` has shape ``[..., 1, num_out]``.
+
+    Example:
+        >>> w, log_norm = contraction_weights(tf.fill([256, 1], 2.0), logspace_accumulators=False)
+        >>> float(w[0, 0]), float(tf.exp(log_norm)[0, 0])
+        (2.0, 512.0)
+    """
+    num_in = accumulators.shape[-2]
+    if num_in is None or num_in < NORMALIZE_OUTPUT_MIN_CHILDREN:
+        return normalized_weights(accumulators, logspace_accumulators), None
+    if logspace_accumulators:
+        # The maximum cancels in weights / sum(weights), so no gradient needs to flow through it.
+        weights = tf.exp(accumulators - _finite_or_zero(tf.reduce_max(accumulators, axis=-2, keepdims=True)))
+    else:
+        weights = accumulators
+    return weights, tf.math.log(tf.reduce_sum(weights, axis=-2, keepdims=True))
+
+
 def _check_weights_rank(middle_rank: int, weights_rank: int) -> bool:
     """Return whether weights of ``weights_rank`` are shared across ``middle_rank`` middle axes."""
     if weights_rank == 2:
@@ -106,13 +144,17 @@ def weights_to_rows(weights: tf.Tensor) -> tf.Tensor:
 class WeightedSumParts(NamedTuple):
     """Intermediates of a weighted sum, in the rows layout, that backward passes reuse.
 
+    The weights may be the normalized weights times any positive factor per output (``contraction_weights``):
+    every backward rule uses them only in ratios with ``linear_sums`` or in comparisons between the children of
+    one sum, where that factor cancels.
+
     Attributes:
         log_sums: The log-space sums, ``[num_groups, num_rows, num_out]``.
-        weights: Normalized linear weights, ``[num_groups, num_in, num_out]``.
+        weights: Linear weights, proportional per output to the normalized ones, ``[num_groups, num_in, num_out]``.
         log_children: Log-space children ``[num_groups, num_rows, num_in]`` (``None`` where they were never
             formed, as in ``log_product_weighted_sum``).
         scaled_children: ``exp(children - max)``, ``[num_groups, num_rows, num_in]``.
-        linear_sums: ``scaled_children @ weights`` (``exp(log_sums - max)``), ``[num_groups, num_rows, num_out]``.
+        linear_sums: ``scaled_children @ weights``, ``[num_groups, num_rows, num_out]``.
     """
 
     log_sums: tf.Tensor
@@ -127,28 +169,55 @@ def _finite_or_zero(x_max: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.math.is_finite(x_max), x_max, tf.zeros_like(x_max))
 
 
+def _masked_signal(linear: tf.Tensor, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``dy`` where ``linear > 0`` (else 0), and its gradient ``dy / linear`` with respect to ``log(linear)``."""
+    positive = linear > 0
+    dy = tf.where(positive, dy, tf.zeros_like(dy))
+    return dy, dy / tf.where(positive, linear, tf.ones_like(linear))
+
+
 @tf.custom_gradient
-def _log_nonnegative(linear: tf.Tensor) -> tuple[tf.Tensor, Any]:
-    """``log(linear)`` for ``linear >= 0``: ``-inf`` at 0, with a zero (not NaN) gradient there."""
+def _log_sums(linear: tf.Tensor, offset: tf.Tensor) -> tuple[tf.Tensor, Any]:
+    """``log(linear) + offset`` for ``linear >= 0`` (``offset`` finite, without gradient).
 
-    def grad(dy: tf.Tensor) -> tf.Tensor:
-        positive = linear > 0
-        return tf.where(positive, dy / tf.where(positive, linear, tf.ones_like(linear)), tf.zeros_like(dy))
+    Where ``linear`` is 0 the result is ``-inf`` with a zero (not NaN) gradient.
+    """
 
-    return tf.math.log(linear), grad
+    def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return _masked_signal(linear, dy)[1], tf.zeros_like(offset)
 
-
-def _log_of_linear(linear: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-    """``log(linear) + offset`` (``offset`` finite): ``-inf`` with zero gradient where ``linear`` is 0."""
-    return _log_nonnegative(linear) + offset
+    return tf.math.log(linear) + offset, grad
 
 
-def log_weighted_sum_rows(x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
+@tf.custom_gradient
+def _log_normalized_sums(linear: tf.Tensor, offset: tf.Tensor, log_norm: tf.Tensor) -> tuple[tf.Tensor, Any]:
+    """``log(linear) + offset - log_norm`` (``log_norm``: ``[groups, 1, out]``), as ``_log_sums``.
+
+    Where ``linear`` is 0 nothing flows back to ``log_norm`` either: an impossible sum does not move its weights.
+    """
+
+    def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        dy, d_linear = _masked_signal(linear, dy)
+        return d_linear, tf.zeros_like(offset), -tf.reduce_sum(dy, axis=-2, keepdims=True)
+
+    return tf.math.log(linear) + (offset - log_norm), grad
+
+
+def _log_of_linear(linear: tf.Tensor, offset: tf.Tensor, log_norm: tf.Tensor | None) -> tf.Tensor:
+    """``log(linear) + offset - log_norm``; ``log_norm`` ``[groups, 1, out]`` or ``None`` (normalized weights)."""
+    return _log_sums(linear, offset) if log_norm is None else _log_normalized_sums(linear, offset, log_norm)
+
+
+def log_weighted_sum_rows(
+    x_rows: tf.Tensor, weights_rows: tf.Tensor, log_norm: tf.Tensor | None = None
+) -> WeightedSumParts:
     """Weighted sums of log-space children in the rows layout (see the module docstring).
 
     Args:
         x_rows: Log-probabilities ``[num_groups, num_rows, num_in]``.
-        weights_rows: Linear normalized weights ``[num_groups, num_in, num_out]``.
+        weights_rows: Linear weights ``[num_groups, num_in, num_out]``: normalized, or proportional to the
+            normalized ones with ``log_norm`` (``contraction_weights``).
+        log_norm: ``[num_groups, 1, num_out]``, subtracted from the log-sums; ``None`` for normalized weights.
 
     Returns:
         The sums and the intermediates.
@@ -156,7 +225,8 @@ def log_weighted_sum_rows(x_rows: tf.Tensor, weights_rows: tf.Tensor) -> Weighte
     x_max = _finite_or_zero(tf.reduce_max(x_rows, axis=-1, keepdims=True))
     scaled = tf.exp(x_rows - x_max)
     linear = tf.matmul(scaled, weights_rows)
-    return WeightedSumParts(_log_of_linear(linear, x_max), weights_rows, x_rows, scaled, linear)
+    log_sums = _log_of_linear(linear, x_max, log_norm)
+    return WeightedSumParts(log_sums, weights_rows, x_rows, scaled, linear)
 
 
 def log_weighted_sum_parts(x: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
@@ -212,7 +282,9 @@ def log_outer_product(factors: tf.Tensor) -> tf.Tensor:
     return out
 
 
-def log_product_weighted_sum_parts(factors: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
+def log_product_weighted_sum_parts(
+    factors: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None = None
+) -> WeightedSumParts:
     """Weighted sums over the outer products of ``factors`` without forming the products in log-space.
 
     Equals ``log_weighted_sum(log_outer_product(factors), weights)``, but exponentiates the ``num_nodes`` values
@@ -222,7 +294,10 @@ def log_product_weighted_sum_parts(factors: tf.Tensor, weights: tf.Tensor) -> We
 
     Args:
         factors: Log-probabilities ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
-        weights: Linear normalized weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``.
+        weights: Linear weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``: normalized, or
+            proportional to the normalized ones with ``log_norm`` (``contraction_weights``).
+        log_norm: ``[num_groups, num_decomps, 1, num_out]``, subtracted from the log-sums; ``None`` for
+            normalized weights.
 
     Returns:
         The parts in the rows layout (``num_groups * num_decomps`` groups of ``batch`` rows); ``log_children``
@@ -244,7 +319,9 @@ def log_product_weighted_sum_parts(factors: tf.Tensor, weights: tf.Tensor) -> We
     linear = tf.matmul(products, weights_rows)
     offset = tf.transpose(tf.reduce_sum(f_max, axis=2), [1, 2, 0, 3])  # [groups, decomps, batch, 1]
     offset = tf.reshape(offset, [num_groups * num_decomps, -1, 1])
-    return WeightedSumParts(_log_of_linear(linear, offset), weights_rows, None, products, linear)
+    log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
+    log_sums = _log_of_linear(linear, offset, log_norm_rows)
+    return WeightedSumParts(log_sums, weights_rows, None, products, linear)
 
 
 def product_signal_to_factors(signal: tf.Tensor, factors_shape: tf.TensorShape) -> tf.Tensor:

@@ -43,9 +43,11 @@ class MaxProductSumOp(BaseSelectionSumOp):
         """Weighted child log-probabilities ``[groups, rows, in, out]``."""
         return weighted_logits(x, log_weights)
 
-    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
+    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
         """Weighted maximum over the children (rows layout)."""
         log_max = tf.reduce_max(weighted_logits(x_rows, tf.math.log(weights_rows)), axis=-2)
+        if log_norm is not None:
+            log_max -= log_norm
         return WeightedSumParts(log_max, weights_rows, log_children=x_rows)
 
     def get_config(self) -> dict[str, Any]:

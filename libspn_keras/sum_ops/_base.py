@@ -10,12 +10,12 @@ import tensorflow as tf
 
 from libspn_keras.math import (
     WeightedSumParts,
+    contraction_weights,
     from_rows,
     log_normalized_weights,
     log_outer_product,
     log_product_weighted_sum_parts,
     log_weighted_sum_rows,
-    normalized_weights,
     product_signal_to_factors,
     to_rows,
     weights_to_rows,
@@ -89,8 +89,9 @@ class SumOpBase(abc.ABC):
         accumulators = tf.convert_to_tensor(accumulators)
         middle, shared = x.shape[1:-1], accumulators.shape.rank == 2
 
-        def forward(x: tf.Tensor, weights: tf.Tensor) -> WeightedSumParts:
-            return self.forward_rows(to_rows(x, weights.shape.rank), weights_to_rows(weights))
+        def forward(x: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
+            log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
+            return self.forward_rows(to_rows(x, weights.shape.rank), weights_to_rows(weights), log_norm_rows)
 
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
             return from_rows(child_rows, middle, shared)
@@ -129,7 +130,7 @@ class SumOpBase(abc.ABC):
 
     def _apply(
         self,
-        forward: Callable[[tf.Tensor, tf.Tensor], WeightedSumParts],
+        forward: Callable[[tf.Tensor, tf.Tensor, tf.Tensor | None], WeightedSumParts],
         to_children: Callable[[tf.Tensor], tf.Tensor],
         children: tf.Tensor,
         accumulators: tf.Tensor,
@@ -137,11 +138,11 @@ class SumOpBase(abc.ABC):
     ) -> tf.Tensor:
         """Run ``forward`` (children, weights -> parts) with this op's backward rule; return the rows sums."""
         if not self.has_custom_backward:
-            return forward(children, normalized_weights(accumulators, logspace_accumulators)).log_sums
+            return forward(children, *contraction_weights(accumulators, logspace_accumulators)).log_sums
 
         @tf.custom_gradient
         def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            parts = forward(children, normalized_weights(accumulators, logspace_accumulators))
+            parts = forward(children, *contraction_weights(accumulators, logspace_accumulators))
 
             def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
                 child_rows, edge_rows = self.backward(parts, dy)
@@ -151,17 +152,19 @@ class SumOpBase(abc.ABC):
 
         return apply(children, accumulators)
 
-    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor) -> WeightedSumParts:
+    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
         """The forward pass in the rows layout (``libspn_keras.math.log_weighted_sum_rows``).
 
         Args:
             x_rows: Log-probabilities ``[num_groups, num_rows, num_in]``.
-            weights_rows: Normalized linear weights ``[num_groups, num_in, num_out]``.
+            weights_rows: Linear weights ``[num_groups, num_in, num_out]``: normalized, or proportional per output
+                to the normalized weights (``libspn_keras.math.contraction_weights``).
+            log_norm: Log of that proportion, ``[num_groups, 1, num_out]``; ``None`` for normalized weights.
 
         Returns:
             The sums and the intermediates the backward rule uses.
         """
-        return log_weighted_sum_rows(x_rows, weights_rows)
+        return log_weighted_sum_rows(x_rows, weights_rows, log_norm)
 
     def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Backward rule of ops with ``has_custom_backward``, in the rows layout.

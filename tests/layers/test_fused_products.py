@@ -14,6 +14,9 @@ import tensorflow as tf
 from libspn_keras import layers, sum_ops
 from libspn_keras.math import log_outer_product
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 OPS = {
     "grad": lambda: sum_ops.SumOpGradBackprop(),
     "em": lambda: sum_ops.SumOpEMBackprop(),

@@ -11,6 +11,9 @@ from scipy.special import logsumexp
 
 from libspn_keras import layers, sum_ops
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 MODES = ["eager", "function", "jit"]
 # Every concrete sum op shares one forward pass; each is paired with the accumulator spaces it supports.
 SUM_OPS = [

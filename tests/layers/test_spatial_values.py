@@ -12,6 +12,9 @@ import tensorflow as tf
 from libspn_keras import layers, sum_ops
 from tests import spatial_reference as ref
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 MODES = ["eager", "function", "jit"]
 PADDINGS = ["valid", "full", "final"]
 KERNELS = [(2, 2), (3, 3), (2, 3)]

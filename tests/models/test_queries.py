@@ -11,6 +11,9 @@ import scipy.stats
 from libspn_keras import layers, models
 from tests.reference_spn import all_states
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 NUM_VARS = 4
 
 

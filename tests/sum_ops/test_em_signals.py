@@ -9,6 +9,9 @@ import tensorflow as tf
 from libspn_keras import layers, models, sum_ops
 from tests.reference_spn import ReferenceSPN
 
+# Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
+pytestmark = pytest.mark.usefixtures("weight_normalization")
+
 NUM_VARS, NUM_DECOMPS, NUM_STATES, NUM_SUMS = 3, 2, 2, 3
 PERMUTATIONS = np.array([[0, 1, 2, -1], [2, -1, 0, 1]])  # padding in both decompositions
 
