@@ -66,6 +66,6 @@ class DenseSum(BaseWeightedSums):
         """Compute the weighted sums of ``x``, from the factors of a ``DenseProduct`` output where possible."""
         check_float_dtype(self.name, x.dtype)
         factors = product_factors(x)
-        if factors is not None and factors.dtype == x.dtype and self.sum_op.fuses_products:
+        if factors is not None and self.sum_op.fuses_products:
             return self.sum_op.weighted_sum_of_products(factors, self.accumulators, self.logspace_accumulators)
         return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
-from libspn_keras.math import log_outer_product
+from libspn_keras.math import attach_rows, attached_rows, factor_rows, from_rows, log_outer_product
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -18,8 +18,9 @@ _FACTORS_ATTRIBUTE = "_libspn_keras_product_factors"
 
 
 def product_factors(x: tf.Tensor) -> tf.Tensor | None:
-    """The factors ``[batch, num_groups, num_factors, num_decomps, num_nodes]`` of a ``DenseProduct`` output."""
-    return getattr(x, _FACTORS_ATTRIBUTE, None)
+    """The factor rows ``[num_groups * num_decomps, num_factors, batch, num_nodes]`` of a ``DenseProduct`` output."""
+    factors = getattr(x, _FACTORS_ATTRIBUTE, None)
+    return factors if factors is not None and factors.dtype == x.dtype else None
 
 
 def _check_scopes(layer: keras.layers.Layer, input_shape: Shape, num_factors: int) -> None:
@@ -71,8 +72,12 @@ class DenseProduct(keras.layers.Layer):
         _check_scopes(self, tuple(x.shape), self.num_factors)
         _, num_scopes, num_decomps, num_nodes = x.shape
         grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
-        out = log_outer_product(grouped)
-        setattr(out, _FACTORS_ATTRIBUTE, grouped)
+        out = log_outer_product(grouped, factor_axis=2)
+        # What the next layer may read instead (inside tf.function only what is read is computed): the factors
+        # (a DenseSum contracts them without forming the products) and the products in the rows layout.
+        factors = factor_rows(x, self.num_factors)
+        attach_rows(out, log_outer_product(factors, factor_axis=1))
+        setattr(out, _FACTORS_ATTRIBUTE, factors)
         return out
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
@@ -120,7 +125,13 @@ class ReduceProduct(keras.layers.Layer):
         check_float_dtype(self.name, x.dtype)
         _check_scopes(self, tuple(x.shape), self.num_factors)
         _, num_scopes, num_decomps, num_nodes = x.shape
-        grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
+        num_groups = num_scopes // self.num_factors
+        rows = attached_rows(x)
+        if rows is not None:  # [groups, factors, decomps, batch, nodes]
+            grouped_rows = tf.reshape(rows, [num_groups, self.num_factors, num_decomps, -1, num_nodes])
+            out_rows = tf.reshape(tf.reduce_sum(grouped_rows, axis=1), [num_groups * num_decomps, -1, num_nodes])
+            return from_rows(out_rows, (num_groups, num_decomps), shared=False)
+        grouped = tf.reshape(x, [-1, num_groups, self.num_factors, num_decomps, num_nodes])
         return tf.reduce_sum(grouped, axis=2)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

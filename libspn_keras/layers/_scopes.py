@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
+from libspn_keras.math import attached_rows, from_rows
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -71,11 +72,16 @@ class FlatToRegions(keras.layers.Layer):
 def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
     """Gather scopes per decomposition; index ``-1`` yields a padding scope with log-probability 0."""
     _, num_scopes, num_decomps, num_nodes = x.shape
+    scope_index = np.where(permutations < 0, num_scopes, permutations).T  # [scopes_out, decomps]
+    flat_index = (scope_index * num_decomps + np.arange(num_decomps)[np.newaxis]).reshape(-1).astype(np.int32)
+    rows = attached_rows(x)
+    if rows is not None:  # [scopes * decomps, batch, nodes]: gather whole [batch, nodes] blocks
+        padded_rows = tf.concat([rows, tf.zeros_like(rows[:num_decomps])], axis=0)
+        out_rows = tf.gather(padded_rows, flat_index, axis=0)
+        return from_rows(out_rows, (scope_index.shape[0], num_decomps), shared=False)
     padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
     flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
-    scope_index = np.where(permutations < 0, num_scopes, permutations).T  # [scopes_out, decomps]
-    flat_index = (scope_index * num_decomps + np.arange(num_decomps)[np.newaxis]).reshape(-1)
-    gathered = tf.gather(flat, flat_index.astype(np.int32), axis=1)
+    gathered = tf.gather(flat, flat_index, axis=1)
     return tf.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
 
 

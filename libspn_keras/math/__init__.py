@@ -2,7 +2,10 @@
 
 from libspn_keras.math._log_weighted_sum import (
     WeightedSumParts,
+    attach_rows,
+    attached_rows,
     contraction_weights,
+    factor_rows,
     from_rows,
     log_normalized_weights,
     log_outer_product,
@@ -18,7 +21,10 @@ from libspn_keras.math._log_weighted_sum import (
 
 __all__ = [
     "WeightedSumParts",
+    "attach_rows",
+    "attached_rows",
     "contraction_weights",
+    "factor_rows",
     "from_rows",
     "log_normalized_weights",
     "log_outer_product",

@@ -5,6 +5,12 @@ Sums are contracted in a *rows* layout: children ``[num_groups, num_rows, num_in
 local sums) a group is a middle position (a region or cell) and its rows are the batch; with weights shared
 across the middle axes (convolutional and root sums) there is one group whose rows are every (batch, position)
 pair. ``to_rows`` / ``from_rows`` convert between this layout and the layers' ``[batch, *middle, nodes]``.
+
+Layers that work per position (sums with per-position weights, scope permutations, products) also pass their
+output's *position rows* ``[prod(middle), batch, nodes]`` on, attached to the output tensor (``attach_rows``, the
+way Keras attaches masks). The next such layer takes its input from them, so a chain of region layers needs no
+transposes between the layout of the layers and that of the matmuls; inside ``tf.function`` the transposed
+outputs nobody reads are pruned. A tensor made by any other op carries no rows and is transposed as usual.
 """
 
 from __future__ import annotations
@@ -98,6 +104,24 @@ def _check_weights_rank(middle_rank: int, weights_rank: int) -> bool:
     )
 
 
+#: Attribute under which a tensor ``[batch, *middle, nodes]`` carries its position rows.
+_ROWS_ATTRIBUTE = "_libspn_keras_position_rows"
+
+
+def attach_rows(x: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """Attach the position rows ``[prod(middle), batch, nodes]`` of ``x`` (same values) to ``x``; return ``x``."""
+    setattr(x, _ROWS_ATTRIBUTE, rows)
+    return x
+
+
+def attached_rows(x: tf.Tensor) -> tf.Tensor | None:
+    """The position rows ``[prod(middle), batch, nodes]`` attached to ``x`` by the layer that made it, if any."""
+    rows = getattr(x, _ROWS_ATTRIBUTE, None)
+    if rows is None or rows.dtype != x.dtype or rows.shape.rank != 3 or rows.shape[0] != math.prod(x.shape[1:-1]):
+        return None
+    return rows
+
+
 def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:
     """Move ``x`` (``[batch, *middle, n]``) to the rows layout ``[num_groups, num_rows, n]``.
 
@@ -106,12 +130,16 @@ def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:
         weights_rank: Rank of the weights ``x`` is contracted with (2 = shared across the middle axes).
 
     Returns:
-        ``[prod(middle), batch, n]`` for per-position weights, ``[1, batch * prod(middle), n]`` for shared ones.
+        ``[prod(middle), batch, n]`` for per-position weights (the attached rows of ``x`` when it has them),
+        ``[1, batch * prod(middle), n]`` for shared ones.
     """
     middle = x.shape[1:-1]
     num_nodes = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
     if _check_weights_rank(len(middle), weights_rank):
         return tf.reshape(x, [1, -1, num_nodes])
+    rows = attached_rows(x)
+    if rows is not None:
+        return rows
     rank = x.shape.rank
     moved = tf.transpose(x, [*range(1, rank - 1), 0, rank - 1])
     return tf.reshape(moved, [math.prod(middle), -1, num_nodes])
@@ -126,14 +154,14 @@ def from_rows(rows: tf.Tensor, middle: Sequence[int], shared: bool) -> tf.Tensor
         shared: Whether the rows came from weights shared across the middle axes.
 
     Returns:
-        The tensor in the layer layout.
+        The tensor in the layer layout; per-position rows are attached to it (``attach_rows``).
     """
     num_nodes = rows.shape[-1] if rows.shape[-1] is not None else tf.shape(rows)[-1]
     if shared:
         return tf.reshape(rows, [-1, *middle, num_nodes])
     grouped = tf.reshape(rows, [*middle, -1, num_nodes])
     rank = len(middle) + 2
-    return tf.transpose(grouped, [len(middle), *range(len(middle)), rank - 1])
+    return attach_rows(tf.transpose(grouped, [len(middle), *range(len(middle)), rank - 1]), rows)
 
 
 def weights_to_rows(weights: tf.Tensor) -> tf.Tensor:
@@ -264,21 +292,48 @@ def log_weighted_sum(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return from_rows(parts.log_sums, x.shape[1:-1], weights.shape.rank == 2)
 
 
-def log_outer_product(factors: tf.Tensor) -> tf.Tensor:
+def factor_rows(x: tf.Tensor, num_factors: int) -> tf.Tensor:
+    """The factors of a product layer in the rows layout ``[num_groups * num_decomps, num_factors, batch, nodes]``.
+
+    Args:
+        x: Region tensor ``[batch, num_scopes, num_decomps, num_nodes]``; scopes ``f * g, ..., f * g + f - 1``
+            (``f = num_factors``) are the factors of group ``g``. Taken from its attached rows when it has them.
+        num_factors: Number of factors per product.
+
+    Returns:
+        ``[num_groups * num_decomps, num_factors, batch, num_nodes]``.
+    """
+    _, num_scopes, num_decomps, num_nodes = x.shape
+    num_groups = num_scopes // num_factors
+    rows = attached_rows(x)
+    if rows is not None:  # [groups, factors, decomps, batch, nodes]: only whole [batch, nodes] blocks move
+        grouped = tf.reshape(rows, [num_groups, num_factors, num_decomps, -1, num_nodes])
+        moved = tf.transpose(grouped, [0, 2, 1, 3, 4])
+    else:
+        grouped = tf.reshape(x, [-1, num_groups, num_factors, num_decomps, num_nodes])
+        moved = tf.transpose(grouped, [1, 3, 2, 0, 4])
+    return tf.reshape(moved, [num_groups * num_decomps, num_factors, -1, num_nodes])
+
+
+def log_outer_product(factors: tf.Tensor, factor_axis: int = 1) -> tf.Tensor:
     """All combinations of one node per factor, summed in log-space (a product of probabilities).
 
     Args:
-        factors: ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
+        factors: Log-probabilities with the factors along ``factor_axis`` and the nodes along the last axis, e.g.
+            factor rows ``[num_groups, num_factors, num_rows, num_nodes]`` (``factor_rows``, ``factor_axis=1``) or
+            grouped region tensors ``[batch, num_groups, num_factors, num_decomps, num_nodes]`` (``2``).
+        factor_axis: The (non-negative) axis of the factors.
 
     Returns:
-        ``[batch, num_groups, num_decomps, num_nodes ** num_factors]``; the node of the first factor varies
-        slowest.
+        ``factors`` without ``factor_axis`` and with ``num_nodes ** num_factors`` products along the last axis;
+        the node of the first factor varies slowest.
     """
-    _, num_groups, num_factors, num_decomps, num_nodes = factors.shape
-    out = factors[:, :, 0]
+    num_factors, num_nodes = factors.shape[factor_axis], factors.shape[-1]
+    out = tf.gather(factors, 0, axis=factor_axis)
+    leading = [-1 if size is None else size for size in out.shape[:-1]]
     for factor in range(1, num_factors):
-        out = out[..., :, tf.newaxis] + factors[:, :, factor, :, tf.newaxis, :]
-        out = tf.reshape(out, [-1, num_groups, num_decomps, num_nodes ** (factor + 1)])
+        out = out[..., :, tf.newaxis] + tf.gather(factors, factor, axis=factor_axis)[..., tf.newaxis, :]
+        out = tf.reshape(out, [*leading, num_nodes ** (factor + 1)])
     return out
 
 
@@ -287,57 +342,47 @@ def log_product_weighted_sum_parts(
 ) -> WeightedSumParts:
     """Weighted sums over the outer products of ``factors`` without forming the products in log-space.
 
-    Equals ``log_weighted_sum(log_outer_product(factors), weights)``, but exponentiates the ``num_nodes`` values
-    of each factor (after subtracting each factor's maximum) instead of the ``num_nodes ** num_factors``
-    products, forms the linear outer product directly in the rows layout and contracts it with one batched
+    Equals ``log_weighted_sum_rows(log_outer_product(factors), weights, log_norm)``, but exponentiates the
+    ``num_nodes`` values of each factor (after subtracting each factor's maximum) instead of the
+    ``num_nodes ** num_factors`` products, forms the linear outer product and contracts it with one batched
     matmul: one pass over the products instead of several.
 
     Args:
-        factors: Log-probabilities ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
-        weights: Linear weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``: normalized, or
-            proportional to the normalized ones with ``log_norm`` (``contraction_weights``).
-        log_norm: ``[num_groups, num_decomps, 1, num_out]``, subtracted from the log-sums; ``None`` for
-            normalized weights.
+        factors: Factor rows ``[num_groups, num_factors, num_rows, num_nodes]`` (``factor_rows``).
+        weights: Linear weights ``[num_groups, num_nodes ** num_factors, num_out]``: normalized, or proportional
+            to the normalized ones with ``log_norm`` (``contraction_weights``).
+        log_norm: ``[num_groups, 1, num_out]``, subtracted from the log-sums; ``None`` for normalized weights.
 
     Returns:
-        The parts in the rows layout (``num_groups * num_decomps`` groups of ``batch`` rows); ``log_children``
-        is ``None``.
+        The parts in the rows layout; ``log_children`` is ``None``.
     """
     factors = tf.convert_to_tensor(factors)
     weights = tf.convert_to_tensor(weights, dtype=factors.dtype)
-    _, num_groups, num_factors, num_decomps, num_nodes = factors.shape
+    num_groups, num_factors, _, num_nodes = factors.shape
     f_max = _finite_or_zero(tf.reduce_max(factors, axis=-1, keepdims=True))
-    # Only the small per-factor tensors are transposed: [groups * decomps, factors, batch, nodes].
-    scaled = tf.transpose(tf.exp(factors - f_max), [1, 3, 2, 0, 4])
-    scaled = tf.reshape(scaled, [num_groups * num_decomps, num_factors, -1, num_nodes])
+    scaled = tf.exp(factors - f_max)
     products = scaled[:, 0]
     for factor in range(1, num_factors):
         # An outer product as einsum (a batched matmul): several times faster on CPU than broadcasting.
         products = tf.einsum("gbi,gbj->gbij", products, scaled[:, factor])
-        products = tf.reshape(products, [num_groups * num_decomps, -1, num_nodes ** (factor + 1)])
-    weights_rows = weights_to_rows(weights)
-    linear = tf.matmul(products, weights_rows)
-    offset = tf.transpose(tf.reduce_sum(f_max, axis=2), [1, 2, 0, 3])  # [groups, decomps, batch, 1]
-    offset = tf.reshape(offset, [num_groups * num_decomps, -1, 1])
-    log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
-    log_sums = _log_of_linear(linear, offset, log_norm_rows)
-    return WeightedSumParts(log_sums, weights_rows, None, products, linear)
+        products = tf.reshape(products, [num_groups, -1, num_nodes ** (factor + 1)])
+    linear = tf.matmul(products, weights)
+    offset = tf.reduce_sum(f_max, axis=1)  # [groups, rows, 1]
+    return WeightedSumParts(_log_of_linear(linear, offset, log_norm), weights, None, products, linear)
 
 
-def product_signal_to_factors(signal: tf.Tensor, factors_shape: tf.TensorShape) -> tf.Tensor:
+def product_signal_to_factors(signal: tf.Tensor, num_factors: int) -> tf.Tensor:
     """Sum a signal on the products (rows layout) onto the factors it came from.
 
     Args:
-        signal: ``[num_groups * num_decomps, batch, num_nodes ** num_factors]``.
-        factors_shape: Shape ``[batch, num_groups, num_factors, num_decomps, num_nodes]`` of the factors.
+        signal: ``[num_groups, num_rows, num_nodes ** num_factors]``.
+        num_factors: Number of factors of each product.
 
     Returns:
-        The signal of every factor node, shaped like the factors.
+        The signal of every factor node, ``[num_groups, num_factors, num_rows, num_nodes]`` (factor rows).
     """
-    _, num_groups, num_factors, num_decomps, num_nodes = factors_shape
-    per_node = tf.reshape(signal, [num_groups, num_decomps, -1, *([num_nodes] * num_factors)])
-    node_axes = list(range(3, 3 + num_factors))
-    per_factor = tf.stack(
-        [tf.reduce_sum(per_node, axis=[a for a in node_axes if a != axis]) for axis in node_axes], axis=2
-    )  # [groups, decomps, factors, batch, nodes]
-    return tf.transpose(per_factor, [3, 0, 2, 1, 4])
+    num_groups, _, num_products = signal.shape
+    num_nodes = round(num_products ** (1.0 / num_factors))
+    per_node = tf.reshape(signal, [num_groups, -1, *([num_nodes] * num_factors)])
+    node_axes = list(range(2, 2 + num_factors))
+    return tf.stack([tf.reduce_sum(per_node, axis=[a for a in node_axes if a != axis]) for axis in node_axes], axis=1)

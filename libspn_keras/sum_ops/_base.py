@@ -101,14 +101,15 @@ class SumOpBase(abc.ABC):
     def weighted_sum_of_products(
         self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool
     ) -> tf.Tensor:
-        """Weighted sums over the outer products of ``factors`` (``DenseProduct`` followed by ``DenseSum``).
+        """Weighted sums over the outer products of ``factors`` (the output of a ``DenseProduct``).
 
-        Equals ``weighted_sum(log_outer_product(factors), ...)``. Ops with ``fuses_products`` never form the
-        products in log-space (``libspn_keras.math.log_product_weighted_sum_parts``); the others form them and
-        take the ordinary path.
+        Equals ``weighted_sum`` of the products. Ops with ``fuses_products`` never form the products in
+        log-space (``libspn_keras.math.log_product_weighted_sum_parts``); the others form them and take the
+        ordinary path.
 
         Args:
-            factors: Log-probabilities ``[batch, num_groups, num_factors, num_decomps, num_nodes]``.
+            factors: Factor rows ``[num_groups * num_decomps, num_factors, batch, num_nodes]``
+                (``libspn_keras.math.factor_rows``).
             accumulators: Unnormalized weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``.
             logspace_accumulators: Whether ``accumulators`` are log-space values.
 
@@ -116,15 +117,20 @@ class SumOpBase(abc.ABC):
             Log-probabilities of the sums, ``[batch, num_groups, num_decomps, num_out]``.
         """
         factors = tf.convert_to_tensor(factors)
-        if not self.fuses_products:
-            return self.weighted_sum(log_outer_product(factors), accumulators, logspace_accumulators)
         accumulators = tf.convert_to_tensor(accumulators)
-        middle = (factors.shape[1], factors.shape[3])
+        middle = tuple(accumulators.shape[:2])
+        if not self.fuses_products:
+            products = from_rows(log_outer_product(factors), middle, shared=False)
+            return self.weighted_sum(products, accumulators, logspace_accumulators)
+        num_factors = factors.shape[1]
+
+        def forward(factors: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
+            log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
+            return log_product_weighted_sum_parts(factors, weights_to_rows(weights), log_norm_rows)
 
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
-            return product_signal_to_factors(child_rows, factors.shape)
+            return product_signal_to_factors(child_rows, num_factors)
 
-        forward = log_product_weighted_sum_parts
         log_sums = self._apply(forward, to_children, factors, accumulators, logspace_accumulators)
         return from_rows(log_sums, middle, shared=False)
 

@@ -1,7 +1,7 @@
 """DenseProduct -> DenseSum is contracted from the factors (no log-space products) with the same results.
 
 The fused path (``SumOpBase.weighted_sum_of_products``) must equal the materialized path
-(``weighted_sum(log_outer_product(...))``) in values, input gradients / child signals and accumulator gradients /
+(``weighted_sum`` of the products in log-space) in values, input gradients / child signals and accumulator gradients /
 EM counts, for every sum op, in eager, graph and XLA modes, with ``-inf`` children and in float64.
 """
 
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from libspn_keras import layers, sum_ops
-from libspn_keras.math import log_outer_product
+from libspn_keras.math import factor_rows
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
 pytestmark = pytest.mark.usefixtures("weight_normalization")
@@ -72,7 +72,9 @@ def test_fused_equals_brute_force_in_float64(op_name):
     acc = dense.accumulators.numpy()
     linear = np.exp(acc) if dense.logspace_accumulators else acc
     weights = linear / linear.sum(axis=-2, keepdims=True)
-    prods = np.exp(log_outer_product(tf.reshape(x, [5, 2, 2, 2, 3])).numpy())
+    x_np = x.numpy()
+    # Product (s, d, 3 i + j) of region s multiplies node i of scope 2 s and node j of scope 2 s + 1.
+    prods = np.exp(x_np[:, 0::2, :, :, None] + x_np[:, 1::2, :, None, :]).reshape(5, 2, 2, 9)
     with np.errstate(divide="ignore"):
         expected = np.log(np.einsum("bsdk,sdko->bsdo", prods, weights))
     np.testing.assert_allclose(out, expected, rtol=1e-12)
@@ -99,7 +101,7 @@ def test_fused_path_is_taken_only_where_the_op_allows(monkeypatch):
 def test_weighted_sum_of_products_falls_back_for_every_op(op_name):
     # Called directly, every op gives the materialized result (selection ops form the products).
     product, dense, x = _layers(op_name, 2, "float32")
-    factors = tf.reshape(x, [5, 2, 2, 2, 3])
+    factors = factor_rows(x, 2)
     got = dense.sum_op.weighted_sum_of_products(factors, dense.accumulators, dense.logspace_accumulators)
     want = dense(tf.identity(product(x)))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=1e-5)

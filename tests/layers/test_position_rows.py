@@ -1,0 +1,99 @@
+"""Region layers pass their output's position rows on (``math.attach_rows``) with the same values.
+
+A chain of region layers reads its inputs from the attached rows instead of transposing; it must give the same
+values, input gradients and accumulator gradients / EM counts as the same layers with ``tf.identity`` (which drops
+the attributes) between them, for every sum op, in eager, graph and XLA modes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from libspn_keras import layers, sum_ops
+from libspn_keras.math import attach_rows, attached_rows, to_rows
+
+OPS = {
+    "grad": lambda: sum_ops.SumOpGradBackprop(),
+    "em": lambda: sum_ops.SumOpEMBackprop(),
+    "hard_em": lambda: sum_ops.SumOpHardEMBackprop(),
+    "unweighted_hard_em": lambda: sum_ops.SumOpUnweightedHardEMBackprop(),
+}
+PERMUTATIONS = np.array([[4, 0, -1, 2, 1, 3, -1, -1], [3, -1, 1, 0, -1, 4, 2, -1]])
+
+
+def _chain(op_name: str) -> list:
+    op = OPS[op_name]
+    return [
+        layers.IndicatorLeaf(num_components=2),
+        layers.DenseSum(num_sums=3, sum_op=op()),
+        layers.PermuteAndPadScopes(PERMUTATIONS),
+        layers.ReduceProduct(num_factors=2),
+        layers.DenseProduct(num_factors=2),
+        layers.DenseSum(num_sums=3, sum_op=op()),
+        layers.DenseProduct(num_factors=2),
+        layers.Undecompose(),
+        layers.RootSum(return_weighted_child_logits=False, sum_op=op()),
+    ]
+
+
+def _inputs() -> tf.Tensor:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(6, 5, 1, 1)).astype("float32")
+    x[0, 1] = np.nan  # a marginalized variable
+    return tf.constant(np.broadcast_to(x, (6, 5, 2, 1)).copy())
+
+
+def _run(chain: list, x: tf.Tensor, keep_rows: bool, mode: str) -> list[np.ndarray]:
+    sums = [layer for layer in chain if hasattr(layer, "accumulators")]
+
+    def fn(x):
+        with tf.GradientTape() as tape:
+            h = chain[0](x)
+            tape.watch(h)
+            leaf = h
+            for layer in chain[1:]:
+                h = layer(h if keep_rows else tf.identity(h))
+            target = tf.reduce_sum(h)
+        return h, *tape.gradient(target, [leaf, *(layer.accumulators for layer in sums)])
+
+    if mode != "eager":
+        fn = tf.function(fn, jit_compile=mode == "jit")
+    return [np.asarray(t) for t in fn(x)]
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "jit"])
+@pytest.mark.parametrize("op_name", sorted(OPS))
+def test_chain_with_rows_equals_chain_without(op_name, mode):
+    chain = _chain(op_name)
+    x = _inputs()
+    with_rows = _run(chain, x, keep_rows=True, mode=mode)
+    without = _run(chain, x, keep_rows=False, mode=mode)
+    for got, want in zip(with_rows, without, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(with_rows[0]))
+
+
+def test_attached_rows_hold_the_output_values():
+    chain = _chain("grad")
+    h = chain[0](_inputs())
+    carriers = []
+    for layer in chain[1:]:
+        h = layer(h)
+        rows = attached_rows(h)
+        if rows is not None:
+            carriers.append(type(layer).__name__)
+            transposed = to_rows(tf.identity(h), weights_rank=4)
+            np.testing.assert_array_equal(rows.numpy(), transposed.numpy())
+    assert carriers == ["DenseSum", "PermuteAndPadScopes", "ReduceProduct", "DenseProduct", "DenseSum", "DenseProduct"]
+
+
+def test_rows_of_another_shape_or_dtype_are_ignored():
+    x = tf.zeros([2, 3, 4, 5])
+    attach_rows(x, tf.ones([6, 2, 5]))  # 6 positions, x has 12
+    assert attached_rows(x) is None
+    attach_rows(x, tf.ones([12, 2, 5], tf.float64))
+    assert attached_rows(x) is None
+    attach_rows(x, tf.ones([12, 2, 5]))
+    assert attached_rows(x) is not None
