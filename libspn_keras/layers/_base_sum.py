@@ -106,7 +106,7 @@ class BaseSum(keras.layers.Layer):
         axes = {axis + 1: size for axis, size in enumerate(shape[:-2])}
         self.input_spec = keras.InputSpec(ndim=len(shape) if axes else None, axes={**axes, -1: shape[-2]})
         if self.sum_op.has_custom_backward:
-            mark_em_statistic(self.accumulators)
+            mark_em_statistic(self.accumulators, outcome_axis=-2)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, nested objects serialized."""

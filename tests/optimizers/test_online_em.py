@@ -50,6 +50,59 @@ def test_one_step_equals_closed_form(float64, op, gliding_average):
         np.testing.assert_allclose(weights, (c + 0.3 / 3) / (c.sum() + 0.3), rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "op", [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop()], ids=lambda op: type(op).__name__
+)
+def test_normalized_update_interpolates_the_weights(float64, op):
+    model = mixture_model(op)
+    root = model.layers[-1]
+    root.accumulators.assign(np.array([[0.5], [0.3], [0.2]]) * 7.0)  # unnormalized on purpose
+    x = np.array([[0], [2], [2], [1], [2], [0], [2], [2]], "float64")
+    model.compile(
+        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.25, normalized_update=True),
+        loss=losses.NegativeLogLikelihood(),
+    )
+    model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    frequencies = np.bincount(x[:, 0].astype(int), minlength=3) / len(x)
+    expected = 0.75 * np.array([0.5, 0.3, 0.2]) + 0.25 * frequencies
+    np.testing.assert_allclose(root.accumulators.numpy()[:, 0], expected, rtol=1e-12)
+
+
+def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64):
+    # Hard EM with a root that always selects sum 0: sum 1 of the dense layer receives no counts.
+    op = sum_ops.SumOpHardEMBackprop()
+    model = models.SequentialSumProductNetwork(
+        [
+            layers.FlatToRegions(num_decomps=1, input_shape=(1,)),
+            layers.IndicatorLeaf(num_components=3),
+            layers.DenseSum(num_sums=2, sum_op=op),
+            layers.RootSum(return_weighted_child_logits=False, sum_op=op),
+        ]
+    )
+    dense, root = model.layers[2], model.layers[3]
+    dense_before = np.array([[1.0, 2.0], [3.0, 2.0], [4.0, 4.0]])
+    dense.accumulators.assign(dense_before[np.newaxis, np.newaxis])
+    root.accumulators.assign(np.array([[1e6], [1e-6]]))
+    x = np.array([[0], [1], [1], [2]], "float64")
+    model.compile(
+        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=True),
+        loss=losses.NegativeLogLikelihood(),
+    )
+    model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    after = dense.accumulators.numpy()[0, 0]
+    weights_before = dense_before / dense_before.sum(axis=0)
+    np.testing.assert_allclose(after[:, 1], weights_before[:, 1], rtol=1e-12)  # not reached: unchanged
+    np.testing.assert_allclose(after[:, 0], 0.5 * weights_before[:, 0] + 0.5 * np.array([1, 2, 1]) / 4, rtol=1e-12)
+
+
+def test_normalized_update_needs_the_gliding_average():
+    with pytest.raises(ValueError, match="needs gliding_average=True"):
+        optimizers.OnlineExpectationMaximization(gliding_average=False, normalized_update=True)
+    config = optimizers.OnlineExpectationMaximization(normalized_update=True).get_config()
+    assert config["normalized_update"] is True
+    assert optimizers.OnlineExpectationMaximization.from_config(config).normalized_update
+
+
 def test_non_em_variables_get_an_sgd_step(float64):
     opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5)
     variable = keras.Variable(np.array([1.0, 2.0]))
@@ -100,12 +153,13 @@ def test_full_batch_em_never_decreases_the_training_likelihood(float64):
     assert abs(np.exp(model.log_marginal(states.astype("float64")).numpy()).sum() - 1.0) < 1e-9
 
 
+@pytest.mark.parametrize("normalized_update", [False, True], ids=["counts", "normalized"])
 @pytest.mark.parametrize(
     "op",
     [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop(), sum_ops.SumOpUnweightedHardEMBackprop()],
     ids=lambda op: type(op).__name__,
 )
-def test_em_leaves_learn_a_two_component_mixture(op):
+def test_em_leaves_learn_a_two_component_mixture(op, normalized_update):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 0.5, (300, 3)), rng.normal(3, 1.0, (300, 3))]).astype("float32")
@@ -122,7 +176,8 @@ def test_em_leaves_learn_a_two_component_mixture(op):
             layers.RootSum(return_weighted_child_logits=False, sum_op=op),
         ]
     )
-    model.compile(optimizer=optimizers.OnlineExpectationMaximization(0.3), loss=losses.NegativeLogLikelihood())
+    optimizer = optimizers.OnlineExpectationMaximization(0.3, normalized_update=normalized_update)
+    model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
     before = float(np.mean(model.log_marginal(x)))
     model.fit(x, epochs=6, batch_size=100, verbose=0)
     after = float(np.mean(model.log_marginal(x)))
