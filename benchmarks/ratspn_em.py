@@ -2,7 +2,8 @@
 
 Architecture (Peharz et al., EinsumNetworks benchmark): binary data shaped like DEBD ``accidents`` (111 variables),
 depth 5, 32 repetitions, 32 input distributions per leaf region, 32 sums per region, batch 100, online EM with
-step 0.05, 3 epochs. Built from libspn_keras layers:
+step 0.05 (``OnlineExpectationMaximization(0.05, normalized_update=True)``, the update of EinsumNetworks), 3 epochs.
+Built from libspn_keras layers:
 
     FlatToRegions(32) -> IndicatorLeaf(2) -> DenseSum(32)            # 32 Bernoulli input distributions per variable
     -> PermuteAndPadScopesRandom -> ReduceProduct(4)                # 32 leaf regions of ~3.5 variables per repetition
@@ -32,6 +33,7 @@ Usage:
     python benchmarks/ratspn_em.py --peers none          # libspn-keras and the floor only
     python benchmarks/ratspn_em.py --spflow-em autograd  # SPFlow with the EinsumNetworks E-step
     python benchmarks/ratspn_em.py --max-batches 10      # 10 batches per epoch, s/epoch extrapolated
+    python benchmarks/ratspn_em.py --em-update counts    # libspn-keras's gliding average of counts instead
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ REPO = Path(__file__).resolve().parents[1]
 PEERS = {"spflow": ("SPFlow", "pip install spflow")}  # import name: (display name, how to install)
 RESULT_MARK = "RESULT "
 STEP = 0.05
+OUR_LABELS = {
+    "normalized": "libspn-keras (online soft EM, normalized_update)",
+    "counts": "libspn-keras (online soft EM, gliding average of counts)",
+}
 SPFLOW_LABELS = {
     "native": "SPFlow Einet (SPFlow EM step + online interpolation)",
     "autograd": "SPFlow Einet (autograd E-step + online interpolation)",
@@ -172,7 +178,8 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     train, test, source = load_data(args.data_dir, size["rows"])
     np.savez(args.data_file, train=train, test=test, source=source)
     model = build(train.shape[1], size["depth"], size["reps"], size["dists"], size["sums"])
-    model.compile(optimizer=optimizers.OnlineExpectationMaximization(STEP), loss=losses.NegativeLogLikelihood())
+    optimizer = optimizers.OnlineExpectationMaximization(STEP, normalized_update=args.em_update == "normalized")
+    model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
     fit_rows = epoch_rows(train, args.batch_size, args.max_batches)
     epoch_times = []
     for _ in range(args.epochs):
@@ -394,6 +401,13 @@ def main() -> None:
         help="SPFlow's EinsumLayer E-step: its own (default) or w * dLL/dw from the backward pass",
     )
     parser.add_argument(
+        "--em-update",
+        choices=["normalized", "counts"],
+        default="normalized",
+        help="libspn-keras online EM: interpolate normalized weights like EinsumNetworks and the SPFlow row "
+        "(OnlineExpectationMaximization(normalized_update=True), default) or the gliding average of counts",
+    )
+    parser.add_argument(
         "--max-batches", type=int, default=None, help="train on this many batches per epoch; s/epoch extrapolated"
     )
     parser.add_argument("--worker", choices=["libspn-keras", "spflow"], help=argparse.SUPPRESS)
@@ -459,7 +473,7 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(
-        f"| libspn-keras (online soft EM) | {ours['params']:,} | {epoch_s(ours):.2f}{mark} "
+        f"| {OUR_LABELS[args.em_update]} | {ours['params']:,} | {epoch_s(ours):.2f}{mark} "
         f"| {samples_per_s(ours):,.0f} | {ours['peak_mb']:,.0f} | {ours['test_ll']:.3f} |"
     )
     for peer, status in rows:

@@ -29,7 +29,7 @@ def test_ratspn_em_benchmark_quick():
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| libspn-keras (online soft EM) |" in result.stdout
+    assert "| libspn-keras (online soft EM, normalized_update) |" in result.stdout
     assert "| floor: sum-layer matmuls only |" in result.stdout
     assert "forward pass / floor:" in result.stdout
     assert "intra-op threads:" in result.stdout
