@@ -73,10 +73,11 @@ class DenseProduct(keras.layers.Layer):
         _, num_scopes, num_decomps, num_nodes = x.shape
         grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
         out = log_outer_product(grouped, factor_axis=2)
-        # What the next layer may read instead (inside tf.function only what is read is computed): the factors
-        # (a DenseSum contracts them without forming the products) and the products in the rows layout.
+        # What the next layer may read instead: the factors (a DenseSum contracts them without forming the
+        # products) and, inside tf.function (where only what is read is computed), the products' rows.
         factors = factor_rows(x, self.num_factors)
-        attach_rows(out, log_outer_product(factors, factor_axis=1))
+        if not tf.executing_eagerly():
+            attach_rows(out, log_outer_product(factors, factor_axis=1))
         setattr(out, _FACTORS_ATTRIBUTE, factors)
         return out
 

@@ -6,11 +6,11 @@ local sums) a group is a middle position (a region or cell) and its rows are the
 across the middle axes (convolutional and root sums) there is one group whose rows are every (batch, position)
 pair. ``to_rows`` / ``from_rows`` convert between this layout and the layers' ``[batch, *middle, nodes]``.
 
-Layers that work per position (sums with per-position weights, scope permutations, products) also pass their
-output's *position rows* ``[prod(middle), batch, nodes]`` on, attached to the output tensor (``attach_rows``, the
-way Keras attaches masks). The next such layer takes its input from them, so a chain of region layers needs no
-transposes between the layout of the layers and that of the matmuls; inside ``tf.function`` the transposed
-outputs nobody reads are pruned. A tensor made by any other op carries no rows and is transposed as usual.
+Inside ``tf.function``, layers that work per position (sums with per-position weights, scope permutations,
+products) also pass their output's *position rows* ``[prod(middle), batch, nodes]`` on, attached to the output
+tensor (``attach_rows``, the way Keras attaches masks). The next such layer takes its input from them, so a chain
+of region layers needs no transposes between the layout of the layers and that of the matmuls, and the transposed
+outputs nobody reads are pruned. A tensor made by any other op, or eagerly, carries no rows and is transposed.
 """
 
 from __future__ import annotations
@@ -109,8 +109,13 @@ _ROWS_ATTRIBUTE = "_libspn_keras_position_rows"
 
 
 def attach_rows(x: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
-    """Attach the position rows ``[prod(middle), batch, nodes]`` of ``x`` (same values) to ``x``; return ``x``."""
-    setattr(x, _ROWS_ATTRIBUTE, rows)
+    """Attach the position rows ``[prod(middle), batch, nodes]`` of ``x`` (same values) to ``x``; return ``x``.
+
+    Only inside ``tf.function``, where whichever layout nobody reads is pruned: eagerly, both layouts would stay
+    alive as long as ``x`` and double the memory of the activations, so nothing is attached.
+    """
+    if not tf.executing_eagerly():
+        setattr(x, _ROWS_ATTRIBUTE, rows)
     return x
 
 

@@ -66,6 +66,7 @@ def _run(chain: list, x: tf.Tensor, keep_rows: bool, mode: str) -> list[np.ndarr
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
 @pytest.mark.parametrize("op_name", sorted(OPS))
 def test_chain_with_rows_equals_chain_without(op_name, mode):
+    # Eagerly no rows are attached, so both runs take the same path there.
     chain = _chain(op_name)
     x = _inputs()
     with_rows = _run(chain, x, keep_rows=True, mode=mode)
@@ -77,23 +78,40 @@ def test_chain_with_rows_equals_chain_without(op_name, mode):
 
 def test_attached_rows_hold_the_output_values():
     chain = _chain("grad")
-    h = chain[0](_inputs())
     carriers = []
-    for layer in chain[1:]:
-        h = layer(h)
-        rows = attached_rows(h)
-        if rows is not None:
-            carriers.append(type(layer).__name__)
-            transposed = to_rows(tf.identity(h), weights_rank=4)
-            np.testing.assert_array_equal(rows.numpy(), transposed.numpy())
+
+    @tf.function
+    def pairs(x):
+        carriers.clear()  # tracing may run more than once
+        h = chain[0](x)
+        out = []
+        for layer in chain[1:]:
+            h = layer(h)
+            rows = attached_rows(h)
+            if rows is not None:
+                carriers.append(type(layer).__name__)
+                out.append((rows, to_rows(tf.identity(h), weights_rank=4)))
+        return out
+
+    for rows, transposed in pairs(_inputs()):
+        np.testing.assert_array_equal(rows.numpy(), transposed.numpy())
     assert carriers == ["DenseSum", "PermuteAndPadScopes", "ReduceProduct", "DenseProduct", "DenseSum", "DenseProduct"]
 
 
+def test_nothing_is_attached_eagerly():
+    # Eagerly both layouts would stay alive with the output (twice the memory), so layers attach no rows.
+    h = _inputs()
+    for layer in _chain("grad"):
+        h = layer(h)
+        assert attached_rows(h) is None
+
+
 def test_rows_of_another_shape_or_dtype_are_ignored():
-    x = tf.zeros([2, 3, 4, 5])
-    attach_rows(x, tf.ones([6, 2, 5]))  # 6 positions, x has 12
-    assert attached_rows(x) is None
-    attach_rows(x, tf.ones([12, 2, 5], tf.float64))
-    assert attached_rows(x) is None
-    attach_rows(x, tf.ones([12, 2, 5]))
-    assert attached_rows(x) is not None
+    with tf.Graph().as_default():  # rows are attached in graph mode only
+        x = tf.zeros([2, 3, 4, 5])
+        attach_rows(x, tf.ones([6, 2, 5]))  # 6 positions, x has 12
+        assert attached_rows(x) is None
+        attach_rows(x, tf.ones([12, 2, 5], tf.float64))
+        assert attached_rows(x) is None
+        attach_rows(x, tf.ones([12, 2, 5]))
+        assert attached_rows(x) is not None
