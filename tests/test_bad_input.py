@@ -1002,11 +1002,27 @@ def test_empty_batches_give_empty_results_of_the_right_shape(make, shape):
         assert tuple(spn.complete(x, mask, method=method).shape) == shape
     assert tuple(spn.sample(evidence=x, seed=0).shape) == shape
     assert tuple(spn.zero_evidence_inference(0).shape) == shape
-    with pytest.raises(ValueError, match=r"Model '\w+': pass num_samples >= 1 or evidence. Received: 0"):
-        spn.sample(num_samples=0)
+    assert tuple(spn.sample(num_samples=0, seed=0).shape) == shape
     for layer in spn.layers:  # every layer on its own
         x = layer(x)
         assert tuple(x.shape) == (0, *layer.output.shape[1:]), layer.name
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda spn: spn.sample(), ValueError, r"Model '\w+': pass num_samples or evidence. Received neither."),
+        (lambda spn: spn.sample(num_samples=-1), ValueError, r"Model '\w+' expects num_samples >= 0. Received: -1"),
+        (lambda spn: spn.sample(num_samples=2.0), TypeError, r"expects num_samples to be an integer. Received: 2.0"),
+        (lambda spn: spn.sample(num_samples=True), TypeError, r"expects num_samples to be an integer. Received: True"),
+        (lambda spn: spn.zero_evidence_inference(-3), ValueError, r"expects size >= 0. Received: -3"),
+        (lambda spn: spn.zero_evidence_inference("4"), TypeError, r"expects size to be an integer. Received: '4'"),
+    ],
+    ids=["none", "negative", "float", "bool", "size-negative", "size-str"],
+)
+def test_bad_sample_counts_raise(call, error, match):
+    with pytest.raises(error, match=match):
+        call(_small_spn())
 
 
 def test_fitting_or_evaluating_an_empty_dataset_warns_and_changes_nothing():

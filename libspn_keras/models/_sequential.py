@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -186,30 +187,39 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             seed: Optional int seed or ``keras.random.SeedGenerator``.
 
         Returns:
-            Samples ``[num_samples or batch, *input_shape]``.
+            Samples ``[num_samples or batch, *input_shape]`` (empty for ``num_samples=0``).
 
         Raises:
-            ValueError: If neither ``num_samples`` nor ``evidence`` is given.
+            ValueError: If neither ``num_samples`` nor ``evidence`` is given, or ``num_samples`` is negative.
+            TypeError: If ``num_samples`` is not an integer.
         """
         if evidence is None:
-            if num_samples is None or num_samples < 1:
-                raise ValueError(f"Model '{self.name}': pass num_samples >= 1 or evidence. Received: {num_samples}")
-            evidence, evidence_mask = self._no_evidence(num_samples)
+            if num_samples is None:
+                raise ValueError(f"Model '{self.name}': pass num_samples or evidence. Received neither.")
+            evidence, evidence_mask = self._no_evidence(num_samples, "num_samples")
         return self.complete(evidence, evidence_mask, method="sample", seed=seed)
 
     def zero_evidence_inference(self, size: int) -> tf.Tensor:
         """Complete ``size`` samples without any evidence (MPE, or posterior-weighted with ``infer_weighted_sum``).
 
         Args:
-            size: Number of samples.
+            size: Number of samples (``0`` gives an empty result).
 
         Returns:
             ``[size, *input_shape]`` inferred data.
+
+        Raises:
+            ValueError: If ``size`` is negative.
+            TypeError: If ``size`` is not an integer.
         """
-        x, evidence_mask = self._no_evidence(size)
+        x, evidence_mask = self._no_evidence(size, "size")
         return self.complete(x, evidence_mask, method="posterior" if self.infer_weighted_sum else "mpe")
 
-    def _no_evidence(self, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def _no_evidence(self, size: int, argument: str) -> tuple[tf.Tensor, tf.Tensor]:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(f"Model '{self.name}' expects {argument} to be an integer. Received: {size!r}")
+        if size < 0:
+            raise ValueError(f"Model '{self.name}' expects {argument} >= 0. Received: {size}")
         if not self.inputs:
             raise ValueError(f"Model '{self.name}' needs a known input shape (build it first).")
         shape = (int(size), *tuple(self.inputs[0].shape)[1:])
