@@ -165,6 +165,41 @@ def floor_seconds(model: Any, batch: int, repeats: int) -> float:
     return timed(run, repeats)
 
 
+def layer_profile(model: Any, batch: Any, repeats: int) -> list[tuple[str, str, float]]:
+    """Forward time of every prefix of the model (inside ``tf.function``), in ms.
+
+    A prefix that ends at a ``DenseProduct`` followed by a ``DenseSum`` would form the products the sum contracts
+    from the factors, so the two are timed as one step.
+    """
+    import tensorflow as tf
+
+    from libspn_keras import layers
+
+    ends = [
+        k
+        for k, layer in enumerate(model.layers, start=1)
+        if not (
+            isinstance(layer, layers.DenseProduct)
+            and k < len(model.layers)
+            and isinstance(model.layers[k], layers.DenseSum)
+        )
+    ]
+    profile, start = [], 0
+    for end in ends:
+
+        @tf.function
+        def prefix(x: tf.Tensor, stop: int = end) -> tf.Tensor:
+            for layer in model.layers[:stop]:
+                x = layer(x)
+            return tf.reduce_sum(x)
+
+        name = " + ".join(layer.name for layer in model.layers[start:end])
+        shape = str(tuple(model.layers[end - 1].output.shape[1:]))
+        profile.append((name, shape, timed(lambda: prefix(batch), repeats) * 1000))
+        start = end
+    return profile
+
+
 def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -190,6 +225,7 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     forward = tf.function(lambda x: model(x))
     forward_s = timed(lambda: forward(batch), 5)
     floor_s = floor_seconds(model, int(batch.shape[0]), 5)
+    profile = layer_profile(model, batch, 5) if args.profile_layers else []
     test_ll = float(np.mean(np.concatenate([model.log_marginal(part) for part in batches(test, args.batch_size)])))
     return {
         "params": model.count_params(),
@@ -198,6 +234,7 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
         "forward_s": forward_s,
         "forward_batch": int(batch.shape[0]),
         "floor_s": floor_s,
+        "profile": profile,
         "peak_mb": peak_rss_mb(),
         "test_ll": test_ll,
         "source": source,
@@ -410,6 +447,9 @@ def main() -> None:
     parser.add_argument(
         "--max-batches", type=int, default=None, help="train on this many batches per epoch; s/epoch extrapolated"
     )
+    parser.add_argument(
+        "--profile-layers", action="store_true", help="also print the libspn-keras forward time layer by layer"
+    )
     parser.add_argument("--worker", choices=["libspn-keras", "spflow"], help=argparse.SUPPRESS)
     parser.add_argument("--data-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -490,6 +530,15 @@ def main() -> None:
     if mark:
         print(f"\n* extrapolated from {used_batches} of {full_batches} batches per epoch (--max-batches)")
     print(f"\nforward pass / floor: {ours['forward_s'] / ours['floor_s']:.1f}x")
+    if ours.get("profile"):
+        print("\nlibspn-keras forward pass layer by layer (tf.function over each prefix of the model):\n")
+        print("| layers | output shape (no batch) | prefix ms | step ms |")
+        print("| --- | --- | ---: | ---: |")
+        previous = 0.0
+        for name, shape, ms in ours["profile"]:
+            print(f"| {name} | {shape} | {ms:.1f} | {ms - previous:.1f} |")
+            previous = ms
+        print(f"| floor: sum-layer matmuls only | | {ours['floor_s'] * 1000:.1f} | |")
     for peer in results:
         if peer != "libspn-keras":
             theirs = results[peer]

@@ -22,7 +22,7 @@ def load_script(path: Path):
 
 def test_ratspn_em_benchmark_quick():
     result = subprocess.run(
-        [sys.executable, str(RATSPN_EM), "--quick"],
+        [sys.executable, str(RATSPN_EM), "--quick", "--profile-layers"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -33,6 +33,8 @@ def test_ratspn_em_benchmark_quick():
     assert "| floor: sum-layer matmuls only |" in result.stdout
     assert "forward pass / floor:" in result.stdout
     assert "intra-op threads:" in result.stdout
+    assert "| flat_to_regions | (111, 2, 1) |" in result.stdout  # --profile-layers: one row per step
+    assert "dense_product + dense_sum_1 |" in result.stdout  # a product and the sum contracting it: one step
     if importlib.util.find_spec("spflow") is None:
         assert "| SPFlow | not installed (pip install spflow) |" in result.stdout
     else:
