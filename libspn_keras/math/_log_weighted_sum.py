@@ -122,9 +122,10 @@ def attach_rows(x: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
 def attached_rows(x: tf.Tensor) -> tf.Tensor | None:
     """The position rows ``[prod(middle), batch, nodes]`` attached to ``x`` by the layer that made it, if any."""
     rows = getattr(x, _ROWS_ATTRIBUTE, None)
-    if rows is None or rows.dtype != x.dtype or rows.shape.rank != 3 or rows.shape[0] != math.prod(x.shape[1:-1]):
+    middle = x.shape[1:-1]
+    if rows is None or rows.dtype != x.dtype or rows.shape.rank != 3 or None in middle:
         return None
-    return rows
+    return rows if rows.shape[0] == math.prod(middle) else None
 
 
 def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:

@@ -115,3 +115,6 @@ def test_rows_of_another_shape_or_dtype_are_ignored():
         assert attached_rows(x) is None
         attach_rows(x, tf.ones([12, 2, 5]))
         assert attached_rows(x) is not None
+        unknown = tf.compat.v1.placeholder(tf.float32, [2, None, 4, 5])  # middle axes not known
+        attach_rows(unknown, tf.ones([12, 2, 5]))
+        assert attached_rows(unknown) is None
