@@ -97,12 +97,13 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         if not self._em_statistics[index]:
             self.assign_sub(variable, lr * gradient)
         elif self.normalized_update and axis is not None:
-            weights = variable / ops.sum(variable, axis=axis, keepdims=True)
-            counts = -gradient
-            total = ops.sum(counts, axis=axis, keepdims=True)
+            # (1 - lr) a / sum(a) + lr n / sum(n) with n = -gradient, as one multiply-add over the variable: the
+            # per-sum factors are small. A sum with no counts keeps a / sum(a).
+            total = -ops.sum(gradient, axis=axis, keepdims=True)
             reached = total > 0
-            estimate = ops.where(reached, counts / ops.where(reached, total, ops.ones_like(total)), weights)
-            self.assign(variable, (1.0 - lr) * weights + lr * estimate)
+            keep = ops.where(reached, 1.0 - lr, ops.ones_like(total)) / ops.sum(variable, axis=axis, keepdims=True)
+            take = ops.where(reached, -lr / ops.where(reached, total, ops.ones_like(total)), ops.zeros_like(total))
+            self.assign(variable, variable * keep + gradient * take)
         elif self.gliding_average:
             self.assign(variable, (1.0 - lr) * variable - lr * gradient)
         else:
