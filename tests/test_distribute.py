@@ -31,6 +31,11 @@ SCRIPT = textwrap.dedent(
         make_op, make_opt, em = sum_ops.SumOpGradBackprop, lambda: keras.optimizers.Adam(0.01), False
     elif case == "hard_em":
         make_op, make_opt, em = sum_ops.SumOpHardEMBackprop, lambda: optimizers.OnlineExpectationMaximization(0.1), True
+    elif case == "normalized_em":
+        def make_opt():
+            return optimizers.OnlineExpectationMaximization(0.1, normalized_update=True)
+
+        make_op, em = sum_ops.SumOpEMBackprop, True
     else:
         make_op, make_opt, em = sum_ops.SumOpEMBackprop, lambda: optimizers.OnlineExpectationMaximization(0.1), True
 
@@ -68,7 +73,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("case", ["adam", "hard_em", "soft_em"])
+@pytest.mark.parametrize("case", ["adam", "hard_em", "soft_em", "normalized_em"])
 def test_mirrored_strategy_matches_single_device(case, tmp_path):
     script = tmp_path / "distributed.py"
     script.write_text(SCRIPT)
