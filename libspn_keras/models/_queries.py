@@ -100,13 +100,17 @@ def split_at_leaf(model: keras.Model) -> tuple[list[keras.layers.Layer], BaseLea
 def check_mask(
     x: tf.Tensor, mask: Any, owner: str = "SequentialSumProductNetwork", name: str = "evidence_mask"
 ) -> tf.Tensor:
-    """Return ``mask`` as a boolean tensor after checking that it is boolean and shaped like ``x``.
+    """Return ``mask`` as a boolean tensor after checking that it is boolean (or integer) and shaped like ``x``.
+
+    Integer masks are accepted as the leaves accept them: nonzero means ``True``.
 
     Raises:
-        TypeError: If ``mask`` is not boolean.
+        TypeError: If ``mask`` is neither boolean nor integer.
         ValueError: If ``mask`` is not shaped like ``x``.
     """
     mask = tf.convert_to_tensor(mask)
+    if mask.dtype.is_integer:
+        mask = tf.cast(mask, tf.bool)
     if mask.dtype != tf.bool:
         raise TypeError(f"{owner} expects a boolean {name} (True = observed). Received: dtype={mask.dtype.name}")
     if not mask.shape.is_compatible_with(x.shape):

@@ -117,7 +117,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
 
         Args:
             x: Data shaped like the model input.
-            evidence_mask: Optional boolean mask shaped like ``x`` (``True`` = observed).
+            evidence_mask: Optional boolean (or integer, nonzero = observed) mask shaped like ``x``.
 
         Returns:
             Log-probabilities ``[batch]``.
@@ -137,7 +137,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             Conditional log-probabilities ``[batch]``.
 
         Raises:
-            TypeError: If a mask is not boolean.
+            TypeError: If a mask is neither boolean nor integer (nonzero = observed).
             ValueError: If a mask is not shaped like ``x``, or ``query_mask`` and ``evidence_mask`` overlap.
         """
         x = tf.convert_to_tensor(x)
@@ -153,7 +153,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
 
         Args:
             x: Data shaped like the model input.
-            evidence_mask: Optional boolean mask shaped like ``x`` (``True`` = observed).
+            evidence_mask: Optional boolean (or integer, nonzero = observed) mask shaped like ``x``.
             method: ``'mpe'``: modes of the leaf components on the approximate MPE path (each sum follows its
                 maximum weighted child given the evidence); ``'posterior'``: leaf modes weighted by their
                 marginal posterior given the evidence (the posterior mean of the component modes); ``'sample'``:
