@@ -89,9 +89,8 @@ class SumOpBase(abc.ABC):
         accumulators = tf.convert_to_tensor(accumulators)
         middle, shared = x.shape[1:-1], accumulators.shape.rank == 2
 
-        def forward(x: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
-            log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
-            return self.forward_rows(to_rows(x, weights.shape.rank), weights_to_rows(weights), log_norm_rows)
+        def forward(x: tf.Tensor, weights_rows: tf.Tensor, log_norm_rows: tf.Tensor | None) -> WeightedSumParts:
+            return self.forward_rows(to_rows(x, accumulators.shape.rank), weights_rows, log_norm_rows)
 
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
             return from_rows(child_rows, middle, shared)
@@ -124,13 +123,10 @@ class SumOpBase(abc.ABC):
             return self.weighted_sum(products, accumulators, logspace_accumulators)
         num_factors = factors.shape[1]
 
-        def forward(factors: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
-            log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
-            return log_product_weighted_sum_parts(factors, weights_to_rows(weights), log_norm_rows)
-
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
             return product_signal_to_factors(child_rows, num_factors)
 
+        forward = log_product_weighted_sum_parts
         log_sums = self._apply(forward, to_children, factors, accumulators, logspace_accumulators)
         return from_rows(log_sums, middle, shared=False)
 
@@ -142,13 +138,23 @@ class SumOpBase(abc.ABC):
         accumulators: tf.Tensor,
         logspace_accumulators: bool,
     ) -> tf.Tensor:
-        """Run ``forward`` (children, weights -> parts) with this op's backward rule; return the rows sums."""
+        """Run ``forward`` with this op's backward rule; return the sums in the rows layout.
+
+        ``forward`` maps the children and the weights and log-normalizer in the rows layout
+        (``libspn_keras.math.contraction_weights``) to the ``WeightedSumParts``.
+        """
+
+        def weighted_parts(children: tf.Tensor, accumulators: tf.Tensor) -> WeightedSumParts:
+            weights, log_norm = contraction_weights(accumulators, logspace_accumulators)
+            log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
+            return forward(children, weights_to_rows(weights), log_norm_rows)
+
         if not self.has_custom_backward:
-            return forward(children, *contraction_weights(accumulators, logspace_accumulators)).log_sums
+            return weighted_parts(children, accumulators).log_sums
 
         @tf.custom_gradient
         def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            parts = forward(children, *contraction_weights(accumulators, logspace_accumulators))
+            parts = weighted_parts(children, accumulators)
 
             def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
                 child_rows, edge_rows = self.backward(parts, dy)
