@@ -1020,6 +1020,8 @@ def test_empty_batches_give_empty_results_of_the_right_shape(make, shape):
     assert tuple(spn.sample(evidence=x, seed=0).shape) == shape
     assert tuple(spn.zero_evidence_inference(0).shape) == shape
     assert tuple(spn.sample(num_samples=0, seed=0).shape) == shape
+    assert tuple(spn.sample(num_samples=np.int64(2), seed=0).shape) == (2, *shape[1:])
+    assert tuple(spn.zero_evidence_inference(tf.constant(1)).shape) == (1, *shape[1:])
     for layer in spn.layers:  # every layer on its own
         x = layer(x)
         assert tuple(x.shape) == (0, *layer.output.shape[1:]), layer.name

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
@@ -216,8 +216,10 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         return self.complete(x, evidence_mask, method="posterior" if self.infer_weighted_sum else "mpe")
 
     def _no_evidence(self, size: int, argument: str) -> tuple[tf.Tensor, tf.Tensor]:
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        count = np.asarray(size)  # Python, NumPy and eager TensorFlow integers
+        if count.ndim != 0 or count.dtype.kind not in "iu":
             raise TypeError(f"Model '{self.name}' expects {argument} to be an integer. Received: {size!r}")
+        size = int(count)
         if size < 0:
             raise ValueError(f"Model '{self.name}' expects {argument} >= 0. Received: {size}")
         if not self.inputs:
