@@ -146,8 +146,8 @@ def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> Any:
     return models.SequentialSumProductNetwork(stack)
 
 
-def floor_seconds(model: Any, batch: int, repeats: int) -> float:
-    """Time the sum layers' multiply-adds as plain batched matmuls."""
+def floor_function(model: Any, batch: int) -> Callable[[], Any]:
+    """The sum layers' multiply-adds as plain batched matmuls on random tensors (the "floor")."""
     import tensorflow as tf
 
     from libspn_keras import layers
@@ -162,7 +162,25 @@ def floor_seconds(model: Any, batch: int, repeats: int) -> float:
     def run() -> tf.Tensor:
         return tf.add_n([tf.reduce_sum(tf.matmul(a, b)) for a, b in operands])
 
-    return timed(run, repeats)
+    return run
+
+
+def forward_and_floor(model: Any, batch: Any, rounds: int) -> tuple[float, float, float]:
+    """Seconds per forward batch, per floor batch, and their ratio: medians of ``rounds`` interleaved pairs.
+
+    Timing the two alternately, round by round, keeps a change of machine speed during the run (other jobs,
+    frequency scaling) out of the ratio.
+    """
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x))
+    floor = floor_function(model, int(batch.shape[0]))
+    pairs = [(timed(lambda: forward(batch), 3), timed(floor, 3)) for _ in range(rounds)]
+    return (
+        statistics.median(f for f, _ in pairs),
+        statistics.median(g for _, g in pairs),
+        statistics.median(f / g for f, g in pairs),
+    )
 
 
 def layer_profile(model: Any, batch: Any, repeats: int) -> list[tuple[str, str, float]]:
@@ -226,9 +244,7 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
         model.fit(train[:fit_rows], batch_size=args.batch_size, epochs=1, verbose=0)
         epoch_times.append(time.perf_counter() - start)
     batch = tf.constant(test[: args.batch_size])
-    forward = tf.function(lambda x: model(x))
-    forward_s = timed(lambda: forward(batch), 5)
-    floor_s = floor_seconds(model, int(batch.shape[0]), 5)
+    forward_s, floor_s, floor_ratio = forward_and_floor(model, batch, 5)
     profile = layer_profile(model, batch, 10) if args.profile_layers else []
     test_ll = float(np.mean(np.concatenate([model.log_marginal(part) for part in batches(test, args.batch_size)])))
     return {
@@ -238,6 +254,7 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
         "forward_s": forward_s,
         "forward_batch": int(batch.shape[0]),
         "floor_s": floor_s,
+        "floor_ratio": floor_ratio,
         "profile": profile,
         "peak_mb": peak_rss_mb(),
         "test_ll": test_ll,
@@ -533,7 +550,7 @@ def main() -> None:
     print(f"| floor: sum-layer matmuls only | - | - | {ours['forward_batch'] / ours['floor_s']:,.0f} | - | - |")
     if mark:
         print(f"\n* extrapolated from {used_batches} of {full_batches} batches per epoch (--max-batches)")
-    print(f"\nforward pass / floor: {ours['forward_s'] / ours['floor_s']:.1f}x")
+    print(f"\nforward pass / floor: {ours['floor_ratio']:.1f}x (median of 5 interleaved pairs of timings)")
     if ours.get("profile"):
         print("\nlibspn-keras forward pass layer by layer (tf.function over each prefix of the model, best of 10):\n")
         print("| layers | output shape (no batch) | prefix ms | step ms |")

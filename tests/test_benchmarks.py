@@ -50,6 +50,7 @@ def fake_result(params: int) -> dict:
         "forward_s": 0.5,
         "forward_batch": 100,
         "floor_s": 0.1,
+        "floor_ratio": 5.0,
         "peak_mb": 100.0,
         "test_ll": -30.0,
         "source": "fake",
