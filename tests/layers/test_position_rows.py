@@ -118,3 +118,39 @@ def test_rows_of_another_shape_or_dtype_are_ignored():
         unknown = tf.compat.v1.placeholder(tf.float32, [2, None, 4, 5])  # middle axes not known
         attach_rows(unknown, tf.ones([12, 2, 5]))
         assert attached_rows(unknown) is None
+
+
+@pytest.mark.parametrize("api", ["sequential", "functional"])
+def test_keras_models_pass_the_rows_between_layers(api, monkeypatch):
+    # Keras must hand each layer the tensor object the previous layer returned, attributes included; otherwise
+    # every region layer silently falls back to transposing. Count the layers that found rows on their input.
+    import keras
+
+    from libspn_keras import models
+    from libspn_keras.layers import _products, _scopes
+    from libspn_keras.math import _log_weighted_sum
+
+    found = []
+
+    def spy(x):
+        rows = _log_weighted_sum.attached_rows.__wrapped__(x)
+        found.append(rows is not None)
+        return rows
+
+    spy.__wrapped__ = _log_weighted_sum.attached_rows
+    for module in (_log_weighted_sum, _scopes, _products):
+        monkeypatch.setattr(module, "attached_rows", spy)
+    chain = _chain("em")
+    if api == "sequential":
+        model = models.SequentialSumProductNetwork([keras.Input(shape=(5, 2, 1)), *chain])
+    else:
+        inputs = keras.Input(shape=(5, 2, 1))
+        h = inputs
+        for layer in chain:
+            h = layer(h)
+        model = models.SumProductNetwork(inputs, h)
+    found.clear()
+    tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec([None, 5, 2, 1], tf.float32))
+    # Readers that find rows: PermuteAndPadScopes (the leaf DenseSum's), ReduceProduct (the permutation's) and
+    # both DenseProducts (their input's, for the factor rows).
+    assert sum(found) == 4, found
