@@ -25,6 +25,16 @@ def mixture_model(op: sum_ops.SumOpBase, num_states: int = 3) -> models.Sequenti
     )
 
 
+STATES = np.array([[0], [2], [2], [1], [2], [0], [2], [2]], "float64")
+FREQUENCIES = np.bincount(STATES[:, 0].astype(int), minlength=3) / len(STATES)
+
+
+def fit_one_batch(model: models.SequentialSumProductNetwork, optimizer, x: np.ndarray = STATES) -> None:
+    """One optimizer step on the whole of ``x`` as a single batch."""
+    model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
+    model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+
+
 @pytest.mark.parametrize("gliding_average", [True, False])
 @pytest.mark.parametrize(
     "op", [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop()], ids=lambda op: type(op).__name__
@@ -34,19 +44,13 @@ def test_one_step_equals_closed_form(float64, op, gliding_average):
     root = model.layers[-1]
     before = root.accumulators.numpy()[:, 0].copy()
     np.testing.assert_allclose(before, 0.1)  # epsilon / fan-in
-    x = np.array([[0], [2], [2], [1], [2], [0], [2], [2]], "float64")
-    model.compile(
-        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.25, gliding_average=gliding_average),
-        loss=losses.NegativeLogLikelihood(),
-    )
-    model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
-    mean_counts = np.bincount(x[:, 0].astype(int), minlength=3) / len(x)
-    expected = 0.75 * before + 0.25 * mean_counts if gliding_average else before + 0.25 * mean_counts
+    fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.25, gliding_average=gliding_average))
+    expected = 0.75 * before + 0.25 * FREQUENCIES if gliding_average else before + 0.25 * FREQUENCIES
     np.testing.assert_allclose(root.accumulators.numpy()[:, 0], expected, rtol=1e-12)
     # With cumulative counts and EpsilonInverseFanIn, weights are the paper's additively smoothed estimate.
     if not gliding_average:
         weights = np.exp(model.log_marginal(np.array([[0.0], [1.0], [2.0]])).numpy())
-        c = 0.25 * mean_counts
+        c = 0.25 * FREQUENCIES
         np.testing.assert_allclose(weights, (c + 0.3 / 3) / (c.sum() + 0.3), rtol=1e-12)
 
 
@@ -57,14 +61,8 @@ def test_normalized_update_interpolates_the_weights(float64, op):
     model = mixture_model(op)
     root = model.layers[-1]
     root.accumulators.assign(np.array([[0.5], [0.3], [0.2]]) * 7.0)  # unnormalized on purpose
-    x = np.array([[0], [2], [2], [1], [2], [0], [2], [2]], "float64")
-    model.compile(
-        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.25, normalized_update=True),
-        loss=losses.NegativeLogLikelihood(),
-    )
-    model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
-    frequencies = np.bincount(x[:, 0].astype(int), minlength=3) / len(x)
-    expected = 0.75 * np.array([0.5, 0.3, 0.2]) + 0.25 * frequencies
+    fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.25, normalized_update=True))
+    expected = 0.75 * np.array([0.5, 0.3, 0.2]) + 0.25 * FREQUENCIES
     np.testing.assert_allclose(root.accumulators.numpy()[:, 0], expected, rtol=1e-12)
 
 
@@ -84,11 +82,7 @@ def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64):
     dense.accumulators.assign(dense_before[np.newaxis, np.newaxis])
     root.accumulators.assign(np.array([[1e6], [1e-6]]))
     x = np.array([[0], [1], [1], [2]], "float64")
-    model.compile(
-        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=True),
-        loss=losses.NegativeLogLikelihood(),
-    )
-    model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=True), x)
     after = dense.accumulators.numpy()[0, 0]
     weights_before = dense_before / dense_before.sum(axis=0)
     np.testing.assert_allclose(after[:, 1], weights_before[:, 1], rtol=1e-12)  # not reached: unchanged
