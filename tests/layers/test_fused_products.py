@@ -13,16 +13,10 @@ import tensorflow as tf
 
 from libspn_keras import layers, sum_ops
 from libspn_keras.math import factor_rows
+from tests.sum_op_cases import OPS
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
 pytestmark = pytest.mark.usefixtures("weight_normalization")
-
-OPS = {
-    "grad": lambda: sum_ops.SumOpGradBackprop(),
-    "em": lambda: sum_ops.SumOpEMBackprop(),
-    "hard_em": lambda: sum_ops.SumOpHardEMBackprop(),
-    "unweighted_hard_em": lambda: sum_ops.SumOpUnweightedHardEMBackprop(),
-}
 
 
 def _layers(op_name: str, num_factors: int, dtype: str, seed: int = 0):

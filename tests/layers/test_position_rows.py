@@ -11,15 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from libspn_keras import layers, sum_ops
+from libspn_keras import layers
 from libspn_keras.math import attach_rows, attached_rows, to_rows
+from tests.sum_op_cases import OPS
 
-OPS = {
-    "grad": lambda: sum_ops.SumOpGradBackprop(),
-    "em": lambda: sum_ops.SumOpEMBackprop(),
-    "hard_em": lambda: sum_ops.SumOpHardEMBackprop(),
-    "unweighted_hard_em": lambda: sum_ops.SumOpUnweightedHardEMBackprop(),
-}
 PERMUTATIONS = np.array([[4, 0, -1, 2, 1, 3, -1, -1], [3, -1, 1, 0, -1, 4, 2, -1]])
 
 
