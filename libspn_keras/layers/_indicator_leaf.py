@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._validation import Shape
+from libspn_keras.math import attach_indicator_index, indicator_index, indicator_log_table
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -18,6 +19,10 @@ class IndicatorLeaf(BaseLeaf):
     This effectively comes down to computing a one-hot representation along the final axis, in log-space
     (``0`` for the observed state, ``-inf`` for the others). Missing variables (``NaN`` in float inputs or
     ``False`` in ``evidence_mask``) give ``0`` for every indicator.
+
+    The output carries the row of each variable (``libspn_keras.math.indicator_index``), so a sum layer applied
+    directly to it looks its log-weights up instead of contracting the indicators (same values, same backward
+    pass; any op in between, even ``tf.identity``, falls back to the contraction).
 
     Args:
         num_components: Number of components, or indicators in this context (states of each variable).
@@ -90,12 +95,13 @@ class IndicatorLeaf(BaseLeaf):
         modes = self.component_modes()
         return tf.broadcast_to(modes, tf.concat([[num_samples], tf.shape(modes)], axis=0))
 
-    def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
+    def _states(self, x: tf.Tensor) -> tf.Tensor:
+        """The states ``[batch, *variables]`` of ``x``, checked to be integers in ``[0, num_components)``."""
         message = (
             f"Layer '{self.name}' expects integer states in [0, {self.num_components}) (num_components="
             f"{self.num_components})"
         )
-        # Range checks before the cast to int32, which would wrap +-inf, huge floats and large integers around.
+        # Range checks before any cast to int32, which would wrap +-inf, huge floats and large integers around.
         values = x if x.dtype.is_floating else tf.cast(x, tf.int64)
         checks = [
             tf.debugging.assert_greater_equal(
@@ -112,9 +118,16 @@ class IndicatorLeaf(BaseLeaf):
                 )
             )
         with tf.control_dependencies(checks):
-            states = tf.cast(values, tf.int32)
-            one_hot = tf.one_hot(states[..., 0], self.num_components, dtype=self.compute_dtype)
-        return tf.math.log(one_hot)[..., tf.newaxis]
+            return tf.identity(values[..., 0])
+
+    def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
+        return self._log_prob(x, None)[..., tf.newaxis]
+
+    def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+        """Look the log-indicators up and attach their ``indicator_index`` (sums over them become lookups too)."""
+        index = indicator_index(self._states(x), None if observed is None else observed[..., 0], self.num_components)
+        log_prob = tf.gather(indicator_log_table(self.num_components, self.compute_dtype), index)
+        return attach_indicator_index(log_prob, index)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument (``dtype`` is the input dtype, as in the original API)."""

@@ -1,5 +1,13 @@
 """Log-space kernels shared by layers and sum ops."""
 
+from libspn_keras.math._indicators import (
+    attach_indicator_index,
+    attached_indicator_index,
+    index_rows,
+    indicator_index,
+    indicator_log_table,
+    log_weighted_sum_of_indicators_rows,
+)
 from libspn_keras.math._log_weighted_sum import (
     WeightedSumParts,
     attach_rows,
@@ -21,15 +29,21 @@ from libspn_keras.math._log_weighted_sum import (
 
 __all__ = [
     "WeightedSumParts",
+    "attach_indicator_index",
     "attach_rows",
+    "attached_indicator_index",
     "attached_rows",
     "contraction_weights",
     "factor_rows",
     "from_rows",
+    "index_rows",
+    "indicator_index",
+    "indicator_log_table",
     "log_normalized_weights",
     "log_outer_product",
     "log_product_weighted_sum_parts",
     "log_weighted_sum",
+    "log_weighted_sum_of_indicators_rows",
     "log_weighted_sum_parts",
     "log_weighted_sum_rows",
     "normalized_weights",

@@ -10,11 +10,14 @@ import tensorflow as tf
 
 from libspn_keras.math import (
     WeightedSumParts,
+    attached_indicator_index,
     contraction_weights,
     from_rows,
+    index_rows,
     log_normalized_weights,
     log_outer_product,
     log_product_weighted_sum_parts,
+    log_weighted_sum_of_indicators_rows,
     log_weighted_sum_rows,
     product_signal_to_factors,
     to_rows,
@@ -77,6 +80,11 @@ class SumOpBase(abc.ABC):
     def weighted_sum(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
         """Compute log-space weighted sums over the last axis of ``x``.
 
+        Over the output of an ``IndicatorLeaf`` (which attaches its ``libspn_keras.math.indicator_index``) the sums
+        are looked up from the log-weights (``libspn_keras.math.log_weighted_sum_of_indicators_rows``), the same
+        values without an ``exp``, a matmul and a ``log`` per output; the backward pass is this op's, computed from
+        the log-indicators as for any other children.
+
         Args:
             x: Log-probabilities of the children, ``[batch, *middle, num_in]``.
             accumulators: Unnormalized weights, ``[*middle, num_in, num_out]`` or ``[num_in, num_out]``.
@@ -95,7 +103,17 @@ class SumOpBase(abc.ABC):
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
             return from_rows(child_rows, middle, shared)
 
-        return from_rows(self._apply(forward, to_children, x, accumulators, logspace_accumulators), middle, shared)
+        lookup = None
+        index = attached_indicator_index(x)
+        if index is not None:
+            rows = index_rows(index, shared)
+
+            def lookup(accumulators: tf.Tensor) -> tf.Tensor:
+                log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
+                return log_weighted_sum_of_indicators_rows(rows, log_weights)
+
+        log_sums = self._apply(forward, to_children, x, accumulators, logspace_accumulators, lookup)
+        return from_rows(log_sums, middle, shared)
 
     def weighted_sum_of_products(
         self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool
@@ -137,11 +155,15 @@ class SumOpBase(abc.ABC):
         children: tf.Tensor,
         accumulators: tf.Tensor,
         logspace_accumulators: bool,
+        lookup: Callable[[tf.Tensor], tf.Tensor] | None = None,
     ) -> tf.Tensor:
         """Run ``forward`` with this op's backward rule; return the sums in the rows layout.
 
         ``forward`` maps the children and the weights and log-normalizer in the rows layout
-        (``libspn_keras.math.contraction_weights``) to the ``WeightedSumParts``.
+        (``libspn_keras.math.contraction_weights``) to the ``WeightedSumParts``. ``lookup``, if given, computes
+        the same sums from the accumulators alone (the children are indicators it knows): the forward pass uses
+        it, and the backward pass runs ``forward`` then (for autodiff ops, under a ``tf.GradientTape``), so it
+        has no second-order gradient.
         """
 
         def weighted_parts(children: tf.Tensor, accumulators: tf.Tensor) -> WeightedSumParts:
@@ -149,18 +171,27 @@ class SumOpBase(abc.ABC):
             log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
             return forward(children, weights_to_rows(weights), log_norm_rows)
 
-        if not self.has_custom_backward:
+        if lookup is None and not self.has_custom_backward:
             return weighted_parts(children, accumulators).log_sums
+
+        def backward(parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            child_rows, edge_rows = self.backward(parts, dy)
+            return to_children(child_rows), tf.reshape(edge_rows, tf.shape(accumulators))
+
+        def recomputed_backward(children: tf.Tensor, accumulators: tf.Tensor, dy: tf.Tensor) -> Any:
+            if self.has_custom_backward:
+                return backward(weighted_parts(children, accumulators), dy)
+            with tf.GradientTape() as tape:
+                tape.watch([children, accumulators])
+                log_sums = weighted_parts(children, accumulators).log_sums
+            return tape.gradient(log_sums, [children, accumulators], output_gradients=dy)
 
         @tf.custom_gradient
         def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            if lookup is not None:
+                return lookup(accumulators), lambda dy: recomputed_backward(children, accumulators, dy)
             parts = weighted_parts(children, accumulators)
-
-            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                child_rows, edge_rows = self.backward(parts, dy)
-                return to_children(child_rows), tf.reshape(edge_rows, tf.shape(accumulators))
-
-            return parts.log_sums, grad
+            return parts.log_sums, lambda dy: backward(parts, dy)
 
         return apply(children, accumulators)
 

@@ -1,0 +1,132 @@
+"""Sums over an ``IndicatorLeaf`` are looked up from their log-weights (``math.log_weighted_sum_of_indicators_rows``).
+
+The lookup must give the same values, leaf signals and accumulator gradients / EM counts as the matmul over the
+same log-indicators with ``tf.identity`` in between (which drops the attached ``indicator_index``), for every sum
+op and sum layer, with marginalized variables, an evidence mask and zero weights, eagerly, in graph and XLA modes,
+in float32 and float64; and it must really replace the matmul.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from libspn_keras import layers
+from libspn_keras.math import attached_indicator_index, log_weighted_sum_of_indicators_rows
+from tests.sum_op_cases import OPS
+
+NUM_STATES = 3
+
+SUM_LAYERS = {
+    "dense": (lambda op: layers.DenseSum(num_sums=2, sum_op=op), (4, 2)),
+    "local": (lambda op: layers.Local2DSum(num_sums=2, sum_op=op), (3, 2)),
+    "conv": (lambda op: layers.Conv2DSum(num_sums=2, sum_op=op), (3, 2)),
+}
+
+
+def _states(middle: tuple[int, ...], dtype: str) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, NUM_STATES, size=(5, *middle, 1)).astype(dtype)
+    x[0, 0, 0] = np.nan  # a marginalized variable
+    x[3] = np.nan  # a sample with no evidence at all
+    return x
+
+
+def _network(kind: str, op_name: str, dtype: str) -> tuple[layers.IndicatorLeaf, keras.layers.Layer]:
+    make_sum, middle = SUM_LAYERS[kind]
+    leaf = layers.IndicatorLeaf(num_components=NUM_STATES, dtype=dtype)
+    sum_layer = make_sum(OPS[op_name]())
+    leaf_out = leaf(_states(middle, dtype))
+    sum_layer(leaf_out)
+    accumulators = np.asarray(sum_layer.accumulators).copy()
+    # A zero weight: the sums it leads to are impossible for samples in that state.
+    accumulators.reshape(-1, NUM_STATES, 2)[:, 1, 0] = -np.inf if sum_layer.logspace_accumulators else 0.0
+    sum_layer.accumulators.assign(accumulators)
+    return leaf, sum_layer
+
+
+def _run(leaf, sum_layer, x, mask, lookup: bool, mode: str) -> list[np.ndarray]:
+    def fn(x, mask):
+        with tf.GradientTape() as tape:
+            h = leaf(x, evidence_mask=mask)
+            tape.watch(h)
+            out = sum_layer(h if lookup else tf.identity(h))
+            # Distinct signals per sum, so that the backward pass cannot hide a swapped child or sum.
+            signal = tf.reshape(tf.range(tf.size(out), dtype=out.dtype) % 7 + 1, tf.shape(out))
+            target = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out)) * signal)
+        return out, *tape.gradient(target, [h, sum_layer.accumulators])
+
+    if mode != "eager":
+        fn = tf.function(fn, jit_compile=mode == "jit")
+    return [np.asarray(t) for t in fn(x, mask)]
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "jit"])
+@pytest.mark.parametrize("kind", sorted(SUM_LAYERS))
+@pytest.mark.parametrize("op_name", sorted(OPS))
+def test_lookup_equals_matmul(op_name, kind, mode, floatx):
+    leaf, sum_layer = _network(kind, op_name, floatx)
+    x = _states(SUM_LAYERS[kind][1], floatx)
+    mask = np.ones(x.shape[:-1], bool)
+    mask[1, -1] = False  # marginalized by the evidence mask
+    looked_up = _run(leaf, sum_layer, x, mask, lookup=True, mode=mode)
+    contracted = _run(leaf, sum_layer, x, mask, lookup=False, mode=mode)
+    tolerance = 1e-5 if floatx == "float32" else 1e-12
+    for got, want in zip(looked_up, contracted, strict=True):
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+    values = looked_up[0]
+    assert np.isneginf(values).any() and np.isfinite(values).any()  # the zero weight and the rest
+    assert all(np.all(np.isfinite(t)) for t in looked_up[1:])
+    np.testing.assert_allclose(values[3], 0.0, atol=tolerance)  # no evidence: every normalized sum is 1
+
+
+def _op_types(lookup: bool) -> set[str]:
+    leaf, sum_layer = _network("dense", "em", "float32")
+    fn = tf.function(lambda x: sum_layer(leaf(x) if lookup else tf.identity(leaf(x))))
+    graph = fn.get_concrete_function(tf.TensorSpec([None, 4, 2, 1], tf.float32)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_lookup_replaces_the_matmul():
+    assert "BatchMatMulV2" not in _op_types(lookup=True)
+    assert "BatchMatMulV2" in _op_types(lookup=False)
+
+
+def test_second_order_gradients_through_the_lookup(float64):
+    leaf, sum_layer = _network("dense", "grad", "float64")
+    x = _states((4, 2), "float64")
+
+    def hessian_vector(lookup: bool) -> np.ndarray:
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                h = leaf(x)
+                out = sum_layer(h if lookup else tf.identity(h))
+                target = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out)) ** 2)
+            grad = inner.gradient(target, sum_layer.accumulators)
+            grad = tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
+            direction = tf.reshape(tf.cast(tf.range(tf.size(grad)) % 3, grad.dtype), tf.shape(grad))
+            projected = tf.reduce_sum(grad * direction)
+        return np.asarray(outer.gradient(projected, sum_layer.accumulators))
+
+    np.testing.assert_allclose(hessian_vector(True), hessian_vector(False), rtol=1e-10, atol=1e-12)
+
+
+def test_lookup_kernel_against_numpy():
+    rng = np.random.default_rng(3)
+    weights = rng.dirichlet(np.ones(NUM_STATES), size=(2, 4)).transpose(0, 2, 1)  # [groups, states, out]
+    index = rng.integers(0, NUM_STATES + 2, size=(2, 6))  # states, then "missing", then "impossible"
+    got = np.asarray(log_weighted_sum_of_indicators_rows(tf.constant(index, tf.int32), tf.math.log(weights)))
+    indicators = np.concatenate([np.eye(NUM_STATES), np.ones((1, NUM_STATES)), np.zeros((1, NUM_STATES))])
+    with np.errstate(divide="ignore"):
+        want = np.log(np.einsum("grk,gko->gro", indicators[index], weights))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_index_follows_only_the_leaf_output():
+    leaf = layers.IndicatorLeaf(num_components=2)
+    out = leaf(np.array([[[[0.0]], [[np.nan]]]], "float32"))
+    np.testing.assert_array_equal(np.asarray(attached_indicator_index(out)), [[[0], [2]]])
+    assert attached_indicator_index(tf.identity(out)) is None
+    assert attached_indicator_index(out[..., :1]) is None
