@@ -146,7 +146,7 @@ def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> Any:
     return models.SequentialSumProductNetwork(stack)
 
 
-def floor_function(model: Any, batch: int) -> Callable[[], Any]:
+def floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callable[[], Any]:
     """The sum layers' multiply-adds as plain batched matmuls on random tensors (the "floor")."""
     import tensorflow as tf
 
@@ -158,29 +158,46 @@ def floor_function(model: Any, batch: int) -> Callable[[], Any]:
             s, d, i, o = layer.accumulators.shape
             operands.append((tf.random.uniform([s * d, batch, i]), tf.random.uniform([s * d, i, o])))
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def run() -> tf.Tensor:
         return tf.add_n([tf.reduce_sum(tf.matmul(a, b)) for a, b in operands])
 
     return run
 
 
-def forward_and_floor(model: Any, batch: Any, rounds: int) -> tuple[float, float, float]:
-    """Seconds per forward batch, per floor batch, and their ratio: medians of ``rounds`` interleaved pairs.
+def forward_and_floor(model: Any, batch: Any, rounds: int) -> dict[str, dict[str, float]]:
+    """Seconds per forward batch and per floor batch, and their ratio, in graph mode and under XLA.
 
-    Timing the two alternately, round by round, keeps a change of machine speed during the run (other jobs,
-    frequency scaling) out of the ratio.
+    Each is the median of ``rounds`` rounds; the four functions are timed alternately, round by round, which keeps
+    a change of machine speed during the run (other jobs, frequency scaling) out of the ratios (medians of the
+    per-round ratios).
+
+    Returns:
+        ``{"graph": {...}, "xla": {...}}`` (``tf.function`` without and with ``jit_compile=True``), each with
+        ``forward_s``, ``floor_s`` and ``ratio``.
     """
     import tensorflow as tf
 
-    forward = tf.function(lambda x: model(x))
-    floor = floor_function(model, int(batch.shape[0]))
-    pairs = [(timed(lambda: forward(batch), 3), timed(floor, 3)) for _ in range(rounds)]
-    return (
-        statistics.median(f for f, _ in pairs),
-        statistics.median(g for _, g in pairs),
-        statistics.median(f / g for f, g in pairs),
-    )
+    modes = {"graph": False, "xla": True}
+    functions = {
+        mode: (
+            tf.function(lambda x: model(x), jit_compile=jit),
+            floor_function(model, int(batch.shape[0]), jit_compile=jit),
+        )
+        for mode, jit in modes.items()
+    }
+    pairs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode, (forward, floor) in functions.items():
+            pairs[mode].append((timed(lambda forward=forward: forward(batch), 3), timed(floor, 3)))
+    return {
+        mode: {
+            "forward_s": statistics.median(f for f, _ in timings),
+            "floor_s": statistics.median(g for _, g in timings),
+            "ratio": statistics.median(f / g for f, g in timings),
+        }
+        for mode, timings in pairs.items()
+    }
 
 
 def layer_profile(model: Any, batch: Any, repeats: int) -> list[tuple[str, str, float]]:
@@ -244,17 +261,18 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
         model.fit(train[:fit_rows], batch_size=args.batch_size, epochs=1, verbose=0)
         epoch_times.append(time.perf_counter() - start)
     batch = tf.constant(test[: args.batch_size])
-    forward_s, floor_s, floor_ratio = forward_and_floor(model, batch, 5)
+    timings = forward_and_floor(model, batch, 5)
     profile = layer_profile(model, batch, 10) if args.profile_layers else []
     test_ll = float(np.mean(np.concatenate([model.log_marginal(part) for part in batches(test, args.batch_size)])))
     return {
         "params": model.count_params(),
         "epoch_s": epoch_times,
         "fit_rows": fit_rows,
-        "forward_s": forward_s,
+        "forward_s": timings["graph"]["forward_s"],
         "forward_batch": int(batch.shape[0]),
-        "floor_s": floor_s,
-        "floor_ratio": floor_ratio,
+        "floor_s": timings["graph"]["floor_s"],
+        "floor_ratio": timings["graph"]["ratio"],
+        "xla": timings["xla"],
         "profile": profile,
         "peak_mb": peak_rss_mb(),
         "test_ll": test_ll,
@@ -548,9 +566,16 @@ def main() -> None:
             f"| {result['peak_mb']:,.0f} | {result['test_ll']:.3f} |"
         )
     print(f"| floor: sum-layer matmuls only | - | - | {ours['forward_batch'] / ours['floor_s']:,.0f} | - | - |")
+    xla = ours["xla"]
+    xla_samples = ours["forward_batch"] / xla["forward_s"]
+    print(f"| libspn-keras forward under XLA (jit_compile=True) | - | - | {xla_samples:,.0f} | - | - |")
+    print(f"| floor under XLA | - | - | {ours['forward_batch'] / xla['floor_s']:,.0f} | - | - |")
     if mark:
         print(f"\n* extrapolated from {used_batches} of {full_batches} batches per epoch (--max-batches)")
-    print(f"\nforward pass / floor: {ours['floor_ratio']:.1f}x (median of 5 interleaved pairs of timings)")
+    print(
+        f"\nforward pass / floor: {ours['floor_ratio']:.1f}x; both under XLA: {xla['ratio']:.1f}x "
+        "(medians of 5 interleaved rounds of timings)"
+    )
     if ours.get("profile"):
         print("\nlibspn-keras forward pass layer by layer (tf.function over each prefix of the model, best of 10):\n")
         print("| layers | output shape (no batch) | prefix ms | step ms |")

@@ -32,6 +32,7 @@ def test_ratspn_em_benchmark_quick():
     assert "| libspn-keras (online soft EM, normalized_update) |" in result.stdout
     assert "| floor: sum-layer matmuls only |" in result.stdout
     assert "forward pass / floor:" in result.stdout
+    assert "| libspn-keras forward under XLA (jit_compile=True) |" in result.stdout
     assert "intra-op threads:" in result.stdout
     assert "| flat_to_regions | (111, 2, 1) |" in result.stdout  # --profile-layers: one row per step
     assert "dense_product + dense_sum_1 |" in result.stdout  # a product and the sum contracting it: one step
@@ -51,6 +52,7 @@ def fake_result(params: int) -> dict:
         "forward_batch": 100,
         "floor_s": 0.1,
         "floor_ratio": 5.0,
+        "xla": {"forward_s": 0.25, "floor_s": 0.1, "ratio": 2.5},
         "peak_mb": 100.0,
         "test_ll": -30.0,
         "source": "fake",
