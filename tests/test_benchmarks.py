@@ -33,6 +33,7 @@ def test_ratspn_em_benchmark_quick():
     assert "| floor: sum-layer matmuls only |" in result.stdout
     assert "forward pass / floor:" in result.stdout
     assert "| libspn-keras forward under XLA (jit_compile=True) |" in result.stdout
+    assert "libspn-keras: one model.fit call for all epochs" in result.stdout
     assert "intra-op threads:" in result.stdout
     assert "| flat_to_regions | (111, 2, 1) |" in result.stdout  # --profile-layers: one row per step
     assert "dense_product + dense_sum_1 |" in result.stdout  # a product and the sum contracting it: one step
@@ -47,6 +48,7 @@ def fake_result(params: int) -> dict:
     return {
         "params": params,
         "epoch_s": [3.0, 2.0, 2.0],
+        "fit_return_s": 0.1,
         "fit_rows": 300,
         "forward_s": 0.5,
         "forward_batch": 100,
