@@ -23,7 +23,8 @@ tensor, which takes ~14.5 GB and 1-2 min per batch at full size on 2 cores. A pe
 row saying so.
 
 Each implementation runs in its own subprocess of this script, with the same data (written by the libspn-keras
-process), the same number of intra-op threads and the same epochs; "peak RSS" is that subprocess's ``ru_maxrss``
+process), the same number of intra-op threads and the same epochs (libspn-keras: one ``model.fit`` call on a
+``tf.data.Dataset`` without autotuning, see ``training_dataset``); "peak RSS" is that subprocess's ``ru_maxrss``
 (framework runtime, data and model included). Data: ``accidents`` from ``../shared/data/debd`` when present, else
 a synthetic mixture of 20 Bernoulli products of the same shape (12,758 train / 2,551 test rows), said in the output.
 
@@ -242,9 +243,9 @@ def layer_profile(model: Any, batch: Any, repeats: int) -> list[tuple[str, str, 
 def epoch_clock() -> Any:
     """A Keras callback that times every epoch of one ``model.fit`` call (``epoch_s``) and notes when training ended.
 
-    ``fit`` may return long after its last epoch: with TF 2.21, ``model.fit(numpy_array)`` sometimes waits tens of
-    seconds, idle (no CPU time), while its input pipeline shuts down. Timing each epoch with its own ``fit`` call
-    would count that wait as training; the script reports it separately ("fit returned ... after training").
+    The script reports how long ``fit`` took to return after training (``fit_return_s``): with the input pipeline
+    of ``model.fit(numpy_array)`` that was up to ~37 s of idle waiting per epoch on TF 2.21 (see
+    ``training_dataset``); it should now be ~0.
     """
     import keras
 
@@ -266,6 +267,22 @@ def epoch_clock() -> Any:
     return EpochClock()
 
 
+def training_dataset(rows: np.ndarray, batch_size: int) -> Any:
+    """``model.fit``'s input: ``rows`` reshuffled every epoch, in batches, with tf.data autotuning off.
+
+    The same batches as ``model.fit(rows, batch_size=batch_size)``. With a NumPy array, Keras builds a tf.data
+    pipeline with autotuning on; on TF 2.21 (2 cores), dropping its iterator at the end of an epoch sometimes
+    blocked for up to ~37 s, idle, before the next epoch (or the return of ``fit``) could start: ~82 s per epoch
+    of ~45 s of training. Without autotuning nothing waits.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    shuffled = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=0, reshuffle_each_iteration=True)
+    return shuffled.batch(batch_size).with_options(options)
+
+
 def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -283,7 +300,8 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
     fit_rows = epoch_rows(train, args.batch_size, args.max_batches)
     clock = epoch_clock()
-    model.fit(train[:fit_rows], batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[clock])
+    data = training_dataset(train[:fit_rows], args.batch_size)
+    model.fit(data, epochs=args.epochs, verbose=0, callbacks=[clock])
     fit_return_s = time.perf_counter() - clock.train_end
     batch = tf.constant(test[: args.batch_size])
     timings = forward_and_floor(model, batch, 5)
@@ -603,7 +621,8 @@ def main() -> None:
         "(medians of 5 interleaved rounds of timings)"
     )
     print(
-        f"libspn-keras: one model.fit call for all epochs, each epoch timed by a callback; fit returned "
+        f"libspn-keras: one model.fit call for all epochs (a tf.data.Dataset, autotuning off), each epoch timed by a "
+        f"callback; fit returned "
         f"{ours['fit_return_s']:.1f} s after training ended (not counted)"
     )
     if ours.get("profile"):
