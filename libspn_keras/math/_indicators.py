@@ -86,7 +86,7 @@ def log_weighted_sum_of_indicators_rows(index_rows: tf.Tensor, log_weights_rows:
     Example:
         >>> log_w = tf.math.log([[[0.25], [0.75]]])
         >>> sums = log_weighted_sum_of_indicators_rows(tf.constant([[1, 2, 3]]), log_w)
-        >>> tf.exp(sums)[0, :, 0].numpy().tolist()
+        >>> [round(float(p), 4) for p in tf.exp(sums)[0, :, 0]]
         [0.75, 1.0, 0.0]
     """
     marginal = tf.reduce_logsumexp(log_weights_rows, axis=-2, keepdims=True)
