@@ -162,8 +162,8 @@ class SumOpBase(abc.ABC):
         ``forward`` maps the children and the weights and log-normalizer in the rows layout
         (``libspn_keras.math.contraction_weights``) to the ``WeightedSumParts``. ``lookup``, if given, computes
         the same sums from the accumulators alone (the children are indicators it knows): the forward pass uses
-        it, and the backward pass runs ``forward`` then (for autodiff ops, under a ``tf.GradientTape``), so it
-        has no second-order gradient.
+        it, and the backward pass runs ``forward`` then (for autodiff ops under a ``tf.GradientTape``, whose
+        gradient is itself differentiable: second-order gradients are those of ``forward``).
         """
 
         def weighted_parts(children: tf.Tensor, accumulators: tf.Tensor) -> WeightedSumParts:
