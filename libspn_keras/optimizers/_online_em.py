@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from libspn_keras.optimizers._em_statistics import em_outcome_axis, is_em_statistic
+
+#: Variables with at least this many entries are updated by one XLA-compiled computation (``jit_compile=True``):
+#: XLA fuses the per-sum reductions and the multiply-add into about two passes over the variable instead of five
+#: (the update of the 31.7M accumulators of ``benchmarks/ratspn_em.py`` takes 13 instead of 40 ms on 2 CPU
+#: cores); smaller ones, where compiling would cost more than it saves, run the same function uncompiled.
+XLA_UPDATE_MIN_SIZE = 1 << 16
+
+
+def _updated_value(variable: Any, gradient: Any, lr: Any, rule: str, axis: int | None) -> Any:
+    """The new value of ``variable`` under ``rule``.
+
+    ``"normalized"``: the normalized update along ``axis``; ``"gliding"``: the gliding average of the counts
+    ``-gradient``; ``"step"``: ``variable - lr * gradient`` (cumulative counts, or SGD for other variables).
+    """
+    if rule == "normalized":
+        # (1 - lr) a / sum(a) + lr n / sum(n) with n = -gradient, as one multiply-add over the variable: the
+        # per-sum factors are small. A sum with no counts keeps a / sum(a).
+        total = -ops.sum(gradient, axis=axis, keepdims=True)
+        reached = total > 0
+        keep = ops.where(reached, 1.0 - lr, ops.ones_like(total)) / ops.sum(variable, axis=axis, keepdims=True)
+        take = ops.where(reached, -lr / ops.where(reached, total, ops.ones_like(total)), ops.zeros_like(total))
+        return variable * keep + gradient * take
+    if rule == "gliding":
+        return (1.0 - lr) * variable - lr * gradient
+    return variable - lr * gradient
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -87,6 +115,12 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         super().build(variables)
         self._em_statistics = [is_em_statistic(variable) for variable in variables]
         self._outcome_axes = [em_outcome_axis(variable) for variable in variables]
+        # One compiled function per large variable, so that no function is retraced for another shape.
+        self._compiled_updates: dict[int, Callable[..., Any]] = {
+            index: tf.function(_updated_value, jit_compile=True)
+            for index, variable in enumerate(variables)
+            if None not in variable.shape and math.prod(variable.shape) >= XLA_UPDATE_MIN_SIZE
+        }
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         """Apply one online EM (or, for non-EM variables, SGD) step."""
@@ -95,19 +129,13 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         index = self._get_variable_index(variable)
         axis = self._outcome_axes[index]
         if not self._em_statistics[index]:
-            self.assign_sub(variable, lr * gradient)
+            rule = "step"
         elif self.normalized_update and axis is not None:
-            # (1 - lr) a / sum(a) + lr n / sum(n) with n = -gradient, as one multiply-add over the variable: the
-            # per-sum factors are small. A sum with no counts keeps a / sum(a).
-            total = -ops.sum(gradient, axis=axis, keepdims=True)
-            reached = total > 0
-            keep = ops.where(reached, 1.0 - lr, ops.ones_like(total)) / ops.sum(variable, axis=axis, keepdims=True)
-            take = ops.where(reached, -lr / ops.where(reached, total, ops.ones_like(total)), ops.zeros_like(total))
-            self.assign(variable, variable * keep + gradient * take)
-        elif self.gliding_average:
-            self.assign(variable, (1.0 - lr) * variable - lr * gradient)
+            rule = "normalized"
         else:
-            self.assign_sub(variable, lr * gradient)
+            rule = "gliding" if self.gliding_average else "step"
+        update = self._compiled_updates.get(index, _updated_value)
+        self.assign(variable, update(ops.convert_to_tensor(variable), gradient, lr, rule, axis))
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments."""

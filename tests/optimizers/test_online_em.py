@@ -1,4 +1,8 @@
-"""Online EM: one step equals the closed-form update; full-batch EM never decreases the likelihood."""
+"""Online EM: one step equals the closed-form update; full-batch EM never decreases the likelihood.
+
+The closed-form tests run each update both as plain TF ops and XLA-compiled (``compiled``), the path that large
+variables (``XLA_UPDATE_MIN_SIZE`` entries) take.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,17 @@ import numpy as np
 import pytest
 
 from libspn_keras import initializers, layers, losses, models, optimizers, sum_ops
+from libspn_keras.optimizers import _online_em
+from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from tests.reference_spn import all_states
+
+
+@pytest.fixture(params=[False, True], ids=["ops", "xla"])
+def compiled(request, monkeypatch) -> bool:
+    """Whether every variable's update is XLA-compiled (by default only those of XLA_UPDATE_MIN_SIZE entries)."""
+    if request.param:
+        monkeypatch.setattr(_online_em, "XLA_UPDATE_MIN_SIZE", 1)
+    return request.param
 
 
 def mixture_model(op: sum_ops.SumOpBase, num_states: int = 3) -> models.SequentialSumProductNetwork:
@@ -39,7 +53,7 @@ def fit_one_batch(model: models.SequentialSumProductNetwork, optimizer, x: np.nd
 @pytest.mark.parametrize(
     "op", [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop()], ids=lambda op: type(op).__name__
 )
-def test_one_step_equals_closed_form(float64, op, gliding_average):
+def test_one_step_equals_closed_form(float64, compiled, op, gliding_average):
     model = mixture_model(op)
     root = model.layers[-1]
     before = root.accumulators.numpy()[:, 0].copy()
@@ -57,7 +71,7 @@ def test_one_step_equals_closed_form(float64, op, gliding_average):
 @pytest.mark.parametrize(
     "op", [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop()], ids=lambda op: type(op).__name__
 )
-def test_normalized_update_interpolates_the_weights(float64, op):
+def test_normalized_update_interpolates_the_weights(float64, compiled, op):
     model = mixture_model(op)
     root = model.layers[-1]
     root.accumulators.assign(np.array([[0.5], [0.3], [0.2]]) * 7.0)  # unnormalized on purpose
@@ -66,7 +80,7 @@ def test_normalized_update_interpolates_the_weights(float64, op):
     np.testing.assert_allclose(root.accumulators.numpy()[:, 0], expected, rtol=1e-12)
 
 
-def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64):
+def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64, compiled):
     # Hard EM with a root that always selects sum 0: sum 1 of the dense layer receives no counts.
     op = sum_ops.SumOpHardEMBackprop()
     model = models.SequentialSumProductNetwork(
@@ -97,11 +111,41 @@ def test_normalized_update_needs_the_gliding_average():
     assert optimizers.OnlineExpectationMaximization.from_config(config).normalized_update
 
 
-def test_non_em_variables_get_an_sgd_step(float64):
+def test_non_em_variables_get_an_sgd_step(float64, compiled):
     opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5)
     variable = keras.Variable(np.array([1.0, 2.0]))
     opt.apply([np.array([0.2, -0.4])], [variable])
     np.testing.assert_allclose(variable.numpy(), [0.9, 2.2])
+    assert bool(opt._compiled_updates) == compiled
+
+
+def test_large_variables_are_updated_by_xla_like_small_ones():
+    """A variable of XLA_UPDATE_MIN_SIZE entries takes the compiled update, with the uncompiled one's values."""
+    rng = np.random.default_rng(0)
+    shape = (4, _online_em.XLA_UPDATE_MIN_SIZE // 64, 16)  # [groups, num_in, num_out]
+    start = rng.uniform(0.1, 1.0, size=shape).astype("float32")
+    counts = rng.uniform(0.0, 1.0, size=shape).astype("float32")
+    counts[0, :, 3] = 0.0  # a sum no sample reached keeps its weights
+    small = (2, 3, 16)
+    results = []
+    for normalized_update in (True, False):
+        opt = optimizers.OnlineExpectationMaximization(learning_rate=0.1, normalized_update=normalized_update)
+        variables = [keras.Variable(start), keras.Variable(start[:2, :3])]
+        for variable in variables:
+            mark_em_statistic(variable, outcome_axis=-2)
+        opt.apply([-counts, -counts[:2, :3]], variables)
+        assert sorted(opt._compiled_updates) == [0]  # only the large one
+        results.append([v.numpy() for v in variables])
+    for got, a, n in zip(results[0], (start, start[:2, :3]), (counts, counts[:2, :3]), strict=True):
+        total = n.sum(1, keepdims=True)
+        expected = np.where(
+            total > 0,
+            0.9 * a / a.sum(1, keepdims=True) + 0.1 * n / np.where(total > 0, total, 1),
+            a / a.sum(1, keepdims=True),
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(results[1][0], 0.9 * start + 0.1 * counts, rtol=1e-6)
+    assert results[0][1].shape == small
 
 
 @pytest.mark.parametrize(
