@@ -1,6 +1,7 @@
 """Log-space kernels shared by layers and sum ops."""
 
 from libspn_keras.math._indicators import (
+    IndicatorRows,
     attach_indicator_index,
     attached_indicator_index,
     index_rows,
@@ -28,6 +29,7 @@ from libspn_keras.math._log_weighted_sum import (
 )
 
 __all__ = [
+    "IndicatorRows",
     "WeightedSumParts",
     "attach_indicator_index",
     "attach_rows",

@@ -10,6 +10,7 @@ row's *index* (``indicator_index``) and attaches it to its output the way Keras 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -45,6 +46,18 @@ def indicator_log_table(num_states: int, dtype: tf.DType) -> tf.Tensor:
     one_hot = tf.eye(num_states, dtype=dtype)
     rows = tf.concat([one_hot, tf.ones([1, num_states], dtype), tf.zeros([1, num_states], dtype)], axis=0)
     return tf.math.log(rows)
+
+
+class IndicatorRows(NamedTuple):
+    """Children of a weighted sum that are log-indicators, in the rows layout.
+
+    Attributes:
+        index_rows: Their ``indicator_index`` in the rows layout, int32 ``[num_groups, num_rows]`` (``index_rows``).
+        num_states: Number of states ``K``: each row is a row of the ``[K + 2, K]`` ``indicator_log_table``.
+    """
+
+    index_rows: tf.Tensor
+    num_states: int
 
 
 def attach_indicator_index(x: tf.Tensor, index: tf.Tensor) -> tf.Tensor:

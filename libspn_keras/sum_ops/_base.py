@@ -9,11 +9,13 @@ from typing import Any, ClassVar
 import tensorflow as tf
 
 from libspn_keras.math import (
+    IndicatorRows,
     WeightedSumParts,
     attached_indicator_index,
     contraction_weights,
     from_rows,
     index_rows,
+    indicator_log_table,
     log_normalized_weights,
     log_outer_product,
     log_product_weighted_sum_parts,
@@ -54,6 +56,16 @@ class SumOpBase(abc.ABC):
     default_logspace_accumulators: ClassVar[bool] = True
     supports_logspace_accumulators: ClassVar[bool] = True
 
+    @property
+    def merges_equal_rows(self) -> bool:
+        """Whether the edge signals of rows with equal children may be computed once, from their summed signal.
+
+        True when the backward rule is linear in the signal arriving at the sums and depends on each row only
+        through its children (no per-row randomness): the edge signals of sums over an ``IndicatorLeaf`` are then
+        computed per indicator row instead of per sample (``_apply``).
+        """
+        return True
+
     def resolve_logspace_accumulators(self, logspace_accumulators: bool | None, layer_name: str) -> bool:
         """Resolve a layer's ``logspace_accumulators`` argument against this op.
 
@@ -82,8 +94,9 @@ class SumOpBase(abc.ABC):
 
         Over the output of an ``IndicatorLeaf`` (which attaches its ``libspn_keras.math.indicator_index``) the sums
         are looked up from the log-weights (``libspn_keras.math.log_weighted_sum_of_indicators_rows``), the same
-        values without an ``exp``, a matmul and a ``log`` per output; the backward pass is this op's, computed from
-        the log-indicators as for any other children.
+        values without an ``exp``, a matmul and a ``log`` per output. The backward pass is this op's; its edge
+        signals are computed once per indicator row (observed state, marginalized, impossible) from the summed
+        signals of the samples in that row, unless the op draws per sample (``merges_equal_rows``).
 
         Args:
             x: Log-probabilities of the children, ``[batch, *middle, num_in]``.
@@ -103,16 +116,9 @@ class SumOpBase(abc.ABC):
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
             return from_rows(child_rows, middle, shared)
 
-        lookup = None
         index = attached_indicator_index(x)
-        if index is not None:
-            rows = index_rows(index, shared)
-
-            def lookup(accumulators: tf.Tensor) -> tf.Tensor:
-                log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
-                return log_weighted_sum_of_indicators_rows(rows, log_weights)
-
-        log_sums = self._apply(forward, to_children, x, accumulators, logspace_accumulators, lookup)
+        indicators = None if index is None else IndicatorRows(index_rows(index, shared), x.shape[-1])
+        log_sums = self._apply(forward, to_children, x, accumulators, logspace_accumulators, indicators)
         return from_rows(log_sums, middle, shared)
 
     def weighted_sum_of_products(
@@ -155,41 +161,74 @@ class SumOpBase(abc.ABC):
         children: tf.Tensor,
         accumulators: tf.Tensor,
         logspace_accumulators: bool,
-        lookup: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        indicators: IndicatorRows | None = None,
     ) -> tf.Tensor:
         """Run ``forward`` with this op's backward rule; return the sums in the rows layout.
 
         ``forward`` maps the children and the weights and log-normalizer in the rows layout
-        (``libspn_keras.math.contraction_weights``) to the ``WeightedSumParts``. ``lookup``, if given, computes
-        the same sums from the accumulators alone (the children are indicators it knows): the forward pass uses
-        it, and the backward pass runs ``forward`` then (for autodiff ops under a ``tf.GradientTape``, whose
-        gradient is itself differentiable: second-order gradients are those of ``forward``).
+        (``libspn_keras.math.contraction_weights``) to the ``WeightedSumParts``.
+
+        ``indicators``, if given, says that the children are log-indicators (``IndicatorRows``). The sums are then
+        looked up from the log-weights. The edge signals are computed once per indicator row rather than per
+        sample when ``merges_equal_rows``: the signals of the samples that share a row are summed first (a
+        one-hot matmul), and the backward rule runs on the ``num_states + 2`` rows of
+        ``libspn_keras.math.indicator_log_table``. The children's signal is computed per sample, from ``forward``,
+        and only if something reads it (a leaf below with weights, or a query): in a ``tf.function`` nothing else
+        of that is run. Autodiff ops take these backward passes under a ``tf.GradientTape``, whose gradient is
+        itself differentiable: second-order gradients are those of ``forward``.
         """
 
-        def weighted_parts(children: tf.Tensor, accumulators: tf.Tensor) -> WeightedSumParts:
-            weights, log_norm = contraction_weights(accumulators, logspace_accumulators)
-            log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
-            return forward(children, weights_to_rows(weights), log_norm_rows)
+        def parts_of(
+            forward: Callable[[tf.Tensor, tf.Tensor, tf.Tensor | None], WeightedSumParts],
+        ) -> Callable[[tf.Tensor, tf.Tensor], WeightedSumParts]:
+            def parts(children: tf.Tensor, accumulators: tf.Tensor) -> WeightedSumParts:
+                weights, log_norm = contraction_weights(accumulators, logspace_accumulators)
+                log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
+                return forward(children, weights_to_rows(weights), log_norm_rows)
 
-        if lookup is None and not self.has_custom_backward:
+            return parts
+
+        weighted_parts = parts_of(forward)
+        if indicators is None and not self.has_custom_backward:
             return weighted_parts(children, accumulators).log_sums
 
         def backward(parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             child_rows, edge_rows = self.backward(parts, dy)
             return to_children(child_rows), tf.reshape(edge_rows, tf.shape(accumulators))
 
-        def recomputed_backward(children: tf.Tensor, accumulators: tf.Tensor, dy: tf.Tensor) -> Any:
+        def recomputed_backward(
+            parts_of: Callable[[tf.Tensor, tf.Tensor], WeightedSumParts],
+            children: tf.Tensor,
+            accumulators: tf.Tensor,
+            dy: tf.Tensor,
+        ) -> Any:
             if self.has_custom_backward:
-                return backward(weighted_parts(children, accumulators), dy)
+                child_rows, edge_rows = self.backward(parts_of(children, accumulators), dy)
+                return child_rows, tf.reshape(edge_rows, tf.shape(accumulators))
             with tf.GradientTape() as tape:
                 tape.watch([children, accumulators])
-                log_sums = weighted_parts(children, accumulators).log_sums
+                log_sums = parts_of(children, accumulators).log_sums
             return tape.gradient(log_sums, [children, accumulators], output_gradients=dy)
+
+        def indicator_backward(children: tf.Tensor, accumulators: tf.Tensor, dy: tf.Tensor) -> Any:
+            assert indicators is not None
+            child_rows, edge_grad = recomputed_backward(weighted_parts, children, accumulators, dy)
+            child_grad = child_rows if not self.has_custom_backward else to_children(child_rows)
+            if not self.merges_equal_rows:
+                return child_grad, edge_grad
+            num_rows = indicators.num_states + 2
+            one_hot = tf.one_hot(indicators.index_rows, num_rows, dtype=dy.dtype)  # [groups, rows, states + 2]
+            state_dy = tf.matmul(one_hot, dy, transpose_a=True)  # [groups, states + 2, out]
+            table = indicator_log_table(indicators.num_states, dy.dtype)
+            table_rows = tf.broadcast_to(table, [tf.shape(state_dy)[0], *table.shape])
+            return child_grad, recomputed_backward(parts_of(self.forward_rows), table_rows, accumulators, state_dy)[1]
 
         @tf.custom_gradient
         def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            if lookup is not None:
-                return lookup(accumulators), lambda dy: recomputed_backward(children, accumulators, dy)
+            if indicators is not None:
+                log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
+                log_sums = log_weighted_sum_of_indicators_rows(indicators.index_rows, log_weights)
+                return log_sums, lambda dy: indicator_backward(children, accumulators, dy)
             parts = weighted_parts(children, accumulators)
             return parts.log_sums, lambda dy: backward(parts, dy)
 

@@ -105,6 +105,11 @@ class BaseSelectionSumOp(SumOpBase):
             winners = sampled
         return selection_counts(winners, dy, num_in)
 
+    @property
+    def merges_equal_rows(self) -> bool:
+        """Whether the selection is deterministic (no ``sample_prob``): equal rows then select alike."""
+        return not self.sample_prob
+
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments."""
         return {"sample_prob": self.sample_prob}

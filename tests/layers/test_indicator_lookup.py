@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from libspn_keras import layers
+from libspn_keras import layers, sum_ops
 from libspn_keras.math import attached_indicator_index, log_weighted_sum_of_indicators_rows
 from tests.sum_op_cases import OPS
 
@@ -130,3 +130,43 @@ def test_the_index_follows_only_the_leaf_output():
     np.testing.assert_array_equal(np.asarray(attached_indicator_index(out)), [[[0], [2]]])
     assert attached_indicator_index(tf.identity(out)) is None
     assert attached_indicator_index(out[..., :1]) is None
+
+
+@pytest.mark.parametrize(
+    ("op", "merges"),
+    [
+        (sum_ops.SumOpEMBackprop(), True),
+        (sum_ops.SumOpHardEMBackprop(), True),
+        (sum_ops.SumOpHardEMBackprop(sample_prob=1.0), False),
+        (sum_ops.SumOpSampleBackprop(), False),
+    ],
+    ids=["em", "hard_em", "hard_em_sampling", "sample"],
+)
+def test_edge_counts_of_samples_that_share_an_indicator_row(op, merges, float64):
+    """Counts are computed once per indicator row, except for sampling ops, which draw a child per sample."""
+    assert op.merges_equal_rows is merges
+    num = 4000
+    weights = np.array([0.2, 0.3, 0.5], "float64")
+    leaf = layers.IndicatorLeaf(num_components=3, dtype="float64")
+    sum_layer = layers.DenseSum(num_sums=1, sum_op=op)
+    x = np.full((num, 1, 1, 1), np.nan)  # every sample marginalized: all share the "missing" row
+    x[:10] = 0.0  # and ten observed in state 0
+    sum_layer(leaf(x))
+    sum_layer.accumulators.assign(weights.reshape(1, 1, 3, 1))
+
+    @tf.function
+    def counts():
+        with tf.GradientTape() as tape:
+            target = tf.reduce_sum(sum_layer(leaf(x)))
+        return tape.gradient(target, sum_layer.accumulators)
+
+    got = np.asarray(counts()).ravel()
+    missing = num - 10
+    if isinstance(op, sum_ops.SumOpEMBackprop):
+        np.testing.assert_allclose(got, missing * weights + [10, 0, 0], rtol=1e-12)
+    elif merges:  # the most probable child of the missing row, every time
+        np.testing.assert_array_equal(got, [10, 0, missing])
+    else:  # one draw per sample, in proportion to the weights (7 standard deviations)
+        frequencies = (got - [10, 0, 0]) / missing
+        np.testing.assert_allclose(frequencies, weights, atol=7 * np.sqrt(0.25 / missing))
+        assert got.sum() == num
