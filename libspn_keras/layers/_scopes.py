@@ -76,13 +76,35 @@ def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
     flat_index = (scope_index * num_decomps + np.arange(num_decomps)[np.newaxis]).reshape(-1).astype(np.int32)
     rows = attached_rows(x)
     if rows is not None:  # [scopes * decomps, batch, nodes]: gather whole [batch, nodes] blocks
-        padded_rows = tf.concat([rows, tf.zeros_like(rows[:num_decomps])], axis=0)
-        out_rows = tf.gather(padded_rows, flat_index, axis=0)
+        out_rows = _gather_rows(rows, flat_index)
         return from_rows(out_rows, (scope_index.shape[0], num_decomps), shared=False)
     padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
     flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
     gathered = tf.gather(flat, flat_index, axis=1)
     return tf.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
+
+
+def _gather_rows(rows: tf.Tensor, index: np.ndarray) -> tf.Tensor:
+    """``rows[index]`` where no row is taken twice, and ``index >= len(rows)`` yields a row of zeros (padding).
+
+    Its gradient is a gather too (of the output signal, by the inverse of ``index``), not the scatter-add of
+    ``tf.gather``'s gradient: a decomposition uses every scope at most once, so no signals need adding.
+    """
+    num_rows = rows.shape[0]
+    inverse = np.full(num_rows, len(index), np.int32)  # rows that are not taken get the zero row
+    taken = index < num_rows
+    inverse[index[taken]] = np.flatnonzero(taken)
+    assert len(np.unique(index[taken])) == taken.sum(), "a row is taken twice"
+    index = np.minimum(index, num_rows).astype(np.int32)
+
+    @tf.custom_gradient
+    def gather(rows: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        def grad(dy: tf.Tensor) -> tf.Tensor:
+            return tf.gather(tf.concat([dy, tf.zeros_like(dy[:1])], axis=0), inverse)
+
+        return tf.gather(tf.concat([rows, tf.zeros_like(rows[:1])], axis=0), index), grad
+
+    return gather(rows)
 
 
 def _as_permutations(layer: str, permutations: Any) -> np.ndarray:
