@@ -68,6 +68,10 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
     Variables that do not hold EM statistics (e.g. log-space accumulators of a gradient-trained layer, or
     leaf locations without accumulators) receive a plain SGD step :math:`v \leftarrow v - \eta g`.
 
+    Each variable of at least ``XLA_UPDATE_MIN_SIZE`` (65,536) entries is updated by one XLA-compiled computation
+    (compiled on the first step, once per variable), the others by the same computation as plain TF ops; both give
+    the same values up to float rounding.
+
     Args:
         learning_rate: The step size :math:`\eta` (in ``(0, 1]`` with ``gliding_average``).
         gliding_average: Whether to keep an exponential moving average instead of cumulative counts.
