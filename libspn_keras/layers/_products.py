@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
-from libspn_keras.math import attach_rows, attached_rows, factor_rows, from_rows, log_outer_product
+from libspn_keras.math import attach_rows, attached_row_sums, attached_rows, factor_rows, from_rows, log_outer_product
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -127,6 +128,12 @@ class ReduceProduct(keras.layers.Layer):
         _check_scopes(self, tuple(x.shape), self.num_factors)
         _, num_scopes, num_decomps, num_nodes = x.shape
         num_groups = num_scopes // self.num_factors
+        row_sums = attached_row_sums(x)
+        if row_sums is not None:  # the sums of rows, without the rows (e.g. over indicators: one lookup)
+            factors = np.arange(self.num_factors)[np.newaxis, np.newaxis, :]
+            sources = (np.arange(num_groups)[:, np.newaxis, np.newaxis] * self.num_factors + factors) * num_decomps
+            sources = (sources + np.arange(num_decomps)[np.newaxis, :, np.newaxis]).reshape(-1, self.num_factors)
+            return from_rows(row_sums(sources), (num_groups, num_decomps), shared=False)
         rows = attached_rows(x)
         if rows is not None:  # [groups, factors, decomps, batch, nodes]
             grouped_rows = tf.reshape(rows, [num_groups, self.num_factors, num_decomps, -1, num_nodes])

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
-from libspn_keras.math import attached_rows, from_rows
+from libspn_keras.math import attach_row_sums, attached_row_sums, attached_rows, from_rows
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -76,8 +76,16 @@ def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
     flat_index = (scope_index * num_decomps + np.arange(num_decomps)[np.newaxis]).reshape(-1).astype(np.int32)
     rows = attached_rows(x)
     if rows is not None:  # [scopes * decomps, batch, nodes]: gather whole [batch, nodes] blocks
-        out_rows = _gather_rows(rows, flat_index)
-        return from_rows(out_rows, (scope_index.shape[0], num_decomps), shared=False)
+        out = from_rows(_gather_rows(rows, flat_index), (scope_index.shape[0], num_decomps), shared=False)
+        row_sums = attached_row_sums(x)
+        if row_sums is not None:  # sums of permuted rows are sums of the input's rows (padding stays padding)
+            padded_index = np.append(flat_index, rows.shape[0])
+
+            def permuted_row_sums(sources: np.ndarray) -> tf.Tensor:
+                return row_sums(padded_index[np.minimum(sources, len(flat_index))])
+
+            attach_row_sums(out, permuted_row_sums)
+        return out
     padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
     flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
     gathered = tf.gather(flat, flat_index, axis=1)

@@ -102,7 +102,18 @@ def log_weighted_sum_of_indicators_rows(index_rows: tf.Tensor, log_weights_rows:
         >>> [round(float(p), 4) for p in tf.exp(sums)[0, :, 0]]
         [0.75, 1.0, 0.0]
     """
+    return tf.gather(indicator_sums_table(log_weights_rows), index_rows, batch_dims=1)
+
+
+def indicator_sums_table(log_weights_rows: tf.Tensor) -> tf.Tensor:
+    """The weighted sums over each row of ``indicator_log_table``: ``[num_groups, num_states + 2, num_out]``.
+
+    Args:
+        log_weights_rows: Log of the normalized weights, ``[num_groups, num_states, num_out]``.
+
+    Returns:
+        ``log w_ko`` for state ``k``, then ``log sum_k w_ko`` (marginalized), then ``-inf`` (impossible).
+    """
     marginal = tf.reduce_logsumexp(log_weights_rows, axis=-2, keepdims=True)
     impossible = tf.fill(tf.shape(marginal), tf.constant(-math.inf, log_weights_rows.dtype))
-    table = tf.concat([log_weights_rows, marginal, impossible], axis=-2)
-    return tf.gather(table, index_rows, batch_dims=1)
+    return tf.concat([log_weights_rows, marginal, impossible], axis=-2)

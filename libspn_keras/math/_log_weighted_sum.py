@@ -16,9 +16,10 @@ outputs nobody reads are pruned. A tensor made by any other op, or eagerly, carr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -128,6 +129,36 @@ def attached_rows(x: tf.Tensor) -> tf.Tensor | None:
     if rows is None or rows.dtype != x.dtype or rows.shape.rank != 3 or None in middle:
         return None
     return rows if rows.shape[0] == math.prod(middle) else None
+
+
+#: Attribute under which a tensor carries a function that sums groups of its position rows (``attach_row_sums``).
+_ROW_SUMS_ATTRIBUTE = "_libspn_keras_row_sums"
+
+#: ``row_sums(sources)``: ``[len(sources), batch, nodes]``, row ``i`` the sum of the position rows
+#: ``sources[i, :]`` of the tensor it is attached to; a source ``>=`` the number of rows adds nothing (padding).
+RowSums = Callable[[np.ndarray], tf.Tensor]
+
+
+def attach_row_sums(x: tf.Tensor, row_sums: RowSums) -> tf.Tensor:
+    """Attach to ``x`` a function that sums groups of its position rows without forming them; return ``x``.
+
+    ``row_sums(sources)`` takes a static int array ``[num_out_rows, num_terms]`` and returns
+    ``[num_out_rows, batch, nodes]``: row ``i`` is the sum of the position rows ``sources[i, :]`` of ``x``, where a
+    source ``>=`` the number of rows adds nothing (padding). Every row may appear in at most one group.
+
+    A layer whose rows are cheap to sum in groups (sums over an ``IndicatorLeaf``: a lookup) attaches one, a
+    permutation of the rows composes it with its own, and a ``ReduceProduct`` on top calls it instead of summing
+    formed rows. Only inside ``tf.function``, like ``attach_rows``: the rows nobody reads are pruned there.
+    """
+    if not tf.executing_eagerly():
+        setattr(x, _ROW_SUMS_ATTRIBUTE, row_sums)
+    return x
+
+
+def attached_row_sums(x: tf.Tensor) -> RowSums | None:
+    """The ``row_sums`` attached to ``x`` by the layer that made it, if any (only where rows are attached too)."""
+    row_sums = getattr(x, _ROW_SUMS_ATTRIBUTE, None)
+    return row_sums if row_sums is not None and attached_rows(x) is not None else None
 
 
 def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:

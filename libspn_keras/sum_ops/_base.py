@@ -6,16 +6,19 @@ import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import tensorflow as tf
 
 from libspn_keras.math import (
     IndicatorRows,
     WeightedSumParts,
+    attach_row_sums,
     attached_indicator_index,
     contraction_weights,
     from_rows,
     index_rows,
     indicator_log_table,
+    indicator_sums_table,
     log_normalized_weights,
     log_outer_product,
     log_product_weighted_sum_parts,
@@ -119,7 +122,14 @@ class SumOpBase(abc.ABC):
         index = attached_indicator_index(x)
         indicators = None if index is None else IndicatorRows(index_rows(index, shared), x.shape[-1])
         log_sums = self._apply(forward, to_children, x, accumulators, logspace_accumulators, indicators)
-        return from_rows(log_sums, middle, shared)
+        out = from_rows(log_sums, middle, shared)
+        if indicators is not None and not shared:
+
+            def row_sums(sources: np.ndarray) -> tf.Tensor:
+                return self._apply(forward, to_children, x, accumulators, logspace_accumulators, indicators, sources)
+
+            attach_row_sums(out, row_sums)
+        return out
 
     def weighted_sum_of_products(
         self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool
@@ -162,6 +172,7 @@ class SumOpBase(abc.ABC):
         accumulators: tf.Tensor,
         logspace_accumulators: bool,
         indicators: IndicatorRows | None = None,
+        sources: np.ndarray | None = None,
     ) -> tf.Tensor:
         """Run ``forward`` with this op's backward rule; return the sums in the rows layout.
 
@@ -176,6 +187,11 @@ class SumOpBase(abc.ABC):
         and only if something reads it (a leaf below with weights, or a query): in a ``tf.function`` nothing else
         of that is run. Autodiff ops take these backward passes under a ``tf.GradientTape``, whose gradient is
         itself differentiable: second-order gradients are those of ``forward``.
+
+        ``sources`` (with ``indicators``; static int ``[num_out_rows, num_terms]``, see
+        ``libspn_keras.math.attach_row_sums``) returns instead the sums of those groups of rows, as one gather from
+        the flattened lookup table and a sum over the terms; backward, the signal of each group goes to the rows it
+        sums (every row is in at most one group) and then takes the path above.
         """
 
         def parts_of(
@@ -227,6 +243,12 @@ class SumOpBase(abc.ABC):
         def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
             if indicators is not None:
                 log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
+                if sources is not None:
+                    return summed_lookup(
+                        indicators, indicator_sums_table(log_weights), sources
+                    ), lambda dy: indicator_backward(
+                        children, accumulators, spread_to_sources(dy, sources, log_weights)
+                    )
                 log_sums = log_weighted_sum_of_indicators_rows(indicators.index_rows, log_weights)
                 return log_sums, lambda dy: indicator_backward(children, accumulators, dy)
             parts = weighted_parts(children, accumulators)
@@ -303,3 +325,35 @@ class SumOpBase(abc.ABC):
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+def summed_lookup(indicators: IndicatorRows, table: tf.Tensor, sources: np.ndarray) -> tf.Tensor:
+    """Sums of groups of looked-up rows: row ``i`` is ``sum_t lookup[sources[i, t]]``, ``sources >= G`` add nothing.
+
+    Args:
+        indicators: The children's ``IndicatorRows`` (``[G, batch]`` row indices).
+        table: ``indicator_sums_table`` of the weights, ``[G, num_states + 2, num_out]``.
+        sources: Static int ``[num_out_rows, num_terms]``.
+
+    Returns:
+        ``[num_out_rows, batch, num_out]``.
+    """
+    num_groups, num_table_rows, num_out = table.shape
+    flat = tf.concat([tf.reshape(table, [-1, num_out]), tf.zeros([1, num_out], table.dtype)], axis=0)
+    index = indicators.index_rows
+    padded_index = tf.concat([index, tf.zeros_like(index[:1])], axis=0)
+    clipped = np.minimum(sources, num_groups).astype(np.int32)
+    states = tf.gather(padded_index, clipped)  # [out_rows, terms, batch]
+    offsets = (clipped * num_table_rows)[..., np.newaxis]
+    flat_index = tf.where(offsets < num_groups * num_table_rows, states + offsets, num_groups * num_table_rows)
+    return tf.reduce_sum(tf.gather(flat, tf.transpose(flat_index, [0, 2, 1])), axis=2)
+
+
+def spread_to_sources(dy: tf.Tensor, sources: np.ndarray, log_weights: tf.Tensor) -> tf.Tensor:
+    """The signal of each summed row ``[G, batch, num_out]`` from that of the sums ``dy`` (``summed_lookup``)."""
+    num_groups = log_weights.shape[0]
+    inverse = np.full(num_groups, sources.shape[0], np.int32)  # rows in no group get a zero signal
+    used = sources < num_groups
+    assert len(np.unique(sources[used])) == used.sum(), "a row is summed twice"
+    inverse[sources[used]] = np.nonzero(used)[0]
+    return tf.gather(tf.concat([dy, tf.zeros_like(dy[:1])], axis=0), inverse)

@@ -147,6 +147,7 @@ def test_keras_models_pass_the_rows_between_layers(api, monkeypatch):
         model = models.SumProductNetwork(inputs, h)
     found.clear()
     tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec([None, 5, 2, 1], tf.float32))
-    # Readers that find rows: PermuteAndPadScopes (the leaf DenseSum's), ReduceProduct (the permutation's) and
-    # both DenseProducts (their input's, for the factor rows).
-    assert sum(found) == 4, found
+    # Readers that find rows: PermuteAndPadScopes (the leaf DenseSum's, and again with the row sums attached to
+    # them), ReduceProduct (the permutation's, with its row sums: it reads those) and both DenseProducts (their
+    # input's, for the factor rows).
+    assert sum(found) == 5, found
