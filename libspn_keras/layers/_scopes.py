@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
-from libspn_keras.math import attach_row_sums, attached_row_sums, attached_rows, from_rows
+from libspn_keras.math import attach_row_sums, attached_row_sums, attached_rows, from_rows, gather_or_zero
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -108,9 +108,9 @@ def _gather_rows(rows: tf.Tensor, index: np.ndarray) -> tf.Tensor:
     @tf.custom_gradient
     def gather(rows: tf.Tensor) -> tuple[tf.Tensor, Any]:
         def grad(dy: tf.Tensor) -> tf.Tensor:
-            return tf.gather(tf.concat([dy, tf.zeros_like(dy[:1])], axis=0), inverse)
+            return gather_or_zero(dy, inverse)
 
-        return tf.gather(tf.concat([rows, tf.zeros_like(rows[:1])], axis=0), index), grad
+        return gather_or_zero(rows, index), grad
 
     return gather(rows)
 

@@ -161,6 +161,16 @@ def attached_row_sums(x: tf.Tensor) -> RowSums | None:
     return row_sums if row_sums is not None and attached_rows(x) is not None else None
 
 
+def gather_or_zero(x: tf.Tensor, index: Any) -> tf.Tensor:
+    """``x[index]`` along the first axis, where an index equal to ``len(x)`` yields zeros (padding).
+
+    Example:
+        >>> gather_or_zero(tf.constant([[1.0], [2.0]]), [1, 2, 0]).numpy().ravel().tolist()
+        [2.0, 0.0, 1.0]
+    """
+    return tf.gather(tf.concat([x, tf.zeros_like(x[:1])], axis=0), index)
+
+
 def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:
     """Move ``x`` (``[batch, *middle, n]``) to the rows layout ``[num_groups, num_rows, n]``.
 

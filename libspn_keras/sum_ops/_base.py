@@ -16,6 +16,7 @@ from libspn_keras.math import (
     attached_indicator_index,
     contraction_weights,
     from_rows,
+    gather_or_zero,
     index_rows,
     indicator_log_table,
     indicator_sums_table,
@@ -244,11 +245,12 @@ class SumOpBase(abc.ABC):
             if indicators is not None:
                 log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
                 if sources is not None:
-                    return summed_lookup(
-                        indicators, indicator_sums_table(log_weights), sources
-                    ), lambda dy: indicator_backward(
-                        children, accumulators, spread_to_sources(dy, sources, log_weights)
-                    )
+                    num_rows = log_weights.shape[0]
+
+                    def summed_backward(dy: tf.Tensor) -> Any:
+                        return indicator_backward(children, accumulators, spread_to_sources(dy, sources, num_rows))
+
+                    return summed_lookup(indicators, indicator_sums_table(log_weights), sources), summed_backward
                 log_sums = log_weighted_sum_of_indicators_rows(indicators.index_rows, log_weights)
                 return log_sums, lambda dy: indicator_backward(children, accumulators, dy)
             parts = weighted_parts(children, accumulators)
@@ -339,21 +341,19 @@ def summed_lookup(indicators: IndicatorRows, table: tf.Tensor, sources: np.ndarr
         ``[num_out_rows, batch, num_out]``.
     """
     num_groups, num_table_rows, num_out = table.shape
-    flat = tf.concat([tf.reshape(table, [-1, num_out]), tf.zeros([1, num_out], table.dtype)], axis=0)
-    index = indicators.index_rows
-    padded_index = tf.concat([index, tf.zeros_like(index[:1])], axis=0)
     clipped = np.minimum(sources, num_groups).astype(np.int32)
-    states = tf.gather(padded_index, clipped)  # [out_rows, terms, batch]
+    states = gather_or_zero(indicators.index_rows, clipped)  # [out_rows, terms, batch]
     offsets = (clipped * num_table_rows)[..., np.newaxis]
-    flat_index = tf.where(offsets < num_groups * num_table_rows, states + offsets, num_groups * num_table_rows)
-    return tf.reduce_sum(tf.gather(flat, tf.transpose(flat_index, [0, 2, 1])), axis=2)
+    padding = num_groups * num_table_rows  # the zero row after the flattened table
+    flat_index = tf.where(offsets < padding, states + offsets, padding)
+    rows = gather_or_zero(tf.reshape(table, [-1, num_out]), tf.transpose(flat_index, [0, 2, 1]))
+    return tf.reduce_sum(rows, axis=2)
 
 
-def spread_to_sources(dy: tf.Tensor, sources: np.ndarray, log_weights: tf.Tensor) -> tf.Tensor:
-    """The signal of each summed row ``[G, batch, num_out]`` from that of the sums ``dy`` (``summed_lookup``)."""
-    num_groups = log_weights.shape[0]
-    inverse = np.full(num_groups, sources.shape[0], np.int32)  # rows in no group get a zero signal
-    used = sources < num_groups
+def spread_to_sources(dy: tf.Tensor, sources: np.ndarray, num_rows: int) -> tf.Tensor:
+    """The signal ``[num_rows, batch, num_out]`` of the rows that ``summed_lookup`` summed, from that of the sums."""
+    inverse = np.full(num_rows, sources.shape[0], np.int32)  # rows in no group get a zero signal
+    used = sources < num_rows
     assert len(np.unique(sources[used])) == used.sum(), "a row is summed twice"
     inverse[sources[used]] = np.nonzero(used)[0]
-    return tf.gather(tf.concat([dy, tf.zeros_like(dy[:1])], axis=0), inverse)
+    return gather_or_zero(dy, inverse)
