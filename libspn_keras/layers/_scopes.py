@@ -10,7 +10,14 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
-from libspn_keras.math import attach_row_sums, attached_row_sums, attached_rows, from_rows, gather_or_zero
+from libspn_keras.math import (
+    attach_row_sums,
+    attached_row_sums,
+    attached_rows,
+    from_rows,
+    gather_or_zero,
+    inverse_gather_index,
+)
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -99,10 +106,7 @@ def _gather_rows(rows: tf.Tensor, index: np.ndarray) -> tf.Tensor:
     ``tf.gather``'s gradient: a decomposition uses every scope at most once, so no signals need adding.
     """
     num_rows = rows.shape[0]
-    inverse = np.full(num_rows, len(index), np.int32)  # rows that are not taken get the zero row
-    taken = index < num_rows
-    inverse[index[taken]] = np.flatnonzero(taken)
-    assert len(np.unique(index[taken])) == taken.sum(), "a row is taken twice"
+    inverse = inverse_gather_index(index, num_rows)
     index = np.minimum(index, num_rows).astype(np.int32)
 
     @tf.custom_gradient

@@ -169,6 +169,24 @@ def gather_or_zero(x: tf.Tensor, index: Any) -> tf.Tensor:
     return tf.gather(tf.concat([x, tf.zeros_like(x[:1])], axis=0), index)
 
 
+def inverse_gather_index(index: np.ndarray, num_rows: int) -> np.ndarray:
+    """For each of ``num_rows`` rows, the position along the first axis of ``index`` that takes it.
+
+    ``index`` (static, 1-D or 2-D) takes every row at most once, and values ``>= num_rows`` are padding; a row that
+    no position takes gets ``len(index)``, so that ``gather_or_zero(signal, inverse)`` gives it a zero signal. It
+    turns the gradient of a gather that takes no row twice into a gather.
+
+    Example:
+        >>> inverse_gather_index(np.array([2, 5, 0]), 4).tolist()
+        [2, 3, 0, 3]
+    """
+    inverse = np.full(num_rows, len(index), np.int32)
+    taken = index < num_rows
+    assert len(np.unique(index[taken])) == taken.sum(), "a row is taken twice"
+    inverse[index[taken]] = np.nonzero(taken)[0]
+    return inverse
+
+
 def to_rows(x: tf.Tensor, weights_rank: int) -> tf.Tensor:
     """Move ``x`` (``[batch, *middle, n]``) to the rows layout ``[num_groups, num_rows, n]``.
 

@@ -20,6 +20,7 @@ from libspn_keras.math import (
     index_rows,
     indicator_log_table,
     indicator_sums_table,
+    inverse_gather_index,
     log_normalized_weights,
     log_outer_product,
     log_product_weighted_sum_parts,
@@ -352,8 +353,4 @@ def summed_lookup(indicators: IndicatorRows, table: tf.Tensor, sources: np.ndarr
 
 def spread_to_sources(dy: tf.Tensor, sources: np.ndarray, num_rows: int) -> tf.Tensor:
     """The signal ``[num_rows, batch, num_out]`` of the rows that ``summed_lookup`` summed, from that of the sums."""
-    inverse = np.full(num_rows, sources.shape[0], np.int32)  # rows in no group get a zero signal
-    used = sources < num_rows
-    assert len(np.unique(sources[used])) == used.sum(), "a row is summed twice"
-    inverse[sources[used]] = np.nonzero(used)[0]
-    return gather_or_zero(dy, inverse)
+    return gather_or_zero(dy, inverse_gather_index(sources, num_rows))
