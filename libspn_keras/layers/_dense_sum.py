@@ -40,9 +40,10 @@ class DenseSum(BaseWeightedSums):
         ``[num_scopes, num_decomps, num_in, num_sums]``. If all inputs of a region are ``-inf`` its sums are
         ``-inf`` (with zero gradient).
 
-    Applied to the output of a ``DenseProduct``, the sums are computed from the product's factors without forming
-    the ``num_nodes ** num_factors`` products in log-space, when the sum op allows (``SumOpBase.fuses_products``):
-    one exponential per factor node and one batched matmul. The values are the same.
+    Applied to the output of a ``DenseProduct`` (or of an ``Undecompose`` of one), the sums are computed from the
+    product's factors without forming the ``num_nodes ** num_factors`` products in log-space, when the sum op
+    allows (``SumOpBase.fuses_products``): one exponential per factor node and one batched matmul (after an
+    ``Undecompose``: per decomposition, then added in log-space). The values are the same.
 
     Example:
         >>> import numpy as np
@@ -67,5 +68,7 @@ class DenseSum(BaseWeightedSums):
         check_float_dtype(self.name, x.dtype)
         factors = product_factors(x)
         if factors is not None and self.sum_op.fuses_products:
-            return self.sum_op.weighted_sum_of_products(factors, self.accumulators, self.logspace_accumulators)
+            return self.sum_op.weighted_sum_of_products(
+                factors.rows, self.accumulators, self.logspace_accumulators, factors.num_mixed
+            )
         return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -13,15 +13,35 @@ from libspn_keras.math import attach_rows, attached_row_sums, attached_rows, fac
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
-# Attribute under which a DenseProduct output carries its factors, so that a DenseSum on top can contract the
-# products without forming them in log-space (Keras attaches masks to tensors the same way).
+# Attribute under which a DenseProduct output (and an Undecompose of it) carries its factors, so that a sum on top
+# can contract the products without forming them in log-space (Keras attaches masks to tensors the same way).
 _FACTORS_ATTRIBUTE = "_libspn_keras_product_factors"
 
 
-def product_factors(x: tf.Tensor) -> tf.Tensor | None:
-    """The factor rows ``[num_groups * num_decomps, num_factors, batch, num_nodes]`` of a ``DenseProduct`` output."""
+class ProductFactors(NamedTuple):
+    """The factors of the products that make up the nodes of a region tensor.
+
+    Attributes:
+        rows: Factor rows ``[num_regions * num_mixed, num_factors, batch, num_nodes]``
+            (``libspn_keras.math.factor_rows``), regions in the order ``scope * num_decomps + decomp``.
+        num_mixed: Number of consecutive factor groups whose products, concatenated, are the nodes of one region:
+            1 for a ``DenseProduct``, ``num_decomps_in // num_decomps`` times that for an ``Undecompose`` of it.
+    """
+
+    rows: tf.Tensor
+    num_mixed: int
+
+
+def attach_product_factors(x: tf.Tensor, factors: ProductFactors) -> tf.Tensor:
+    """Attach the ``ProductFactors`` of the region tensor ``x`` to it; return ``x``."""
+    setattr(x, _FACTORS_ATTRIBUTE, factors)
+    return x
+
+
+def product_factors(x: tf.Tensor) -> ProductFactors | None:
+    """The ``ProductFactors`` of a ``DenseProduct`` output (or an ``Undecompose`` of one), if any."""
     factors = getattr(x, _FACTORS_ATTRIBUTE, None)
-    return factors if factors is not None and factors.dtype == x.dtype else None
+    return factors if factors is not None and factors.rows.dtype == x.dtype else None
 
 
 def _check_scopes(layer: keras.layers.Layer, input_shape: Shape, num_factors: int) -> None:
@@ -79,8 +99,7 @@ class DenseProduct(keras.layers.Layer):
         factors = factor_rows(x, self.num_factors)
         if not tf.executing_eagerly():
             attach_rows(out, log_outer_product(factors, factor_axis=1))
-        setattr(out, _FACTORS_ATTRIBUTE, factors)
-        return out
+        return attach_product_factors(out, ProductFactors(factors, 1))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, num_scopes // num_factors, num_decomps, num_nodes ** num_factors]``."""

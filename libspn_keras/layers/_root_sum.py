@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._products import product_factors
 from libspn_keras.layers._validation import Shape, check_float_dtype
 from libspn_keras.sum_ops import SumOpBase
 
@@ -34,6 +35,12 @@ class RootSum(BaseSum):
     Input shape:
         ``[batch, 1, 1, num_in]`` (a region-layer output with a single scope and decomposition) or
         ``[batch, num_in]``.
+
+    Over the output of a ``DenseProduct``, or of an ``Undecompose`` of one (the root of a RAT-SPN), the sum is
+    computed from the product's factors when the sum op allows (``SumOpBase.fuses_products``) and
+    ``return_weighted_child_logits`` is ``False``: per decomposition, the products of all factors but the last
+    times the weights, then the last factor, added in log-space; the ``num_in`` products are never formed in
+    log-space. The values are the same.
 
     Output shape:
         ``[batch, num_in]`` if ``return_weighted_child_logits`` else ``[batch, 1]``. Accumulators have shape
@@ -85,6 +92,13 @@ class RootSum(BaseSum):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Compute the root (or the weighted children) in log-space."""
         check_float_dtype(self.name, x.dtype)
+        factors = product_factors(x)
+        if factors is not None and not self.return_weighted_child_logits and self.sum_op.fuses_products:
+            accumulators = tf.reshape(self.accumulators, [1, 1, x.shape[-1], 1])
+            out = self.sum_op.weighted_sum_of_products(
+                factors.rows, accumulators, self.logspace_accumulators, factors.num_mixed
+            )
+            return tf.reshape(out, [-1, 1])
         if x.shape.rank == 4:
             x = tf.reshape(x, [-1, x.shape[-1]])
         if self.return_weighted_child_logits:

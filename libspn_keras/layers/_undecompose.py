@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from libspn_keras.layers._products import ProductFactors, attach_product_factors, product_factors
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
@@ -22,6 +23,10 @@ class Undecompose(keras.layers.Layer):
     Args:
         num_decomps: Number of decompositions left in the output.
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Applied to the output of a ``DenseProduct``, the output carries the product's factors on, so that a
+    ``DenseSum`` or ``RootSum`` on top can compute its sums from them, per decomposition, without forming the
+    products in log-space (when the sum op allows, ``SumOpBase.fuses_products``).
 
     Input shape:
         ``[batch, num_scopes, num_decomps_in, num_nodes]``.
@@ -56,7 +61,12 @@ class Undecompose(keras.layers.Layer):
         if x.shape[2] is not None:  # the layer has no weights, so it may see other shapes than in build
             self._check_decomps(tuple(x.shape))
         _, num_scopes, num_decomps_in, num_nodes = x.shape
-        return tf.reshape(x, [-1, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps])
+        out = tf.reshape(x, [-1, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps])
+        factors = product_factors(x)
+        if factors is not None:  # the products of num_mixed consecutive regions become the nodes of one region
+            num_mixed = factors.num_mixed * num_decomps_in // self.num_decomps
+            attach_product_factors(out, ProductFactors(factors.rows, num_mixed))
+        return out
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, num_scopes, num_decomps, num_nodes * num_decomps_in // num_decomps]``."""

@@ -246,8 +246,11 @@ class WeightedSumParts(NamedTuple):
         weights: Linear weights, proportional per output to the normalized ones, ``[num_groups, num_in, num_out]``.
         log_children: Log-space children ``[num_groups, num_rows, num_in]`` (``None`` where they were never
             formed, as in ``log_product_weighted_sum``).
-        scaled_children: ``exp(children - max)``, ``[num_groups, num_rows, num_in]``.
-        linear_sums: ``scaled_children @ weights``, ``[num_groups, num_rows, num_out]``.
+        scaled_children: ``exp(children - max)``, ``[num_groups, num_rows + extra_rows, num_in]``.
+        linear_sums: ``scaled_children @ weights``, ``[num_groups, num_rows + extra_rows, num_out]``.
+        extra_rows: Rows of ``scaled_children`` and ``linear_sums`` after the ``num_rows`` rows of the sums, which
+            the forward pass added for itself (``log_product_weighted_sum_parts(normalize=True)`` appends a row of
+            ones, whose sums are the normalizer). A backward rule is given a zero signal for them.
     """
 
     log_sums: tf.Tensor
@@ -255,6 +258,7 @@ class WeightedSumParts(NamedTuple):
     log_children: tf.Tensor | None = None
     scaled_children: tf.Tensor | None = None
     linear_sums: tf.Tensor | None = None
+    extra_rows: int = 0
 
 
 def _finite_or_zero(x_max: tf.Tensor) -> tf.Tensor:
@@ -403,37 +407,90 @@ def log_outer_product(factors: tf.Tensor, factor_axis: int = 1) -> tf.Tensor:
 
 
 def log_product_weighted_sum_parts(
-    factors: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None = None
+    factors: tf.Tensor, weights: tf.Tensor, log_norm: tf.Tensor | None = None, normalize: bool = False
 ) -> WeightedSumParts:
     """Weighted sums over the outer products of ``factors`` without forming the products in log-space.
 
     Equals ``log_weighted_sum_rows(log_outer_product(factors), weights, log_norm)``, but exponentiates the
     ``num_nodes`` values of each factor (after subtracting each factor's maximum) instead of the
     ``num_nodes ** num_factors`` products, forms the linear outer product and contracts it with one batched
-    matmul: one pass over the products instead of several.
+    matmul: one pass over the products instead of several. With few sums per group (``2 * num_out * num_nodes <=
+    num_nodes ** num_factors``, e.g. a root over products) the sums are contracted without the products: the
+    products of all factors but the last times the weights (``[rows, num_nodes ** (num_factors - 1)] x
+    [num_nodes ** (num_factors - 1), num_nodes * num_out]``), then a sum over the last factor's nodes. The linear
+    products are still returned for backward rules that read them; inside ``tf.function`` nothing computes them
+    when nothing reads them.
 
     Args:
         factors: Factor rows ``[num_groups, num_factors, num_rows, num_nodes]`` (``factor_rows``).
         weights: Linear weights ``[num_groups, num_nodes ** num_factors, num_out]``: normalized, or proportional
-            to the normalized ones with ``log_norm`` (``contraction_weights``).
+            to the normalized ones with ``log_norm`` or ``normalize`` (``contraction_weights``).
         log_norm: ``[num_groups, 1, num_out]``, subtracted from the log-sums; ``None`` for normalized weights.
+        normalize: Normalize unnormalized ``weights`` in the same matmul (``log_norm`` must be ``None``): a row of
+            ones is appended to every factor, so the matmul yields the sums of the weights over the products in
+            one more row (``extra_rows`` of the parts) instead of a separate pass over the weights.
 
     Returns:
         The parts in the rows layout; ``log_children`` is ``None``.
     """
     factors = tf.convert_to_tensor(factors)
     weights = tf.convert_to_tensor(weights, dtype=factors.dtype)
+    if normalize and log_norm is not None:
+        raise ValueError("log_product_weighted_sum_parts: pass log_norm or normalize=True, not both.")
     num_groups, num_factors, _, num_nodes = factors.shape
+    num_out = weights.shape[-1]
     f_max = _finite_or_zero(tf.reduce_max(factors, axis=-1, keepdims=True))
-    scaled = tf.exp(factors - f_max)
-    products = scaled[:, 0]
+    shifted = factors - f_max
+    if normalize:  # exp(0) = 1: a row of ones, whose products are all 1
+        shifted = tf.concat([shifted, tf.zeros_like(shifted[:, :, :1])], axis=2)
+    scaled = tf.exp(shifted)
+    products = leading = scaled[:, 0]
     for factor in range(1, num_factors):
+        leading = products
         # An outer product as einsum (a batched matmul): several times faster on CPU than broadcasting.
         products = tf.einsum("gbi,gbj->gbij", products, scaled[:, factor])
         products = tf.reshape(products, [num_groups, -1, num_nodes ** (factor + 1)])
-    linear = tf.matmul(products, weights)
+    if num_factors > 1 and 2 * num_out * num_nodes <= num_nodes**num_factors:
+        last = scaled[:, num_factors - 1, :, :, tf.newaxis]  # [groups, rows, nodes, 1]
+        by_last = tf.matmul(leading, tf.reshape(weights, [num_groups, -1, num_nodes * num_out]))
+        linear = tf.reduce_sum(tf.reshape(by_last, [num_groups, -1, num_nodes, num_out]) * last, axis=-2)
+    else:
+        linear = tf.matmul(products, weights)
     offset = tf.reduce_sum(f_max, axis=1)  # [groups, rows, 1]
-    return WeightedSumParts(_log_of_linear(linear, offset, log_norm), weights, None, products, linear)
+    if not normalize:
+        return WeightedSumParts(_log_of_linear(linear, offset, log_norm), weights, None, products, linear)
+    log_sums = _log_of_linear(linear[:, :-1], offset, tf.math.log(linear[:, -1:]))
+    return WeightedSumParts(log_sums, weights, None, products, linear, extra_rows=1)
+
+
+def log_sum_exp(x: tf.Tensor, axis: int) -> tf.Tensor:
+    """``log(sum(exp(x)))`` along ``axis`` (removed), stably.
+
+    Unlike ``tf.reduce_logsumexp``, where every term is ``-inf`` the result is ``-inf`` with a zero gradient (not
+    NaN).
+
+    Example:
+        >>> float(log_sum_exp(tf.math.log([[0.25, 0.5]]), axis=1)[0])
+        -0.2876820...
+    """
+    x_max = _finite_or_zero(tf.reduce_max(x, axis=axis, keepdims=True))
+    return tf.squeeze(_log_sums(tf.reduce_sum(tf.exp(x - x_max), axis=axis, keepdims=True), x_max), axis=axis)
+
+
+def mixed_product_rows(products: tf.Tensor, num_mixed: int) -> tf.Tensor:
+    """Concatenate the products of ``num_mixed`` consecutive groups along the node axis (rows layout).
+
+    Args:
+        products: ``[num_regions * num_mixed, num_rows, num_products]``.
+        num_mixed: Number of consecutive groups whose products are the nodes of one region (``Undecompose``).
+
+    Returns:
+        ``[num_regions, num_rows, num_mixed * num_products]``; group ``t`` of a region gives its nodes
+        ``t * num_products, ..., (t + 1) * num_products - 1``.
+    """
+    _, _, num_products = products.shape
+    grouped = tf.reshape(products, [-1, num_mixed, tf.shape(products)[1], num_products])
+    return tf.reshape(tf.transpose(grouped, [0, 2, 1, 3]), [-1, tf.shape(products)[1], num_mixed * num_products])
 
 
 def product_signal_to_factors(signal: tf.Tensor, num_factors: int) -> tf.Tensor:

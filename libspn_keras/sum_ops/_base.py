@@ -24,8 +24,10 @@ from libspn_keras.math import (
     log_normalized_weights,
     log_outer_product,
     log_product_weighted_sum_parts,
+    log_sum_exp,
     log_weighted_sum_of_indicators_rows,
     log_weighted_sum_rows,
+    mixed_product_rows,
     product_signal_to_factors,
     to_rows,
     weights_to_rows,
@@ -134,7 +136,7 @@ class SumOpBase(abc.ABC):
         return out
 
     def weighted_sum_of_products(
-        self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool
+        self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool, num_mixed: int = 1
     ) -> tf.Tensor:
         """Weighted sums over the outer products of ``factors`` (the output of a ``DenseProduct``).
 
@@ -142,11 +144,19 @@ class SumOpBase(abc.ABC):
         log-space (``libspn_keras.math.log_product_weighted_sum_parts``); the others form them and take the
         ordinary path.
 
+        With ``num_mixed > 1`` the children of each sum are the products of ``num_mixed`` consecutive factor
+        groups, concatenated along the node axis (``Undecompose`` of a ``DenseProduct``, e.g. the root of a
+        RAT-SPN): the sums are computed per group and added in log-space (``libspn_keras.math.log_sum_exp``). The
+        signal of a custom op splits between the groups in proportion to their partial sums, which is how every
+        op with ``fuses_products`` (gradient, soft EM) splits the signal of a sum between its children.
+
         Args:
-            factors: Factor rows ``[num_groups * num_decomps, num_factors, batch, num_nodes]``
+            factors: Factor rows ``[num_groups * num_decomps * num_mixed, num_factors, batch, num_nodes]``
                 (``libspn_keras.math.factor_rows``).
-            accumulators: Unnormalized weights ``[num_groups, num_decomps, num_nodes ** num_factors, num_out]``.
+            accumulators: Unnormalized weights
+                ``[num_groups, num_decomps, num_mixed * num_nodes ** num_factors, num_out]``.
             logspace_accumulators: Whether ``accumulators`` are log-space values.
+            num_mixed: Number of factor groups whose products are the children of one region's sums.
 
         Returns:
             Log-probabilities of the sums, ``[batch, num_groups, num_decomps, num_out]``.
@@ -155,15 +165,30 @@ class SumOpBase(abc.ABC):
         accumulators = tf.convert_to_tensor(accumulators)
         middle = tuple(accumulators.shape[:2])
         if not self.fuses_products:
-            products = from_rows(log_outer_product(factors), middle, shared=False)
-            return self.weighted_sum(products, accumulators, logspace_accumulators)
-        num_factors = factors.shape[1]
+            products = mixed_product_rows(log_outer_product(factors), num_mixed)
+            return self.weighted_sum(from_rows(products, middle, shared=False), accumulators, logspace_accumulators)
+        num_factors, num_rows = factors.shape[1], tf.shape(factors)[2]
 
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
-            return product_signal_to_factors(child_rows, num_factors)
+            # Without the signal of the normalizer's row (``WeightedSumParts.extra_rows``), if there is one.
+            return product_signal_to_factors(child_rows, num_factors)[:, :, :num_rows]
 
-        forward = log_product_weighted_sum_parts
+        def forward(factors: tf.Tensor, weights_rows: tf.Tensor, log_norm_rows: tf.Tensor | None) -> WeightedSumParts:
+            if num_mixed == 1:
+                # Unnormalized weights are normalized by the same matmul (one more row); the log_norm of
+                # contraction_weights is then not read, and inside tf.function not computed.
+                normalize = log_norm_rows is not None
+                return log_product_weighted_sum_parts(factors, weights_rows, normalize=normalize)
+            # One row of weights per group: [regions, mixed * products, out] -> [regions * mixed, products, out].
+            num_out = weights_rows.shape[-1]
+            weights_rows = tf.reshape(weights_rows, [-1, weights_rows.shape[1] // num_mixed, num_out])
+            if log_norm_rows is not None:
+                log_norm_rows = tf.repeat(log_norm_rows, num_mixed, axis=0)
+            return log_product_weighted_sum_parts(factors, weights_rows, log_norm_rows)
+
         log_sums = self._apply(forward, to_children, factors, accumulators, logspace_accumulators)
+        if num_mixed > 1:
+            log_sums = log_sum_exp(tf.reshape(log_sums, [-1, num_mixed, num_rows, log_sums.shape[-1]]), axis=1)
         return from_rows(log_sums, middle, shared=False)
 
     def _apply(
@@ -211,6 +236,8 @@ class SumOpBase(abc.ABC):
             return weighted_parts(children, accumulators).log_sums
 
         def backward(parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            if parts.extra_rows:  # rows the forward pass added for itself get no signal
+                dy = tf.pad(dy, [[0, 0], [0, parts.extra_rows], [0, 0]])
             child_rows, edge_rows = self.backward(parts, dy)
             return to_children(child_rows), tf.reshape(edge_rows, tf.shape(accumulators))
 

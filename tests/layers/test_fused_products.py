@@ -31,17 +31,23 @@ def _layers(op_name: str, num_factors: int, dtype: str, seed: int = 0):
     return product, dense, tf.constant(x)
 
 
-def _run(product, dense, x, fused: bool, mode: str):
+def _run(middle, top, x, fused: bool, mode: str):
+    """Values, input signals and accumulator gradients / EM counts of ``top`` over the ``middle`` layers."""
+
     def fn(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            products = product(x)
-            out = dense(products if fused else tf.identity(products))
+            h = x
+            for layer in middle:
+                h = layer(h)
+            out = top(h if fused else tf.identity(h))
             # Counts of 1 per sum (EM ops) / the gradient of the total log-probability (gradient op).
             target = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out)))
-        return out, *tape.gradient(target, [x, dense.accumulators])
+        return out, *tape.gradient(target, [x, top.accumulators])
 
-    if mode != "eager":
+    if mode == "unknown-batch":
+        fn = tf.function(fn, input_signature=[tf.TensorSpec([None, *x.shape[1:]], x.dtype)])
+    elif mode != "eager":
         fn = tf.function(fn, jit_compile=mode == "jit")
     return [np.asarray(t) for t in fn(x)]
 
@@ -51,8 +57,8 @@ def _run(product, dense, x, fused: bool, mode: str):
 @pytest.mark.parametrize("num_factors", [2, 3])
 def test_fused_equals_materialized(op_name, num_factors, mode):
     product, dense, x = _layers(op_name, num_factors, "float32")
-    fused = _run(product, dense, x, fused=True, mode=mode)
-    materialized = _run(product, dense, x, fused=False, mode=mode)
+    fused = _run([product], dense, x, fused=True, mode=mode)
+    materialized = _run([product], dense, x, fused=False, mode=mode)
     for got, want in zip(fused, materialized, strict=True):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
     assert np.all(np.isneginf(fused[0][1, 0, 1]))  # the all -inf region stays -inf ...
@@ -62,7 +68,7 @@ def test_fused_equals_materialized(op_name, num_factors, mode):
 @pytest.mark.parametrize("op_name", ["grad", "em"])
 def test_fused_equals_brute_force_in_float64(op_name):
     product, dense, x = _layers(op_name, 2, "float64", seed=3)
-    out = _run(product, dense, x, fused=True, mode="function")[0]
+    out = _run([product], dense, x, fused=True, mode="function")[0]
     acc = dense.accumulators.numpy()
     linear = np.exp(acc) if dense.logspace_accumulators else acc
     weights = linear / linear.sum(axis=-2, keepdims=True)
@@ -99,3 +105,77 @@ def test_weighted_sum_of_products_falls_back_for_every_op(op_name):
     got = dense.sum_op.weighted_sum_of_products(factors, dense.accumulators, dense.logspace_accumulators)
     want = dense(tf.identity(product(x)))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=1e-5)
+
+
+def _mixed_model(op_name: str, sum_layer: str, undecompose: tuple[int, ...], dtype: str = "float32", seed: int = 0):
+    """DenseProduct(2) -> Undecompose(k) for k in ``undecompose`` -> a sum layer, on ``[5, 2, 4, 3]`` inputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(5, 2, 4, 3)).astype(dtype)
+    x[0, 0, 1] = -np.inf  # one factor of one decomposition -inf
+    x[1, :, 2] = -np.inf  # both factors of one decomposition -inf
+    x[2] = -np.inf  # every product of sample 2 is impossible: its sums are -inf without NaN signals
+    middle = [layers.DenseProduct(num_factors=2, dtype=dtype)]
+    middle += [layers.Undecompose(num_decomps=k, dtype=dtype) for k in undecompose]
+    num_decomps, num_in = undecompose[-1], 4 * 9 // undecompose[-1]
+    if sum_layer == "root":
+        top = layers.RootSum(return_weighted_child_logits=False, sum_op=OPS[op_name](), dtype=dtype)
+        top.build((None, 1, 1, num_in))
+    else:
+        num_sums = {"dense1": 1, "dense3": 3}[sum_layer]
+        top = layers.DenseSum(num_sums=num_sums, sum_op=OPS[op_name](), dtype=dtype)
+        top.build((None, 1, num_decomps, num_in))
+    top.accumulators.assign(rng.gamma(1.0, size=top.accumulators.shape).astype(dtype) + 0.05)
+    return middle, top, tf.constant(x)
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "jit", "unknown-batch"])
+@pytest.mark.parametrize("op_name", sorted(OPS))
+@pytest.mark.parametrize(
+    ("sum_layer", "undecompose"),
+    [("root", (1,)), ("root", (2, 1)), ("dense1", (2,)), ("dense3", (2,)), ("dense3", (1,))],
+)
+def test_sums_over_undecomposed_products_equal_materialized(op_name, sum_layer, undecompose, mode):
+    # The fused path contracts per decomposition (the root: by the last factor, without products) and adds in
+    # log-space; values, input signals and accumulator gradients / EM counts equal those of the formed products.
+    middle, top, x = _mixed_model(op_name, sum_layer, undecompose)
+    fused = _run(middle, top, x, fused=True, mode=mode)
+    materialized = _run(middle, top, x, fused=False, mode=mode)
+    for got, want in zip(fused, materialized, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
+    assert np.all(np.isneginf(fused[0][2]))
+    assert not np.isnan(fused[1]).any() and not np.isnan(fused[2]).any()
+    assert np.all(fused[1][2] == 0)  # an impossible sample sends no signal
+
+
+def test_fused_path_is_taken_after_undecompose(monkeypatch):
+    seen = []
+    original = sum_ops.SumOpBase.weighted_sum_of_products
+
+    def spy(self, factors, accumulators, logspace_accumulators, num_mixed=1):
+        seen.append(num_mixed)
+        return original(self, factors, accumulators, logspace_accumulators, num_mixed)
+
+    monkeypatch.setattr(sum_ops.SumOpBase, "weighted_sum_of_products", spy)
+    for undecompose in [(1,), (2, 1), (2,)]:
+        middle, top, x = _mixed_model("em", "root" if undecompose[-1] == 1 else "dense3", undecompose)
+        h = x
+        for layer in middle:
+            h = layer(h)
+        top(h)
+    assert seen == [4, 4, 2]
+
+
+@pytest.mark.parametrize("op_name", ["grad", "em"])
+def test_root_over_undecomposed_products_equals_brute_force_in_float64(op_name):
+    middle, top, x = _mixed_model(op_name, "root", (1,), dtype="float64", seed=5)
+    out = _run(middle, top, x, fused=True, mode="function")[0]
+    acc = top.accumulators.numpy()[:, 0]
+    linear = np.exp(acc) if top.logspace_accumulators else acc
+    weights = linear / linear.sum()
+    x_np = x.numpy()
+    # Root child d * 9 + 3 i + j: node i of scope 0 times node j of scope 1, decomposition d.
+    prods = np.exp(x_np[:, 0, :, :, None] + x_np[:, 1, :, None, :]).reshape(5, 36)
+    with np.errstate(divide="ignore"):
+        expected = np.log(prods @ weights)
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-12)
+    assert out.shape == (5, 1) and out.dtype == np.float64
