@@ -22,7 +22,7 @@ class ProductFactors(NamedTuple):
     """The factors of the products that make up the nodes of a region tensor.
 
     Attributes:
-        rows: Factor rows ``[num_regions * num_mixed, num_factors, batch, num_nodes]``
+        rows: Factor rows ``[num_factors, num_regions * num_mixed, batch, num_nodes]``
             (``libspn_keras.math.factor_rows``), regions in the order ``scope * num_decomps + decomp``.
         num_mixed: Number of consecutive factor groups whose products, concatenated, are the nodes of one region:
             1 for a ``DenseProduct``, ``num_decomps_in // num_decomps`` times that for an ``Undecompose`` of it.
@@ -98,7 +98,7 @@ class DenseProduct(keras.layers.Layer):
         # products) and, inside tf.function (where only what is read is computed), the products' rows.
         factors = factor_rows(x, self.num_factors)
         if not tf.executing_eagerly():
-            attach_rows(out, log_outer_product(factors, factor_axis=1))
+            attach_rows(out, log_outer_product(factors, factor_axis=0))
         return attach_product_factors(out, ProductFactors(factors, 1))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

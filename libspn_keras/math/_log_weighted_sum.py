@@ -362,7 +362,9 @@ def log_weighted_sum(x: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
 
 
 def factor_rows(x: tf.Tensor, num_factors: int) -> tf.Tensor:
-    """The factors of a product layer in the rows layout ``[num_groups * num_decomps, num_factors, batch, nodes]``.
+    """The factors of a product layer in the rows layout ``[num_factors, num_groups * num_decomps, batch, nodes]``.
+
+    Factor-major, so that each factor ``factors[f]`` is a contiguous block (taking it copies nothing).
 
     Args:
         x: Region tensor ``[batch, num_scopes, num_decomps, num_nodes]``; scopes ``f * g, ..., f * g + f - 1``
@@ -370,26 +372,26 @@ def factor_rows(x: tf.Tensor, num_factors: int) -> tf.Tensor:
         num_factors: Number of factors per product.
 
     Returns:
-        ``[num_groups * num_decomps, num_factors, batch, num_nodes]``.
+        ``[num_factors, num_groups * num_decomps, batch, num_nodes]``.
     """
     _, num_scopes, num_decomps, num_nodes = x.shape
     num_groups = num_scopes // num_factors
     rows = attached_rows(x)
     if rows is not None:  # [groups, factors, decomps, batch, nodes]: only whole [batch, nodes] blocks move
         grouped = tf.reshape(rows, [num_groups, num_factors, num_decomps, -1, num_nodes])
-        moved = tf.transpose(grouped, [0, 2, 1, 3, 4])
+        moved = tf.transpose(grouped, [1, 0, 2, 3, 4])
     else:
         grouped = tf.reshape(x, [-1, num_groups, num_factors, num_decomps, num_nodes])
-        moved = tf.transpose(grouped, [1, 3, 2, 0, 4])
-    return tf.reshape(moved, [num_groups * num_decomps, num_factors, -1, num_nodes])
+        moved = tf.transpose(grouped, [2, 1, 3, 0, 4])
+    return tf.reshape(moved, [num_factors, num_groups * num_decomps, -1, num_nodes])
 
 
-def log_outer_product(factors: tf.Tensor, factor_axis: int = 1) -> tf.Tensor:
+def log_outer_product(factors: tf.Tensor, factor_axis: int = 0) -> tf.Tensor:
     """All combinations of one node per factor, summed in log-space (a product of probabilities).
 
     Args:
         factors: Log-probabilities with the factors along ``factor_axis`` and the nodes along the last axis, e.g.
-            factor rows ``[num_groups, num_factors, num_rows, num_nodes]`` (``factor_rows``, ``factor_axis=1``) or
+            factor rows ``[num_factors, num_groups, num_rows, num_nodes]`` (``factor_rows``, ``factor_axis=0``) or
             grouped region tensors ``[batch, num_groups, num_factors, num_decomps, num_nodes]`` (``2``).
         factor_axis: The (non-negative) axis of the factors.
 
@@ -422,7 +424,7 @@ def log_product_weighted_sum_parts(
     when nothing reads them.
 
     Args:
-        factors: Factor rows ``[num_groups, num_factors, num_rows, num_nodes]`` (``factor_rows``).
+        factors: Factor rows ``[num_factors, num_groups, num_rows, num_nodes]`` (``factor_rows``).
         weights: Linear weights ``[num_groups, num_nodes ** num_factors, num_out]``: normalized, or proportional
             to the normalized ones with ``log_norm`` or ``normalize`` (``contraction_weights``).
         log_norm: ``[num_groups, 1, num_out]``, subtracted from the log-sums; ``None`` for normalized weights.
@@ -437,26 +439,26 @@ def log_product_weighted_sum_parts(
     weights = tf.convert_to_tensor(weights, dtype=factors.dtype)
     if normalize and log_norm is not None:
         raise ValueError("log_product_weighted_sum_parts: pass log_norm or normalize=True, not both.")
-    num_groups, num_factors, _, num_nodes = factors.shape
+    num_factors, num_groups, _, num_nodes = factors.shape
     num_out = weights.shape[-1]
     f_max = _finite_or_zero(tf.reduce_max(factors, axis=-1, keepdims=True))
     shifted = factors - f_max
     if normalize:  # exp(0) = 1: a row of ones, whose products are all 1
         shifted = tf.concat([shifted, tf.zeros_like(shifted[:, :, :1])], axis=2)
     scaled = tf.exp(shifted)
-    products = leading = scaled[:, 0]
+    products = leading = scaled[0]
     for factor in range(1, num_factors):
         leading = products
         # An outer product as einsum (a batched matmul): several times faster on CPU than broadcasting.
-        products = tf.einsum("gbi,gbj->gbij", products, scaled[:, factor])
+        products = tf.einsum("gbi,gbj->gbij", products, scaled[factor])
         products = tf.reshape(products, [num_groups, -1, num_nodes ** (factor + 1)])
     if num_factors > 1 and 2 * num_out * num_nodes <= num_nodes**num_factors:
-        last = scaled[:, num_factors - 1, :, :, tf.newaxis]  # [groups, rows, nodes, 1]
+        last = scaled[num_factors - 1, :, :, :, tf.newaxis]  # [groups, rows, nodes, 1]
         by_last = tf.matmul(leading, tf.reshape(weights, [num_groups, -1, num_nodes * num_out]))
         linear = tf.reduce_sum(tf.reshape(by_last, [num_groups, -1, num_nodes, num_out]) * last, axis=-2)
     else:
         linear = tf.matmul(products, weights)
-    offset = tf.reduce_sum(f_max, axis=1)  # [groups, rows, 1]
+    offset = tf.reduce_sum(f_max, axis=0)  # [groups, rows, 1]
     if not normalize:
         return WeightedSumParts(_log_of_linear(linear, offset, log_norm), weights, None, products, linear)
     log_sums = _log_of_linear(linear[:, :-1], offset, tf.math.log(linear[:, -1:]))
@@ -501,10 +503,10 @@ def product_signal_to_factors(signal: tf.Tensor, num_factors: int) -> tf.Tensor:
         num_factors: Number of factors of each product.
 
     Returns:
-        The signal of every factor node, ``[num_groups, num_factors, num_rows, num_nodes]`` (factor rows).
+        The signal of every factor node, ``[num_factors, num_groups, num_rows, num_nodes]`` (factor rows).
     """
     num_groups, _, num_products = signal.shape
     num_nodes = round(num_products ** (1.0 / num_factors))
     per_node = tf.reshape(signal, [num_groups, -1, *([num_nodes] * num_factors)])
     node_axes = list(range(2, 2 + num_factors))
-    return tf.stack([tf.reduce_sum(per_node, axis=[a for a in node_axes if a != axis]) for axis in node_axes], axis=1)
+    return tf.stack([tf.reduce_sum(per_node, axis=[a for a in node_axes if a != axis]) for axis in node_axes])

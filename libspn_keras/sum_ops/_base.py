@@ -151,7 +151,7 @@ class SumOpBase(abc.ABC):
         op with ``fuses_products`` (gradient, soft EM) splits the signal of a sum between its children.
 
         Args:
-            factors: Factor rows ``[num_groups * num_decomps * num_mixed, num_factors, batch, num_nodes]``
+            factors: Factor rows ``[num_factors, num_groups * num_decomps * num_mixed, batch, num_nodes]``
                 (``libspn_keras.math.factor_rows``).
             accumulators: Unnormalized weights
                 ``[num_groups, num_decomps, num_mixed * num_nodes ** num_factors, num_out]``.
@@ -167,7 +167,7 @@ class SumOpBase(abc.ABC):
         if not self.fuses_products:
             products = mixed_product_rows(log_outer_product(factors), num_mixed)
             return self.weighted_sum(from_rows(products, middle, shared=False), accumulators, logspace_accumulators)
-        num_factors, num_rows = factors.shape[1], tf.shape(factors)[2]
+        num_factors, num_rows = factors.shape[0], tf.shape(factors)[2]
 
         def to_children(child_rows: tf.Tensor) -> tf.Tensor:
             # Without the signal of the normalizer's row (``WeightedSumParts.extra_rows``), if there is one.
