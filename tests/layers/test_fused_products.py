@@ -108,15 +108,23 @@ def test_weighted_sum_of_products_falls_back_for_every_op(op_name):
 
 
 def _mixed_model(op_name: str, sum_layer: str, undecompose: tuple[int, ...], dtype: str = "float32", seed: int = 0):
-    """DenseProduct(2) -> Undecompose(k) for k in ``undecompose`` -> a sum layer, on ``[5, 2, 4, 3]`` inputs."""
+    """DenseProduct(2) -> Undecompose(k) for k in ``undecompose`` -> a sum layer.
+
+    Inputs ``[5, 2, 4, 3]`` (4 decompositions), or ``[5, 2, 1, 3]`` without ``Undecompose``.
+    """
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(5, 2, 4, 3)).astype(dtype)
-    x[0, 0, 1] = -np.inf  # one factor of one decomposition -inf
-    x[1, :, 2] = -np.inf  # both factors of one decomposition -inf
+    decomps_in = 4 if undecompose else 1
+    x = rng.normal(size=(5, 2, decomps_in, 3)).astype(dtype)
+    x[0, 0, decomps_in - 1] = -np.inf  # one factor of one decomposition -inf
+    if decomps_in > 2:
+        x[1, :, 2] = -np.inf  # both factors of one decomposition -inf
+    else:
+        x[1, :, 0, :2] = -np.inf  # two nodes of both factors -inf
     x[2] = -np.inf  # every product of sample 2 is impossible: its sums are -inf without NaN signals
     middle = [layers.DenseProduct(num_factors=2, dtype=dtype)]
     middle += [layers.Undecompose(num_decomps=k, dtype=dtype) for k in undecompose]
-    num_decomps, num_in = undecompose[-1], 4 * 9 // undecompose[-1]
+    num_decomps = undecompose[-1] if undecompose else 1
+    num_in = decomps_in * 9 // num_decomps
     if sum_layer == "root":
         top = layers.RootSum(return_weighted_child_logits=False, sum_op=OPS[op_name](), dtype=dtype)
         top.build((None, 1, 1, num_in))
@@ -132,7 +140,7 @@ def _mixed_model(op_name: str, sum_layer: str, undecompose: tuple[int, ...], dty
 @pytest.mark.parametrize("op_name", sorted(OPS))
 @pytest.mark.parametrize(
     ("sum_layer", "undecompose"),
-    [("root", (1,)), ("root", (2, 1)), ("dense1", (2,)), ("dense3", (2,)), ("dense3", (1,))],
+    [("root", (1,)), ("root", (2, 1)), ("root", ()), ("dense1", (2,)), ("dense3", (2,)), ("dense3", (1,))],
 )
 def test_sums_over_undecomposed_products_equal_materialized(op_name, sum_layer, undecompose, mode):
     # The fused path contracts per decomposition (the root: by the last factor, without products) and adds in
@@ -156,13 +164,13 @@ def test_fused_path_is_taken_after_undecompose(monkeypatch):
         return original(self, factors, accumulators, logspace_accumulators, num_mixed)
 
     monkeypatch.setattr(sum_ops.SumOpBase, "weighted_sum_of_products", spy)
-    for undecompose in [(1,), (2, 1), (2,)]:
-        middle, top, x = _mixed_model("em", "root" if undecompose[-1] == 1 else "dense3", undecompose)
+    for undecompose in [(1,), (2, 1), (2,), ()]:
+        middle, top, x = _mixed_model("em", "dense3" if undecompose[-1:] == (2,) else "root", undecompose)
         h = x
         for layer in middle:
             h = layer(h)
         top(h)
-    assert seen == [4, 4, 2]
+    assert seen == [4, 4, 2, 1]
 
 
 @pytest.mark.parametrize("op_name", ["grad", "em"])
