@@ -471,6 +471,13 @@ def log_sum_exp(x: tf.Tensor, axis: int) -> tf.Tensor:
     Unlike ``tf.reduce_logsumexp``, where every term is ``-inf`` the result is ``-inf`` with a zero gradient (not
     NaN).
 
+    Args:
+        x: Log-space values.
+        axis: The (static) axis to sum over.
+
+    Returns:
+        ``x`` without ``axis``.
+
     Example:
         >>> float(log_sum_exp(tf.math.log([[0.25, 0.5]]), axis=1)[0])
         -0.2876820...
