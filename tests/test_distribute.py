@@ -48,7 +48,9 @@ SCRIPT = textwrap.dedent(
             layers.PermuteAndPadScopesRandom(seed=0),
             layers.DenseProduct(num_factors=2),
             layers.DenseSum(num_sums=2, sum_op=op),
-            layers.ReduceProduct(num_factors=4),
+            layers.ReduceProduct(num_factors=2),
+            # A root over the products of both decompositions: computed from the factors where the op fuses them.
+            layers.DenseProduct(num_factors=2),
             layers.Undecompose(),
             layers.RootSum(return_weighted_child_logits=False, sum_op=op),
         ])
