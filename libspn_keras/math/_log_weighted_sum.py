@@ -245,7 +245,7 @@ class WeightedSumParts(NamedTuple):
         log_sums: The log-space sums, ``[num_groups, num_rows, num_out]``.
         weights: Linear weights, proportional per output to the normalized ones, ``[num_groups, num_in, num_out]``.
         log_children: Log-space children ``[num_groups, num_rows, num_in]`` (``None`` where they were never
-            formed, as in ``log_product_weighted_sum``).
+            formed, as in ``log_product_weighted_sum_parts``).
         scaled_children: ``exp(children - max)``, ``[num_groups, num_rows + extra_rows, num_in]``.
         linear_sums: ``scaled_children @ weights``, ``[num_groups, num_rows + extra_rows, num_out]``.
         extra_rows: Rows of ``scaled_children`` and ``linear_sums`` after the ``num_rows`` rows of the sums, which
