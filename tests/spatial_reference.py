@@ -8,6 +8,7 @@ cell that falls outside the input contributes log-probability 0 (probability 1).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 from scipy.special import logsumexp, softmax
@@ -43,6 +44,30 @@ def all_combinations(channels: int, kernel_size: tuple[int, int]) -> np.ndarray:
     return indices
 
 
+def patch_children(
+    input_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    padding: str,
+) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """``(i, j, u, v, row, col)``: kernel cell ``(u, v)`` of the product at output cell ``(i, j)`` is input cell
+    ``(row, col)``; kernel cells on padding cells (log-probability 0) are left out."""
+    height, width = input_size
+    (top, _), (left, _) = (
+        conv_pads(height, kernel_size[0], dilations[0], padding),
+        conv_pads(width, kernel_size[1], dilations[1], padding),
+    )
+    out_h = conv_out_size(height, kernel_size[0], strides[0], dilations[0], padding)
+    out_w = conv_out_size(width, kernel_size[1], strides[1], dilations[1], padding)
+    for i, j in itertools.product(range(out_h), range(out_w)):
+        for u, v in itertools.product(range(kernel_size[0]), range(kernel_size[1])):
+            row = i * strides[0] + u * dilations[0] - top
+            col = j * strides[1] + v * dilations[1] - left
+            if 0 <= row < height and 0 <= col < width:
+                yield i, j, u, v, row, col
+
+
 def conv2d_product(
     x: np.ndarray,
     kernel_size: tuple[int, int],
@@ -50,26 +75,45 @@ def conv2d_product(
     dilations: tuple[int, int],
     padding: str,
     kernel_indices: np.ndarray | None,
+    kernel_weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Log-space products over dilated, strided patches; ``kernel_indices=None`` means depthwise."""
+    """Log-space products over dilated, strided patches; ``kernel_indices=None`` means depthwise.
+
+    ``kernel_weights`` (depthwise only): the factor of each kernel cell's child (default: all ones).
+    """
     batch, height, width, channels = x.shape
-    (top, _), (left, _) = (
-        conv_pads(height, kernel_size[0], dilations[0], padding),
-        conv_pads(width, kernel_size[1], dilations[1], padding),
-    )
     out_h = conv_out_size(height, kernel_size[0], strides[0], dilations[0], padding)
     out_w = conv_out_size(width, kernel_size[1], strides[1], dilations[1], padding)
     num_out = channels if kernel_indices is None else kernel_indices.shape[-1]
     out = np.zeros((batch, out_h, out_w, num_out), x.dtype)
-    for i, j in itertools.product(range(out_h), range(out_w)):
-        for u, v in itertools.product(range(kernel_size[0]), range(kernel_size[1])):
-            row = i * strides[0] + u * dilations[0] - top
-            col = j * strides[1] + v * dilations[1] - left
-            if 0 <= row < height and 0 <= col < width:
-                # Output channel o takes channel o (depthwise) or kernel_indices[u, v, o] of the input cell.
-                channels_used = np.arange(num_out) if kernel_indices is None else kernel_indices[u, v]
-                out[:, i, j, :] += x[:, row, col, channels_used]
+    for i, j, u, v, row, col in patch_children((height, width), kernel_size, strides, dilations, padding):
+        # Output channel o takes channel o (depthwise) or kernel_indices[u, v, o] of the input cell.
+        channels_used = np.arange(num_out) if kernel_indices is None else kernel_indices[u, v]
+        weight = 1.0 if kernel_weights is None else kernel_weights[u, v]
+        out[:, i, j, :] += weight * x[:, row, col, channels_used]
     return out
+
+
+def conv2d_product_input_gradient(
+    dy: np.ndarray,
+    input_shape: tuple[int, ...],
+    kernel_size: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    padding: str,
+    kernel_indices: np.ndarray | None,
+    kernel_weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gradient of ``sum(dy * conv2d_product(x))`` with respect to ``x``: each child gets the signal of every product
+    it is a factor of (times the kernel weight of its kernel cell, depthwise); padding cells pass nothing on."""
+    dx = np.zeros(input_shape, dy.dtype)
+    num_out = dy.shape[-1]
+    for i, j, u, v, row, col in patch_children(input_shape[1:3], kernel_size, strides, dilations, padding):
+        weight = 1.0 if kernel_weights is None else kernel_weights[u, v]
+        for o in range(num_out):
+            channel = o if kernel_indices is None else kernel_indices[u, v, o]
+            dx[:, row, col, channel] += weight * dy[:, i, j, o]
+    return dx
 
 
 def product_scopes(

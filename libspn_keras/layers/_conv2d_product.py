@@ -201,31 +201,66 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             )
         return count > 0
 
-    def _patch_slice(self, padded: Any, u: int, v: int, out_h: int, out_w: int) -> Any:
+    def _patch_slice(self, padded: np.ndarray, u: int, v: int, out_h: int, out_w: int) -> np.ndarray:
         row, col = u * self.dilations[0], v * self.dilations[1]
         rows = slice(row, row + self.strides[0] * (out_h - 1) + 1, self.strides[0])
         cols = slice(col, col + self.strides[1] * (out_w - 1) + 1, self.strides[1])
-        if isinstance(padded, np.ndarray):
-            return padded[rows, cols]
-        return padded[:, rows, cols]
+        return padded[rows, cols]
+
+    def _strided_view(self, x: tf.Tensor, out_h: int, out_w: int) -> tf.Tensor:
+        """The padded input as ``[batch, rows, stride_h, cols, stride_w, channels]``.
+
+        Padded row ``m * stride_h + r`` is ``view[:, m, r]``, so the cells of kernel cell ``(u, v)`` (padded rows
+        ``i * stride_h + u * dilation_h``) are the unit-stride block starting at ``m = u * dilation_h //
+        stride_h``, ``r = u * dilation_h % stride_h``: a ``tf.slice``, whose gradient is a ``Pad``, instead of a
+        strided slice, whose gradient (``StridedSliceGrad``) is several times slower on CPU. Only the padded
+        rows and columns some kernel cell reads are kept (zeros are appended where the view needs more).
+        """
+        _, height, width, channels = x.shape
+        pads = self.pad_sizes(height, width)
+        keeps, layout = [], []
+        for size, (before, _), out, kernel, stride, dilation in zip(
+            (height, width), pads, (out_h, out_w), self.kernel_size, self.strides, self.dilations, strict=True
+        ):
+            groups = out + (kernel - 1) * dilation // stride
+            total = groups * stride  # the first `total` rows of the input padded with zeros below
+            before = min(before, total)
+            keep = min(max(total - before, 0), size)
+            keeps.append(keep)
+            layout.append((before, total - before - keep, groups, stride))
+        (top, bottom, rows, stride_h), (left, right, cols, stride_w) = layout
+        padded = tf.pad(x[:, : keeps[0], : keeps[1]], [[0, 0], [top, bottom], [left, right], [0, 0]])
+        return tf.reshape(padded, [-1, rows, stride_h, cols, stride_w, channels])
+
+    def _cells(self, view: tf.Tensor, u: int, v: int, out_h: int, out_w: int) -> tf.Tensor:
+        """Input cells ``[batch, out_h, out_w, channels]`` of kernel cell ``(u, v)`` of every patch."""
+        (stride_h, stride_w), (dilation_h, dilation_w) = self.strides, self.dilations
+        row, col = u * dilation_h, v * dilation_w
+        begin = [0, row // stride_h, row % stride_h, col // stride_w, col % stride_w, 0]
+        block = tf.slice(view, begin, [-1, out_h, 1, out_w, 1, -1])
+        return tf.reshape(block, [-1, out_h, out_w, view.shape[-1]])
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        """Sum (log-space product) the selected channel of every cell of each patch."""
+        """Sum (log-space product) the selected channel of every cell of each patch.
+
+        One unit-stride slice of the strided view per kernel cell (``_strided_view``), times the kernel's entry
+        (depthwise; the kernel is all ones) or with the selected channels (``tf.gather``, whose gradient here is a
+        matmul with the one-hot selection), added up. Not a convolution: a convolution can multiply ``-inf``
+        inputs by zero taps (XLA does for depthwise convolutions in float64), giving NaN. A ``-inf`` input
+        (impossible) makes every product it is a factor of ``-inf``, never NaN; padding cells contribute 0.
+        """
         check_float_dtype(self.name, x.dtype)
-        _, height, width, _ = x.shape
-        (top, bottom), (left, right) = self.pad_sizes(height, width)
-        padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-        out_h, out_w = self._out_sizes(height, width)
-        out = None
+        out_h, out_w = self._out_sizes(x.shape[1], x.shape[2])
+        view = self._strided_view(x, out_h, out_w)
+        terms = []
         for u in range(self.kernel_size[0]):
             for v in range(self.kernel_size[1]):
-                cells = self._patch_slice(padded, u, v, out_h, out_w)
+                cells = self._cells(view, u, v, out_h, out_w)
                 if self.depthwise:
-                    term = cells * tf.cast(self.kernel[u, v], x.dtype)
+                    terms.append(cells * tf.cast(self.kernel[u, v], x.dtype))
                 else:
-                    term = tf.gather(cells, self.kernel_indices[u, v], axis=-1)
-                out = term if out is None else out + term
-        return out
+                    terms.append(gather_channels(cells, self.kernel_indices[u, v]))
+        return tf.add_n(terms)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, out_height, out_width, num_channels]``."""
@@ -251,3 +286,31 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             "seed": self.seed,
             **super().get_config(),
         }
+
+
+def gather_channels(x: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """``tf.gather(x, indices, axis=-1)`` whose gradient is a matmul with the one-hot selection.
+
+    TensorFlow's gradient of a gather along the last axis transposes the signal twice around an
+    ``UnsortedSegmentSum``; here each input channel receives the sum of the signals of the output channels that
+    selected it as ``dy @ one_hot(indices)`` (exact: sums of the signal values).
+
+    Args:
+        x: ``[..., channels]``.
+        indices: Selected channel of every output channel, ``[out_channels]`` (int32).
+
+    Returns:
+        ``[..., out_channels]``.
+    """
+    num_channels = x.shape[-1]
+
+    @tf.custom_gradient
+    def gather(x: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        def grad(dy: tf.Tensor) -> tf.Tensor:
+            one_hot = tf.one_hot(indices, num_channels, dtype=dy.dtype)  # [out_channels, channels]
+            flat = tf.matmul(tf.reshape(dy, [-1, dy.shape[-1]]), one_hot)
+            return tf.reshape(flat, tf.shape(x))
+
+        return tf.gather(x, indices, axis=-1), grad
+
+    return gather(x)

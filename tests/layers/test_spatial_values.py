@@ -140,6 +140,67 @@ def test_conv2d_product_gradient_counts_children():
     np.testing.assert_array_equal(grad, expected)
 
 
+def value_and_input_gradient(layer, mode, x, dy):
+    """``layer(x)`` and the gradient of ``sum(dy * layer(x))`` with respect to ``x``, in ``mode``."""
+
+    def value_and_grad(x, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x)
+        return out, tape.gradient(out, x, output_gradients=dy)
+
+    return run(value_and_grad, mode, tf.constant(x), tf.constant(dy))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("depthwise", [True, False], ids=["depthwise", "channel_subset"])
+@pytest.mark.parametrize(
+    "stride, dilation, kernel_size",
+    [(1, 1, (2, 2)), (2, 1, (2, 2)), (1, 2, (2, 3)), (2, 2, (2, 2)), (3, 2, (3, 2)), (2, (1, 3), (2, 2))],
+    ids=lambda v: str(v),
+)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_conv2d_product_input_gradient_matches_loop(padding, stride, dilation, kernel_size, depthwise, mode):
+    # Random signals, -inf inputs and odd sizes: the strided view's slices (and their Pad gradients) and the
+    # one-hot matmul gradient of the channel gather against the loop, in every execution mode.
+    rng = np.random.default_rng(7)
+    x = log_inputs(rng, (2, 9, 11, 3), "float64")
+    kwargs = dict(strides=stride, dilations=dilation, kernel_size=list(kernel_size), padding=padding)
+    layer = layers.Conv2DProduct(
+        depthwise=depthwise, num_channels=None if depthwise else 7, seed=3, dtype="float64", **kwargs
+    )
+    layer.build(x.shape)
+    dy = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float64")
+
+    out, grad = value_and_input_gradient(layer, mode, x, dy)
+
+    indices = None if depthwise else layer.kernel_indices.numpy()
+    strides, dilations = layer.strides, layer.dilations
+    assert_log_close(out, ref.conv2d_product(x, kernel_size, strides, dilations, padding, indices), "float64")
+    expected = ref.conv2d_product_input_gradient(dy, x.shape, kernel_size, strides, dilations, padding, indices)
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_depthwise_product_multiplies_by_its_kernel(mode):
+    # The non-trainable kernel (all ones unless assigned) scales each kernel cell's child, as the depthwise
+    # convolution of the original library does.
+    rng = np.random.default_rng(8)
+    x = log_inputs(rng, (2, 6, 7, 2), "float64", impossible=0.0)
+    layer = layers.Conv2DProduct(strides=1, dilations=2, kernel_size=2, padding="full", depthwise=True, dtype="float64")
+    layer.build(x.shape)
+    weights = np.array([[1.0, 0.5], [2.0, 0.25]])
+    layer.kernel.assign(weights)
+    dy = rng.normal(size=layer.compute_output_shape(x.shape))
+
+    out, grad = value_and_input_gradient(layer, mode, x, dy)
+
+    geometry = ((2, 2), (1, 1), (2, 2), "full", None)
+    np.testing.assert_allclose(out.numpy(), ref.conv2d_product(x, *geometry, kernel_weights=weights), rtol=1e-12)
+    expected = ref.conv2d_product_input_gradient(dy, x.shape, *geometry, kernel_weights=weights)
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Spatial sums
 
