@@ -229,7 +229,9 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             keeps.append(keep)
             layout.append((before, total - before - keep, groups, stride))
         (top, bottom, rows, stride_h), (left, right, cols, stride_w) = layout
-        padded = tf.pad(x[:, : keeps[0], : keeps[1]], [[0, 0], [top, bottom], [left, right], [0, 0]])
+        if keeps != [height, width]:  # input rows or columns no kernel cell reads
+            x = tf.slice(x, [0, 0, 0, 0], [-1, keeps[0], keeps[1], -1])
+        padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
         return tf.reshape(padded, [-1, rows, stride_h, cols, stride_w, channels])
 
     def _cells(self, view: tf.Tensor, u: int, v: int, out_h: int, out_w: int) -> tf.Tensor:
