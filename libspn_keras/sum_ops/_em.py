@@ -48,6 +48,10 @@ class SumOpEMBackprop(SumOpBase):
         return {}
 
 
+SELECTION_LOGITS_PER_ROW = 2**18
+"""The most selection logits per row of the signal (``groups * in * out``) a selection op forms at once."""
+
+
 class BaseSelectionSumOp(SumOpBase):
     """Base of ops that send each sum's count to one selected child (hard EM, unweighted hard EM, sampling).
 
@@ -87,23 +91,52 @@ class BaseSelectionSumOp(SumOpBase):
             ``[groups, rows, in, out]``, or ``[groups, rows, in, 1]`` when every sum of a row uses the same logits.
         """
 
+    shares_logits: ClassVar[bool] = False
+    """Whether ``selection_logits`` are the same for every sum of a row (``[groups, rows, in, 1]``)."""
+
     def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Send each sum's count to its selected child (segment sums; no one-hot edge tensors)."""
+        """Send each sum's count to its selected child (segment sums; no one-hot edge tensors).
+
+        The selection logits ``[groups, rows, in, out]`` are formed for at most ``SELECTION_LOGITS_PER_ROW``
+        (``groups * in * out``) per row at a time: with more, the sums are selected for in blocks of outputs, one
+        block after the other (a ``tf.map_fn``), so that e.g. the 1,024 products of the 512 regions and 32 sums
+        of a RAT-SPN level take 210 MB per block at batch 100 instead of 6.7 GB at once.
+        """
         x = parts.log_children
         assert x is not None, "selection ops do not fuse products, so the log-space children exist"
-        logits = self.selection_logits(x, tf.math.log(parts.weights))  # [groups, rows, in, out or 1]
-        shape = tf.shape(dy)
-        num_in = tf.shape(x)[-1]
-        winners = tf.broadcast_to(tf.argmax(logits, axis=-2, output_type=tf.int32), shape)
-        if self.sample_prob:
-            full = tf.concat([shape[:2], [num_in], shape[2:]], axis=0)
-            uniform = tf.random.uniform(full, minval=1e-20, maxval=1.0, dtype=logits.dtype)
-            sampled = tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-2, output_type=tf.int32)
-            if self.sample_prob < 1.0:
-                use_sample = tf.random.uniform(shape, dtype=logits.dtype) < self.sample_prob
-                sampled = tf.where(use_sample, sampled, winners)
-            winners = sampled
-        return selection_counts(winners, dy, num_in)
+        log_weights = tf.math.log(parts.weights)  # [groups or 1, in, out]
+        num_out = log_weights.shape[-1]
+        per_out = None if None in (x.shape[0], x.shape[-1]) else x.shape[0] * x.shape[-1]
+        if (self.shares_logits and not self.sample_prob) or per_out is None or num_out is None:
+            block = num_out
+        else:
+            block = max(1, SELECTION_LOGITS_PER_ROW // per_out)
+        if num_out is None or block >= num_out:
+            winners = self._select(x, log_weights)
+        else:
+            num_blocks = -(-num_out // block)
+            block = -(-num_out // num_blocks)  # balanced blocks, the last one padded
+            padded = tf.pad(log_weights, [[0, 0], [0, 0], [0, num_blocks * block - num_out]])
+            blocks = tf.transpose(tf.reshape(padded, [-1, padded.shape[1], num_blocks, block]), [2, 0, 1, 3])
+            selected = tf.map_fn(lambda lw: self._select(x, lw), blocks, fn_output_signature=tf.int32)
+            groups = tf.shape(selected)[1]  # [blocks, groups, rows, block]
+            winners = tf.reshape(tf.transpose(selected, [1, 2, 0, 3]), [groups, -1, num_blocks * block])
+            winners = winners[:, :, :num_out]
+        return selection_counts(tf.broadcast_to(winners, tf.shape(dy)), dy, tf.shape(x)[-1])
+
+    def _select(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+        """Selected child of each sum of ``log_weights`` (``[groups or 1, in, out]``): ``[groups, rows, out or 1]``."""
+        logits = self.selection_logits(x, log_weights)  # [groups, rows, in, out or 1]
+        winners = tf.argmax(logits, axis=-2, output_type=tf.int32)
+        if not self.sample_prob:
+            return winners
+        full = tf.concat([tf.shape(logits)[:3], tf.shape(log_weights)[-1:]], axis=0)  # every sum draws its own
+        uniform = tf.random.uniform(full, minval=1e-20, maxval=1.0, dtype=logits.dtype)
+        sampled = tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-2, output_type=tf.int32)
+        if self.sample_prob < 1.0:
+            use_sample = tf.random.uniform(tf.shape(sampled), dtype=logits.dtype) < self.sample_prob
+            sampled = tf.where(use_sample, sampled, tf.broadcast_to(winners, tf.shape(sampled)))
+        return sampled
 
     @property
     def merges_equal_rows(self) -> bool:
@@ -180,6 +213,8 @@ class SumOpUnweightedHardEMBackprop(BaseSelectionSumOp):
         >>> SumOpUnweightedHardEMBackprop()
         SumOpUnweightedHardEMBackprop(sample_prob=None)
     """
+
+    shares_logits: ClassVar[bool] = True
 
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
         """Unweighted child log-probabilities, the same for every sum of a region."""

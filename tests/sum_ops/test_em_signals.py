@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from libspn_keras import layers, models, sum_ops
+from libspn_keras.sum_ops import _em as em_module
 from tests.reference_spn import ReferenceSPN
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
@@ -53,6 +54,19 @@ def counts_and_child_signal(model, x, observed=None):
         total = tf.reduce_sum(out)
     acc_grads = tape.gradient(total, [dense.accumulators, root.accumulators])
     return [g.numpy() for g in acc_grads]
+
+
+# Selection logits per output of the model's DenseSum: (2 scopes x NUM_DECOMPS groups) x NUM_STATES**2 children.
+LOGITS_PER_OUT = 2 * NUM_DECOMPS * NUM_STATES**2
+
+
+@pytest.fixture(params=["whole", "blocks_of_1", "blocks_of_2"])
+def selection_blocks(request, monkeypatch):
+    """Selection ops form all their logits at once, or the DenseSum's 3 outputs in blocks of 1 (3 blocks) or of 2
+    (2 blocks, the last one padded), through ``SELECTION_LOGITS_PER_ROW``."""
+    if request.param != "whole":
+        monkeypatch.setattr(em_module, "SELECTION_LOGITS_PER_ROW", int(request.param[-1]) * LOGITS_PER_OUT)
+    return request.param
 
 
 @pytest.fixture
@@ -118,7 +132,7 @@ def _select(ref: ReferenceSPN, x: np.ndarray, weighted: bool) -> tuple[np.ndarra
     [(sum_ops.SumOpHardEMBackprop(), True), (sum_ops.SumOpUnweightedHardEMBackprop(), False)],
     ids=["hard_em", "unweighted_hard_em"],
 )
-def test_hard_em_winners_equal_brute_force_argmax(setup, float64, op, weighted):
+def test_hard_em_winners_equal_brute_force_argmax(setup, float64, selection_blocks, op, weighted):
     ref, x = setup
     model = make_model(ref, op)
     dense_counts, root_counts = counts_and_child_signal(model, x)
@@ -128,7 +142,7 @@ def test_hard_em_winners_equal_brute_force_argmax(setup, float64, op, weighted):
 
 
 @pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
-def test_hard_em_ties_go_to_the_first_child(float64, op_cls):
+def test_hard_em_ties_go_to_the_first_child(float64, selection_blocks, op_cls):
     # All variables unobserved: every leaf is 1, all products tie; uniform weights make weighted ties too.
     ref = make_reference(np.random.default_rng(1))
     ref.sum_weights[0][:] = 1.0 / NUM_STATES**2
@@ -142,7 +156,7 @@ def test_hard_em_ties_go_to_the_first_child(float64, op_cls):
     assert dense_counts.sum() == 4
 
 
-def test_hard_em_with_sampling_prob_one_samples_from_the_posterior(float64):
+def test_hard_em_with_sampling_prob_one_samples_from_the_posterior(float64, selection_blocks):
     ref = make_reference(np.random.default_rng(2))
     model = make_model(ref, sum_ops.SumOpHardEMBackprop(sample_prob=1.0))
     x = np.tile(np.array([[1, 0, 1]]), (4000, 1))
@@ -175,7 +189,7 @@ def test_child_signal_of_soft_em_is_the_gradient_of_the_log_likelihood(float64):
     [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop(), sum_ops.SumOpUnweightedHardEMBackprop()],
     ids=lambda op: type(op).__name__,
 )
-def test_em_ops_run_under_xla_with_the_same_counts(float64, op):
+def test_em_ops_run_under_xla_with_the_same_counts(float64, selection_blocks, op):
     ref = make_reference(np.random.default_rng(5))
     x = np.random.default_rng(6).integers(0, 2, size=(4, NUM_VARS)).astype("float64")
     model = make_model(ref, op)
