@@ -97,10 +97,11 @@ class BaseSelectionSumOp(SumOpBase):
     def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Send each sum's count to its selected child (segment sums; no one-hot edge tensors).
 
-        The selection logits ``[groups, rows, in, out]`` are formed for at most ``SELECTION_LOGITS_PER_ROW``
-        (``groups * in * out``) per row at a time: with more, the sums are selected for in blocks of outputs, one
-        block after the other (a ``tf.map_fn``), so that e.g. the 1,024 products of the 512 regions and 32 sums
-        of a RAT-SPN level take 210 MB per block at batch 100 instead of 6.7 GB at once.
+        At most ``SELECTION_LOGITS_PER_ROW`` selection logits (``groups * in * out``) per row are formed at once:
+        with more, the sums select their children in blocks of outputs, one block after the other (a
+        ``tf.map_fn``), with the same winners. E.g. the logits of a RAT-SPN level with 512 regions of 1,024 products
+        and 32 sums take 210 MB per block at batch 100 instead of 6.7 GB at once. Logits that every sum of a row
+        shares (``shares_logits``, without sampling) are formed once, never in blocks.
         """
         x = parts.log_children
         assert x is not None, "selection ops do not fuse products, so the log-space children exist"
