@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from libspn_keras import layers, models, sum_ops
+from libspn_keras.math import WeightedSumParts
 from libspn_keras.sum_ops import _em as em_module
 from tests.reference_spn import ReferenceSPN
 
@@ -215,3 +216,26 @@ def test_em_ops_reject_logspace_accumulators():
 def test_sample_prob_out_of_range_raises(prob):
     with pytest.raises(ValueError, match="sample_prob in \\[0, 1\\]"):
         sum_ops.SumOpHardEMBackprop(sample_prob=prob)
+
+
+@pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
+def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkeypatch, op_cls):
+    # Every sum of a row draws its own child, also when its block of sums is formed separately: with the same
+    # children in every row, the edge counts over many rows estimate softmax(x + log w) (weighted) or softmax(x).
+    rng = np.random.default_rng(9)
+    num_rows, num_in, num_out = 4000, 3, 5
+    x_group = np.log(rng.dirichlet(np.ones(num_in), size=2))  # [groups, in]
+    weights = rng.dirichlet(np.ones(num_in), size=(2, num_out)).transpose(0, 2, 1)  # [groups, in, out]
+    x = np.repeat(x_group[:, None, :], num_rows, axis=1)
+    parts = WeightedSumParts(log_sums=None, weights=tf.constant(weights), log_children=tf.constant(x))
+    monkeypatch.setattr(em_module, "SELECTION_LOGITS_PER_ROW", 2 * 2 * num_in)  # blocks of 2 sums: 3 blocks
+
+    child_counts, edge_counts = op_cls(sample_prob=1.0).backward(parts, tf.ones([2, num_rows, num_out], tf.float64))
+
+    logits = x_group[:, :, None] + (np.log(weights) if op_cls is sum_ops.SumOpHardEMBackprop else 0.0)
+    posterior = np.exp(logits - logits.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(edge_counts.numpy() / num_rows, np.broadcast_to(posterior, weights.shape), atol=0.035)
+    np.testing.assert_allclose(child_counts.numpy().sum(axis=-1), num_out)  # each sum sends its count to one child
+    if op_cls is sum_ops.SumOpUnweightedHardEMBackprop:  # independent draws per sum, not one draw per row
+        assert len({tuple(row) for row in edge_counts.numpy()[0].T}) > 1
