@@ -123,6 +123,8 @@ class BaseSelectionSumOp(SumOpBase):
             groups = tf.shape(selected)[1]  # [blocks, groups, rows, block]
             winners = tf.reshape(tf.transpose(selected, [1, 2, 0, 3]), [groups, -1, num_blocks * block])
             winners = winners[:, :, :num_out]
+        if winners.shape[-1] == 1 and num_out != 1:  # one child per row for all its sums (shared logits)
+            return shared_selection_counts(winners, dy, tf.shape(x)[-1])
         return selection_counts(tf.broadcast_to(winners, tf.shape(dy)), dy, tf.shape(x)[-1])
 
     def _select(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
@@ -171,6 +173,25 @@ def selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor) -> tu
         tf.reshape(child_counts, [num_groups, num_rows, num_in]),
         tf.reshape(edge_counts, [num_groups, num_in, num_out]),
     )
+
+
+def shared_selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``selection_counts`` when all sums of a row select the same child ``winners[g, r, 0]``.
+
+    The child receives the row's total count, and the edge counts of a group are one matmul of the rows' one-hot
+    selections with their counts (``[in, rows] x [rows, out]``) instead of segment sums over every sum of every row.
+
+    Args:
+        winners: Selected child per row, ``[groups, rows, 1]`` (int32).
+        dy: Count of each sum, ``[groups, rows, out]``.
+        num_in: Number of children per sum.
+
+    Returns:
+        Child counts ``[groups, rows, in]`` and edge counts ``[groups, in, out]``.
+    """
+    one_hot = tf.one_hot(winners[..., 0], num_in, dtype=dy.dtype)  # [groups, rows, in]
+    child_counts = one_hot * tf.reduce_sum(dy, axis=-1, keepdims=True)
+    return child_counts, tf.matmul(one_hot, dy, transpose_a=True)
 
 
 def weighted_logits(x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:

@@ -239,3 +239,26 @@ def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkey
     np.testing.assert_allclose(child_counts.numpy().sum(axis=-1), num_out)  # each sum sends its count to one child
     if op_cls is sum_ops.SumOpUnweightedHardEMBackprop:  # independent draws per sum, not one draw per row
         assert len({tuple(row) for row in edge_counts.numpy()[0].T}) > 1
+
+
+@pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
+def test_selection_counts_of_children_and_edges_equal_brute_force(float64, selection_blocks, op_cls):
+    # Random counts (some zero) per sum: each sum sends its count to its selected child, and the edge count of
+    # (child, sum) adds the counts of the rows where the sum selected that child.
+    rng = np.random.default_rng(10)
+    num_groups, num_rows, num_in, num_out = 2 * NUM_DECOMPS, 7, NUM_STATES**2, NUM_SUMS  # LOGITS_PER_OUT's sizes
+    x = np.log(rng.uniform(0.05, 1.0, size=(num_groups, num_rows, num_in)))
+    weights = rng.dirichlet(np.ones(num_in), size=(num_groups, num_out)).transpose(0, 2, 1)
+    dy = rng.uniform(size=(num_groups, num_rows, num_out)) * (rng.uniform(size=(num_groups, num_rows, num_out)) < 0.7)
+    parts = WeightedSumParts(log_sums=None, weights=tf.constant(weights), log_children=tf.constant(x))
+
+    child_counts, edge_counts = op_cls().backward(parts, tf.constant(dy))
+
+    weighted = op_cls is sum_ops.SumOpHardEMBackprop
+    expected_children, expected_edges = np.zeros_like(x), np.zeros_like(weights)
+    for g, r, o in np.ndindex(num_groups, num_rows, num_out):
+        winner = int(np.argmax(x[g, r] + (np.log(weights[g, :, o]) if weighted else 0.0)))
+        expected_children[g, r, winner] += dy[g, r, o]
+        expected_edges[g, winner, o] += dy[g, r, o]
+    np.testing.assert_allclose(child_counts.numpy(), expected_children, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(edge_counts.numpy(), expected_edges, rtol=1e-12, atol=1e-15)
