@@ -10,7 +10,9 @@ Built from libspn_keras layers:
     -> 4 x [DenseProduct(2) -> DenseSum(32)] -> DenseProduct(2) -> Undecompose -> RootSum
 
 (31,717,376 parameters; the EinsumNetworks model has 31,717,408.) The "floor" row performs the same multiply-adds
-of the sum layers as plain batched matmuls on random tensors, without log-space arithmetic or products.
+of the sum layers as plain batched matmuls on random tensors, without log-space arithmetic or products; the
+"floor + outer products" row also forms the linear outer products those matmuls read (from random factors), which
+is as far as a forward pass that materializes the products can get.
 
 Peer: SPFlow 1.x (``pip install spflow``, PyTorch CPU), the same model as ``spflow.zoo.einet.Einet`` (Bernoulli
 leaves, 32 per variable and repetition, ``Factorize`` into 32 leaf regions, 5 levels of ``EinsumLayer``, repetition
@@ -25,8 +27,9 @@ row saying so.
 Each implementation runs in its own subprocess of this script, with the same data (written by the libspn-keras
 process), the same number of intra-op threads and the same epochs (libspn-keras: one ``model.fit`` call on a
 ``tf.data.Dataset`` without autotuning, see ``training_dataset``); "peak RSS" is that subprocess's ``ru_maxrss``
-(framework runtime, data and model included). Data: ``accidents`` from ``../shared/data/debd`` when present, else
-a synthetic mixture of 20 Bernoulli products of the same shape (12,758 train / 2,551 test rows), said in the output.
+when training has ended, before anything else is timed (framework runtime, data and model included). Data:
+``accidents`` from ``../shared/data/debd`` when present, else a synthetic mixture of 20 Bernoulli products of the
+same shape (12,758 train / 2,551 test rows), said in the output.
 
 Usage:
     python benchmarks/ratspn_em.py                       # full benchmark, every installed peer (slow on CPU)
@@ -67,6 +70,7 @@ OUR_LABELS = {
     "normalized": "libspn-keras (online soft EM, normalized_update)",
     "counts": "libspn-keras (online soft EM, gliding average of counts)",
 }
+PRODUCTS_FLOOR_LABEL = "floor + outer products: the matmuls and the products they read"
 SPFLOW_LABELS = {
     "native": "SPFlow Einet (SPFlow EM step + online interpolation)",
     "autograd": "SPFlow Einet (autograd E-step + online interpolation)",
@@ -147,8 +151,8 @@ def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> Any:
     return models.SequentialSumProductNetwork(stack)
 
 
-def floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callable[[], Any]:
-    """The sum layers' multiply-adds as plain batched matmuls on random tensors (the "floor")."""
+def floor_operands(model: Any, batch: int) -> list[tuple[Any, Any]]:
+    """Random operands of the floor: ``([regions, batch, in], [regions, in, out])`` per ``DenseSum`` layer."""
     import tensorflow as tf
 
     from libspn_keras import layers
@@ -158,6 +162,14 @@ def floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callabl
         if isinstance(layer, layers.DenseSum):
             s, d, i, o = layer.accumulators.shape
             operands.append((tf.random.uniform([s * d, batch, i]), tf.random.uniform([s * d, i, o])))
+    return operands
+
+
+def floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callable[[], Any]:
+    """The sum layers' multiply-adds as plain batched matmuls on random tensors (the "floor")."""
+    import tensorflow as tf
+
+    operands = floor_operands(model, batch)
 
     @tf.function(jit_compile=jit_compile)
     def run() -> tf.Tensor:
@@ -166,38 +178,105 @@ def floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callabl
     return run
 
 
-def forward_and_floor(model: Any, batch: Any, rounds: int) -> dict[str, dict[str, float]]:
-    """Seconds per forward batch and per floor batch, and their ratio, in graph mode and under XLA.
+def outer_products(factors: list[Any]) -> Any:
+    """Row-wise outer products of linear factors ``[regions, rows, nodes]`` -> ``[regions, rows, nodes ** f]``.
 
-    Each is the median of ``rounds`` rounds; the four functions are timed alternately, round by round, which keeps
+    Formed as ``libspn_keras.math.log_product_weighted_sum_parts`` forms them: one batched ``[n^k, 1] x [1, n]``
+    matmul per further factor; node ``(i, j)`` is at ``i * n + j`` (the first factor varies slowest).
+    """
+    import tensorflow as tf
+
+    products = factors[0]
+    for factor in factors[1:]:
+        by_row = tf.reshape(products, [-1, products.shape[-1], 1])
+        products = tf.matmul(by_row, tf.reshape(factor, [-1, 1, factor.shape[-1]]))
+        products = tf.reshape(products, [factor.shape[0], factor.shape[1], -1])
+    return products
+
+
+def products_floor_operands(model: Any, batch: int) -> list[tuple[list[Any], Any]]:
+    """Random operands of "floor + outer products": ``(factors, weights)`` per ``DenseSum`` layer.
+
+    A sum over a ``DenseProduct`` output gets that product's linear factors (``[regions, batch, nodes]`` each, whose
+    ``outer_products`` are the floor's left operand); any other sum gets the floor's left operand as one factor.
+    """
+    import tensorflow as tf
+
+    from libspn_keras import layers
+
+    operands = []
+    for previous, layer in zip([None, *model.layers[:-1]], model.layers, strict=True):
+        if not isinstance(layer, layers.DenseSum):
+            continue
+        s, d, i, o = layer.accumulators.shape
+        if isinstance(previous, layers.DenseProduct):
+            nodes = round(i ** (1 / previous.num_factors))
+            factors = [tf.random.uniform([s * d, batch, nodes]) for _ in range(previous.num_factors)]
+        else:
+            factors = [tf.random.uniform([s * d, batch, i])]
+        operands.append((factors, tf.random.uniform([s * d, i, o])))
+    return operands
+
+
+def products_floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callable[[], Any]:
+    """The floor plus the linear outer products that the matmuls of sums over ``DenseProduct`` outputs read.
+
+    The same matmuls as ``floor_function``; where a sum's children are the products of a ``DenseProduct``, its
+    matmul's left operand is formed from random linear factors by ``outer_products``, as the library forms it. Any
+    forward pass that materializes the products before contracting them (every implementation built from
+    framework ops, without a kernel that forms them inside the matmul) pays at least this: the gap between this row
+    and the floor is the cost of writing and re-reading the products, the gap between the forward pass and this row
+    everything else (leaves, ``exp`` / ``log``, maxima, the root).
+    """
+    import tensorflow as tf
+
+    operands = products_floor_operands(model, batch)
+
+    @tf.function(jit_compile=jit_compile)
+    def run() -> tf.Tensor:
+        return tf.add_n([tf.reduce_sum(tf.matmul(outer_products(f), w)) for f, w in operands])
+
+    return run
+
+
+def forward_and_floor(model: Any, batch: Any, rounds: int) -> dict[str, dict[str, float]]:
+    """Seconds per forward batch, per floor batch and per "floor + outer products" batch, in graph mode and XLA.
+
+    Each is the median of ``rounds`` rounds; the six functions are timed alternately, round by round, which keeps
     a change of machine speed during the run (other jobs, frequency scaling) out of the ratios (medians of the
     per-round ratios).
 
     Returns:
         ``{"graph": {...}, "xla": {...}}`` (``tf.function`` without and with ``jit_compile=True``), each with
-        ``forward_s``, ``floor_s`` and ``ratio``.
+        ``forward_s``, ``floor_s``, ``products_floor_s``, ``ratio`` (forward / floor) and ``products_ratio``
+        (floor + outer products over the floor).
     """
     import tensorflow as tf
 
     modes = {"graph": False, "xla": True}
+    size = int(batch.shape[0])
     functions = {
         mode: (
             tf.function(lambda x: model(x), jit_compile=jit),
-            floor_function(model, int(batch.shape[0]), jit_compile=jit),
+            floor_function(model, size, jit_compile=jit),
+            products_floor_function(model, size, jit_compile=jit),
         )
         for mode, jit in modes.items()
     }
-    pairs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    rows: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
     for _ in range(rounds):
-        for mode, (forward, floor) in functions.items():
-            pairs[mode].append((timed(lambda forward=forward: forward(batch), 3), timed(floor, 3)))
+        for mode, (forward, floor, products_floor) in functions.items():
+            forward_s = timed(lambda forward=forward: forward(batch), 3)
+            rows[mode].append((forward_s, timed(floor, 3), timed(products_floor, 3)))
     return {
         mode: {
-            "forward_s": statistics.median(f for f, _ in timings),
-            "floor_s": statistics.median(g for _, g in timings),
-            "ratio": statistics.median(f / g for f, g in timings),
+            "forward_s": statistics.median(f for f, _, _ in timings),
+            "floor_s": statistics.median(g for _, g, _ in timings),
+            "products_floor_s": statistics.median(p for _, _, p in timings),
+            "ratio": statistics.median(f / g for f, g, _ in timings),
+            "products_ratio": statistics.median(p / g for _, g, p in timings),
         }
-        for mode, timings in pairs.items()
+        for mode, timings in rows.items()
     }
 
 
@@ -303,6 +382,7 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     data = training_dataset(train[:fit_rows], args.batch_size)
     model.fit(data, epochs=args.epochs, verbose=0, callbacks=[clock])
     fit_return_s = time.perf_counter() - clock.train_end
+    training_peak_mb = peak_rss_mb()  # before the floors' operands and the timed functions are allocated
     batch = tf.constant(test[: args.batch_size])
     timings = forward_and_floor(model, batch, 5)
     profile = layer_profile(model, batch, 10) if args.profile_layers else []
@@ -316,9 +396,11 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
         "forward_batch": int(batch.shape[0]),
         "floor_s": timings["graph"]["floor_s"],
         "floor_ratio": timings["graph"]["ratio"],
+        "products_floor_s": timings["graph"]["products_floor_s"],
+        "products_ratio": timings["graph"]["products_ratio"],
         "xla": timings["xla"],
         "profile": profile,
-        "peak_mb": peak_rss_mb(),
+        "peak_mb": training_peak_mb,
         "test_ll": test_ll,
         "source": source,
         "train_rows": int(train.shape[0]),
@@ -450,6 +532,7 @@ def run_spflow(args: argparse.Namespace) -> dict[str, Any]:
             expectation_maximization_batched(model, [batch], num_epochs=1)
             online.interpolate(before)
         epoch_times.append(time.perf_counter() - start)
+    training_peak_mb = peak_rss_mb()
     model.eval()
     batch = test[: args.batch_size]
     with torch.no_grad():
@@ -463,7 +546,7 @@ def run_spflow(args: argparse.Namespace) -> dict[str, Any]:
         "fit_rows": fit_rows,
         "forward_s": forward_s,
         "forward_batch": int(batch.shape[0]),
-        "peak_mb": peak_rss_mb(),
+        "peak_mb": training_peak_mb,
         "test_ll": test_ll,
         "library": f"SPFlow {spflow.__version__}, PyTorch {torch.__version__}",
     }
@@ -610,15 +693,22 @@ def main() -> None:
             f"| {result['peak_mb']:,.0f} | {result['test_ll']:.3f} |"
         )
     print(f"| floor: sum-layer matmuls only | - | - | {ours['forward_batch'] / ours['floor_s']:,.0f} | - | - |")
+    print(f"| {PRODUCTS_FLOOR_LABEL} | - | - | {ours['forward_batch'] / ours['products_floor_s']:,.0f} | - | - |")
     xla = ours["xla"]
     xla_samples = ours["forward_batch"] / xla["forward_s"]
     print(f"| libspn-keras forward under XLA (jit_compile=True) | - | - | {xla_samples:,.0f} | - | - |")
     print(f"| floor under XLA | - | - | {ours['forward_batch'] / xla['floor_s']:,.0f} | - | - |")
+    xla_products = ours["forward_batch"] / xla["products_floor_s"]
+    print(f"| {PRODUCTS_FLOOR_LABEL} under XLA | - | - | {xla_products:,.0f} | - | - |")
     if mark:
         print(f"\n* extrapolated from {used_batches} of {full_batches} batches per epoch (--max-batches)")
     print(
-        f"\nforward pass / floor: {ours['floor_ratio']:.1f}x; both under XLA: {xla['ratio']:.1f}x "
+        f"\nforward pass / floor: {ours['floor_ratio']:.2f}x; both under XLA: {xla['ratio']:.2f}x "
         "(medians of 5 interleaved rounds of timings)"
+    )
+    print(
+        f"floor + outer products / floor: {ours['products_ratio']:.2f}x; both under XLA: {xla['products_ratio']:.2f}x "
+        "(what forming the products costs before any log-space arithmetic, leaf or root)"
     )
     print(
         f"libspn-keras: one model.fit call for all epochs (a tf.data.Dataset, autotuning off), each epoch timed by a "

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,8 @@ def test_ratspn_em_benchmark_quick():
     assert "| libspn-keras (online soft EM, normalized_update) |" in result.stdout
     assert "| floor: sum-layer matmuls only |" in result.stdout
     assert "forward pass / floor:" in result.stdout
+    assert "| floor + outer products: the matmuls and the products they read |" in result.stdout
+    assert "floor + outer products / floor:" in result.stdout
     assert "| libspn-keras forward under XLA (jit_compile=True) |" in result.stdout
     assert "libspn-keras: one model.fit call for all epochs" in result.stdout
     assert "intra-op threads:" in result.stdout
@@ -54,7 +57,9 @@ def fake_result(params: int) -> dict:
         "forward_batch": 100,
         "floor_s": 0.1,
         "floor_ratio": 5.0,
-        "xla": {"forward_s": 0.25, "floor_s": 0.1, "ratio": 2.5},
+        "products_floor_s": 0.2,
+        "products_ratio": 2.0,
+        "xla": {"forward_s": 0.25, "floor_s": 0.1, "products_floor_s": 0.125, "ratio": 2.5, "products_ratio": 1.25},
         "peak_mb": 100.0,
         "test_ll": -30.0,
         "source": "fake",
@@ -87,6 +92,38 @@ def test_ratspn_em_ratio_line(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "| SPFlow Einet (autograd E-step + online interpolation) | 9 | 8.00 | 100 | 100 | -30.000 |" in out
     assert "libspn-keras vs SPFlow: 4.0x faster per epoch, forward 2.0x" in out
+    assert "| floor + outer products: the matmuls and the products they read | - | - | 500 | - | - |" in out
+    assert "| floor + outer products: the matmuls and the products they read under XLA | - | - | 800 | - | - |" in out
+    assert "forward pass / floor: 5.00x; both under XLA: 2.50x" in out
+    assert "floor + outer products / floor: 2.00x; both under XLA: 1.25x" in out
+
+
+@pytest.mark.parametrize("num_factors", [1, 2, 3])
+def test_ratspn_em_outer_products_match_numpy(num_factors):
+    """The "floor + outer products" row forms the products the model's sums read: row-wise, first factor slowest."""
+    script = load_script(RATSPN_EM)
+    rng = np.random.default_rng(num_factors)
+    factors = [rng.uniform(size=(3, 5, 4)).astype("float32") for _ in range(num_factors)]
+    expected = factors[0]
+    for factor in factors[1:]:
+        expected = np.einsum("gri,grj->grij", expected, factor).reshape(3, 5, -1)
+    np.testing.assert_allclose(script.outer_products(factors), expected, rtol=1e-6)
+
+
+def test_ratspn_em_products_floor_does_the_floors_multiply_adds():
+    """The "floor + outer products" operands have the floor's shapes, the products formed from a product's factors."""
+    script = load_script(RATSPN_EM)
+    model = script.build(20, depth=2, reps=2, dists=3, sums=3)
+    model(np.zeros((4, 20), "float32"))
+    floor = script.floor_operands(model, 4)
+    products = script.products_floor_operands(model, 4)
+    # leaf sum over 2 indicators, a sum over the 3 x 3 products of a DenseProduct(2)
+    assert [len(factors) for factors, _ in products] == [1, 2]
+    assert [tuple(a.shape) for a, _ in floor] == [(40, 4, 2), (4, 4, 9)]
+    for (a, b), (factors, weights) in zip(floor, products, strict=True):
+        assert script.outer_products(factors).shape == a.shape
+        assert weights.shape == b.shape
+    assert np.isfinite(float(script.products_floor_function(model, 4)()))
 
 
 def test_ratspn_em_spflow_autograd_estep_matches_spflow_em():
