@@ -38,7 +38,8 @@ class SumOpEMBackprop(SumOpBase):
         assert linear is not None and scaled is not None, "the forward pass keeps the linear sums"
         positive = linear > 0
         ratio = tf.where(positive, dy / tf.where(positive, linear, tf.ones_like(dy)), tf.zeros_like(dy))
-        # An explicit transpose of the weights: BatchMatMul with adjoint_b is several times slower on CPU.
+        # An explicit transpose of the weights; Grappler folds it into the matmul (`transpose_b=True` instead: the
+        # same time at the widest level of the benchmark RAT-SPN, see benchmarks/README.md).
         child_mass = tf.matmul(ratio, tf.linalg.matrix_transpose(parts.weights))
         edge_mass = tf.matmul(scaled, ratio, transpose_a=True)
         return scaled * child_mass, parts.weights * edge_mass
