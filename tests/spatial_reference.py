@@ -68,6 +68,28 @@ def patch_children(
                 yield i, j, u, v, row, col
 
 
+def product_terms(
+    spatial_shape: tuple[int, int],
+    num_out: int,
+    kernel_size: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    padding: str,
+    kernel_indices: np.ndarray | None,
+    kernel_weights: np.ndarray | None,
+):
+    """The terms of a Conv2DProduct: ``(i, j, row, col, channels, weight)`` per output cell and non-padding child.
+
+    Output channel ``o`` of cell ``(i, j)`` adds ``weight`` times channel ``channels[o]`` of input cell ``(row,
+    col)``: channel ``o`` itself (depthwise, ``kernel_indices=None``) or ``kernel_indices[u, v, o]``; ``weight`` is
+    the depthwise kernel's entry for the kernel cell (default 1).
+    """
+    for i, j, u, v, row, col in patch_children(spatial_shape, kernel_size, strides, dilations, padding):
+        channels = np.arange(num_out) if kernel_indices is None else kernel_indices[u, v]
+        weight = 1.0 if kernel_weights is None else kernel_weights[u, v]
+        yield i, j, row, col, channels, weight
+
+
 def conv2d_product(
     x: np.ndarray,
     kernel_size: tuple[int, int],
@@ -86,10 +108,8 @@ def conv2d_product(
     out_w = conv_out_size(width, kernel_size[1], strides[1], dilations[1], padding)
     num_out = channels if kernel_indices is None else kernel_indices.shape[-1]
     out = np.zeros((batch, out_h, out_w, num_out), x.dtype)
-    for i, j, u, v, row, col in patch_children((height, width), kernel_size, strides, dilations, padding):
-        # Output channel o takes channel o (depthwise) or kernel_indices[u, v, o] of the input cell.
-        channels_used = np.arange(num_out) if kernel_indices is None else kernel_indices[u, v]
-        weight = 1.0 if kernel_weights is None else kernel_weights[u, v]
+    geometry = (kernel_size, strides, dilations, padding, kernel_indices, kernel_weights)
+    for i, j, row, col, channels_used, weight in product_terms((height, width), num_out, *geometry):
         out[:, i, j, :] += weight * x[:, row, col, channels_used]
     return out
 
@@ -107,12 +127,10 @@ def conv2d_product_input_gradient(
     """Gradient of ``sum(dy * conv2d_product(x))`` with respect to ``x``: each child gets the signal of every product
     it is a factor of (times the kernel weight of its kernel cell, depthwise); padding cells pass nothing on."""
     dx = np.zeros(input_shape, dy.dtype)
-    num_out = dy.shape[-1]
-    for i, j, u, v, row, col in patch_children(input_shape[1:3], kernel_size, strides, dilations, padding):
-        weight = 1.0 if kernel_weights is None else kernel_weights[u, v]
-        for o in range(num_out):
-            channel = o if kernel_indices is None else kernel_indices[u, v, o]
-            dx[:, row, col, channel] += weight * dy[:, i, j, o]
+    geometry = (kernel_size, strides, dilations, padding, kernel_indices, kernel_weights)
+    for i, j, row, col, channels, weight in product_terms(input_shape[1:3], dy.shape[-1], *geometry):
+        # Several output channels may select the same input channel: unbuffered addition.
+        np.add.at(dx, (slice(None), row, col, channels), weight * dy[:, i, j, :])
     return dx
 
 
