@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, pop_input_shape
 
 
 class BaseLeaf(keras.layers.Layer, abc.ABC):
@@ -43,7 +43,9 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
     """
 
     def __init__(self, num_components: int, **kwargs: Any) -> None:
+        input_shape = pop_input_shape(type(self).__name__, kwargs)
         super().__init__(**kwargs)
+        self._input_shape_arg = input_shape  # read by keras.Sequential to create its input
         self.num_components = check_positive_int(type(self).__name__, "num_components", num_components)
 
     def _check_input_shape(self, input_shape: Shape) -> None:

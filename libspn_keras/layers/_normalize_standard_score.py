@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape, check_float_dtype, is_number
+from libspn_keras.layers._validation import Shape, check_float_dtype, is_number, pop_input_shape
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -41,7 +41,9 @@ class NormalizeStandardScore(keras.layers.Layer):
     """
 
     def __init__(self, normalization_epsilon: float = 1e-8, sample_wise: bool = True, **kwargs: Any) -> None:
+        input_shape = pop_input_shape("NormalizeStandardScore", kwargs)
         super().__init__(**kwargs)
+        self._input_shape_arg = input_shape  # read by keras.Sequential to create its input
         if not is_number(normalization_epsilon) or not normalization_epsilon >= 0:
             raise ValueError(
                 f"NormalizeStandardScore expects normalization_epsilon >= 0. Received: {normalization_epsilon!r}"

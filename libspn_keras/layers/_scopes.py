@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
+from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, pop_input_shape
 from libspn_keras.math import (
     attach_row_sums,
     attached_row_sums,
@@ -33,7 +33,8 @@ class FlatToRegions(keras.layers.Layer):
 
     Args:
         num_decomps: Number of decompositions.
-        **kwargs: Keyword arguments to pass on to ``keras.layers.Layer``.
+        **kwargs: Keyword arguments to pass on to ``keras.layers.Layer``; ``input_shape`` (without the batch axis),
+            as in LibSPN Keras, makes the layer the input of a ``keras.Sequential`` model.
 
     Input shape:
         ``[batch, num_vars]`` or ``[batch, num_vars, var_dimensionality]``.
@@ -48,7 +49,9 @@ class FlatToRegions(keras.layers.Layer):
     """
 
     def __init__(self, num_decomps: int = 1, **kwargs: Any) -> None:
+        input_shape = pop_input_shape("FlatToRegions", kwargs)
         super().__init__(**kwargs)
+        self._input_shape_arg = input_shape  # read by keras.Sequential to create its input
         self.num_decomps = check_positive_int("FlatToRegions", "num_decomps", num_decomps)
 
     def build(self, input_shape: Shape) -> None:

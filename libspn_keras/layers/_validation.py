@@ -23,6 +23,36 @@ def check_positive_int(layer: str, name: str, value: Any) -> int:
     return int(float(value))
 
 
+def pop_input_shape(layer: str, kwargs: dict[str, Any]) -> tuple[int | None, ...] | None:
+    """Take LibSPN Keras' ``input_shape`` (or ``input_dim``) argument out of a first layer's keyword arguments.
+
+    The original, on ``tf.keras``, starts a ``Sequential`` model with e.g. ``FlatToRegions(..., input_shape=...)``.
+    Keras 3 still honours the argument but warns on every such layer, so the layers take it themselves and hand it
+    to ``keras.Sequential`` as Keras' own layers do (``layer._input_shape_arg``), without the warning.
+
+    Args:
+        layer: Name of the layer class, for the error message.
+        kwargs: The layer's keyword arguments; ``input_shape`` and ``input_dim`` are removed from it.
+
+    Returns:
+        The input shape without the batch axis, or ``None`` if neither argument was given.
+
+    Raises:
+        ValueError: If the shape is not a sequence of positive integers (or ``None``), or both are given.
+    """
+    input_shape, input_dim = kwargs.pop("input_shape", None), kwargs.pop("input_dim", None)
+    if input_dim is not None:
+        if input_shape is not None:
+            raise ValueError(f"{layer} takes input_shape or input_dim, not both. Received: {input_shape}, {input_dim}")
+        input_shape = (input_dim,)
+    if input_shape is None:
+        return None
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else (input_shape,)
+    if not all(d is None or (is_number(d) and float(d).is_integer() and d > 0) for d in shape):
+        raise ValueError(f"{layer} expects input_shape to be a tuple of positive integers. Received: {input_shape!r}")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 def check_rank(layer: str, input_shape: Sequence[Any], rank: int, layout: str) -> None:
     """Raise a ``ValueError`` unless ``input_shape`` (batch included) has ``rank`` axes."""
     if len(input_shape) != rank:
