@@ -1,14 +1,33 @@
-"""Tests of ``libspn_keras.datasets``: the DEBD loader and the digits split."""
+"""Tests of ``libspn_keras.datasets``: the DEBD and Olivetti loaders (local folder and cache) and the digits split.
+
+The fetching is tested without network access: the origin is a ``file://`` mirror built from the local copies in
+``../shared/data`` (the DEBD repository's uncompressed ``NAME/NAME.SPLIT.data`` layout, and ``olivettifaces.mat``).
+"""
 
 import gzip
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 
-from libspn_keras.datasets import DEBD_SPLITS, DigitsSplit, load_debd, load_digits_split
+from libspn_keras.datasets import (
+    DEBD_ORIGIN,
+    DEBD_SPLITS,
+    OLIVETTI_ORIGIN,
+    DigitsSplit,
+    load_debd,
+    load_digits_split,
+    load_olivetti_faces,
+)
 
-DEBD_DIR = Path(__file__).parents[1] / ".." / "shared" / "data" / "debd"
+# The shared data folder next to the repository; LIBSPN_KERAS_SHARED_DATA points elsewhere (e.g. from a worktree).
+SHARED_DATA = Path(os.environ.get("LIBSPN_KERAS_SHARED_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
+DEBD_DIR = SHARED_DATA / "debd"
+OLIVETTI_DIR = SHARED_DATA / "olivetti"
 
 TOY = {
     "train": np.array([[0, 1, 1], [1, 0, 1], [0, 0, 0]]),
@@ -165,3 +184,107 @@ def test_load_digits_split_unflattened():
 def test_load_digits_split_rejects_bad_fraction(fraction):
     with pytest.raises(ValueError, match="test_fraction"):
         load_digits_split(test_fraction=fraction)
+
+
+def _needs(path: Path) -> None:
+    if not path.is_file():
+        pytest.skip(f"{path.resolve()} not found (shared data directory absent)")
+
+
+def _debd_mirror(root: Path, name: str) -> Path:
+    """A copy of the local DEBD files in the repository's layout, ``ROOT/NAME/NAME.SPLIT.data`` (uncompressed)."""
+    (root / name).mkdir(parents=True)
+    for split in DEBD_SPLITS:
+        with gzip.open(DEBD_DIR / f"{name}.{split}.data.gz", "rb") as source:
+            (root / name / f"{name}.{split}.data").write_bytes(source.read())
+    return root
+
+
+def test_debd_origin_is_the_public_repository():
+    assert DEBD_ORIGIN.startswith("https://raw.githubusercontent.com/arranger1044/DEBD/")
+    assert OLIVETTI_ORIGIN.startswith("https://")
+
+
+def test_load_debd_reads_uncompressed_files(tmp_path):
+    for split, array in TOY.items():
+        (tmp_path / f"toy.{split}.data").write_text("\n".join(",".join(map(str, row)) for row in array) + "\n")
+    for split, array in load_debd("toy", tmp_path).items():
+        np.testing.assert_array_equal(array, TOY[split])
+
+
+def test_load_debd_fetches_into_cache_then_reads_the_cache(tmp_path):
+    _needs(DEBD_DIR / "nltcs.train.data.gz")
+    mirror = _debd_mirror(tmp_path / "mirror", "nltcs")
+    cache = tmp_path / "cache"
+    fetched = load_debd("nltcs", cache_dir=cache, origin=mirror.as_uri())
+    expected = {}
+    for split in DEBD_SPLITS:
+        with gzip.open(DEBD_DIR / f"nltcs.{split}.data.gz", "rt") as handle:
+            expected[split] = np.loadtxt(handle, delimiter=",", dtype=np.int32)
+    for split in DEBD_SPLITS:
+        np.testing.assert_array_equal(fetched[split], expected[split])
+    assert {p.name for p in (cache / "datasets" / "debd").iterdir()} == {f"nltcs.{s}.data" for s in DEBD_SPLITS}
+    assert fetched["train"].shape == (16181, 16)
+
+    shutil.rmtree(mirror)  # the origin is gone: the cached copy is read, nothing is fetched
+    again = load_debd("nltcs", split="test", cache_dir=cache, origin=mirror.as_uri())
+    np.testing.assert_array_equal(again, expected["test"])
+
+
+def test_load_debd_fetches_only_the_split_asked_for(tmp_path):
+    _needs(DEBD_DIR / "nltcs.test.data.gz")
+    mirror = _debd_mirror(tmp_path / "mirror", "nltcs")
+    load_debd("nltcs", split="valid", cache_dir=tmp_path / "cache", origin=mirror.as_uri())
+    assert [p.name for p in (tmp_path / "cache" / "datasets" / "debd").iterdir()] == ["nltcs.valid.data"]
+
+
+def test_load_debd_unreachable_origin_names_url_and_cache(tmp_path):
+    origin = (tmp_path / "no-mirror").as_uri()
+    with pytest.raises(OSError, match=r"nltcs\.train\.data.*no-mirror/nltcs/nltcs\.train\.data.*cache.*path"):
+        load_debd("nltcs", cache_dir=tmp_path / "cache", origin=origin)
+
+
+def _olivetti_reference() -> np.ndarray:
+    # Independent of the loader: scikit-learn's reading of the same file (columns are column-major 64x64 images).
+    faces = scipy.io.loadmat(OLIVETTI_DIR / "olivettifaces.mat")["faces"]
+    return np.stack([faces[:, i].reshape(64, 64, order="F") for i in range(faces.shape[1])])
+
+
+def test_load_olivetti_faces_from_folder():
+    _needs(OLIVETTI_DIR / "olivettifaces.mat")
+    images, labels = load_olivetti_faces(OLIVETTI_DIR)
+    assert images.shape == (400, 64, 64) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, _olivetti_reference())
+    np.testing.assert_array_equal(labels, np.arange(400) // 10)
+    # Upright faces: the forehead (top rows) is brighter than the chin area's background on average.
+    assert images[:, :8].mean() > images[:, -8:].mean() - 40
+
+
+def test_load_olivetti_faces_fetches_into_cache_with_checksum(tmp_path):
+    _needs(OLIVETTI_DIR / "olivettifaces.mat")
+    source = OLIVETTI_DIR / "olivettifaces.mat"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    images, _ = load_olivetti_faces(cache_dir=cache, origin=source.resolve().as_uri(), sha256=digest)
+    np.testing.assert_array_equal(images, _olivetti_reference())
+    assert (cache / "datasets" / "olivetti" / "olivettifaces.mat").read_bytes() == source.read_bytes()
+    cached, _ = load_olivetti_faces(cache_dir=cache, origin=(tmp_path / "gone.mat").as_uri(), sha256=digest)
+    np.testing.assert_array_equal(cached, images)
+
+
+def test_load_olivetti_faces_rejects_a_file_with_another_checksum(tmp_path):
+    _needs(OLIVETTI_DIR / "olivettifaces.mat")
+    origin = (OLIVETTI_DIR / "olivettifaces.mat").resolve().as_uri()
+    with pytest.raises(OSError, match=r"olivettifaces\.mat.*corrupted"):
+        load_olivetti_faces(cache_dir=tmp_path, origin=origin, sha256="0" * 64)
+
+
+def test_load_olivetti_faces_missing_or_bad_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"olivettifaces\.mat.*path=None"):
+        load_olivetti_faces(tmp_path)
+    scipy.io.savemat(tmp_path / "olivettifaces.mat", {"faces": np.zeros((10, 4), np.uint8)})
+    with pytest.raises(ValueError, match=r"shape \(4096, 400\).*\(10, 4\)"):
+        load_olivetti_faces(tmp_path)
+    (tmp_path / "olivettifaces.mat").write_text("not a MATLAB file")
+    with pytest.raises(ValueError, match="Could not read"):
+        load_olivetti_faces(tmp_path)
