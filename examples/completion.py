@@ -5,7 +5,8 @@ Reports the mean squared error of the completed pixels on the 0-255 scale, as in
 completion, next to a per-pixel-mean baseline. Saves a PNG grid: original / masked / completed.
 
 Data: scikit-learn's 8x8 digits (default, pip only) or the Olivetti faces (64x64; ``--dataset olivetti``, read
-from ``../shared/data/olivetti/olivettifaces.mat``; the last 50 images are the test set as in the paper).
+from ``--data-dir``, else ``../shared/data/olivetti`` if present, else fetched once into
+``~/.keras/datasets/olivetti``; the last 50 images are the test set as in the paper).
 
     python examples/completion.py                      # digits, ~1 minute on 2 CPU cores
     python examples/completion.py --dataset olivetti   # Olivetti, downsampled to 32x32 by default
@@ -18,6 +19,31 @@ import os
 import time
 from pathlib import Path
 
+import data_paths  # examples/data_paths.py: finds and checks the data folder without TensorFlow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments (the data folder too); needs no TensorFlow, so a bad path fails at once."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["digits", "olivetti"], default="digits")
+    data_paths.add_data_dir_argument(parser, "olivettifaces.mat", "olivetti")
+    parser.add_argument("--size", type=int, default=32, help="olivetti side length (64 = full resolution)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--output-dir", type=Path, default=REPO / "outputs")
+    parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+    args = parser.parse_args(argv)
+    if args.size < 1 or 64 % args.size:
+        parser.error(f"--size must divide 64. Received: {args.size}")
+    if args.dataset == "olivetti":
+        args.data_dir = data_paths.olivetti_data_dir(parser, args.data_dir)
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # bad arguments or a bad --data-dir fail here, before TensorFlow starts
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -25,12 +51,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from libspn_keras import initializers, layers, losses, metrics, models  # noqa: E402
+from libspn_keras.datasets import load_olivetti_faces  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER_OLIVETTI = {"bottom": 735.0, "left": 811.0}  # DGC-SPN + USI, Table 1
 
 
-def load_images(dataset: str, data_dir: Path, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+def load_images(dataset: str, data_dir: Path | None, size: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Return (train, test) images on the 0-255 scale, ``[n, height, width]``."""
     if dataset == "digits":
         from sklearn.datasets import load_digits
@@ -40,12 +66,7 @@ def load_images(dataset: str, data_dir: Path, size: int | None) -> tuple[np.ndar
         order = rng.permutation(len(images))
         images = images[order]
         return images[:-200], images[-200:]
-    from scipy.io import loadmat
-
-    path = data_dir / "olivettifaces.mat"
-    if not path.exists():
-        raise FileNotFoundError(f"Olivetti faces not found at {path}; pass --data-dir")
-    faces = loadmat(path)["faces"].T.reshape(400, 64, 64).transpose(0, 2, 1).astype(np.float64)
+    faces = load_olivetti_faces(data_dir).images.astype(np.float64)  # data_dir None: fetched into the cache
     if size and size != 64:
         factor = 64 // size
         faces = faces.reshape(400, size, factor, size, factor).mean(axis=(2, 4))
@@ -85,15 +106,8 @@ def half_mask(shape: tuple[int, int, int], which: str) -> np.ndarray:
     return mask
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "olivetti"], default="digits")
-    parser.add_argument("--data-dir", type=Path, default=REPO / ".." / "shared" / "data" / "olivetti")
-    parser.add_argument("--size", type=int, default=32, help="olivetti side length (64 = full resolution)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--output-dir", type=Path, default=REPO / "outputs")
-    parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
 

@@ -1,8 +1,9 @@
 """RAT-SPNs on the DEBD binary density-estimation benchmarks, trained with Adam; reports log-likelihoods.
 
 Each data set ``NAME`` is read from ``DATA_DIR/NAME.{train,valid,test}.data.gz`` (see
-``libspn_keras.datasets.load_debd``); by default ``DATA_DIR`` is ``../shared/data/debd`` relative to the
-repository root. For every data set a RAT-SPN with ``IndicatorLeaf(num_components=2)`` leaves is fitted by
+``libspn_keras.datasets.load_debd``). Without ``--data-dir`` the files come from ``../shared/data/debd`` next to
+the repository if it holds them, else from the public DEBD repository, fetched once into
+``~/.keras/datasets/debd``. For every data set a RAT-SPN with ``IndicatorLeaf(num_components=2)`` leaves is fitted by
 maximum likelihood (no labels), keeping the weights of the epoch with the best validation log-likelihood, and
 the mean train / valid / test log-likelihoods (nats per sample) are printed as a Markdown table::
 
@@ -20,6 +21,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import data_paths  # examples/data_paths.py: finds and checks the data folder without TensorFlow
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments (the data files too); needs no TensorFlow, so a bad path fails at once."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    data_paths.add_data_dir_argument(parser, "NAME.SPLIT.data.gz files", "debd")
+    parser.add_argument("--datasets", nargs="+", default=["nltcs", "plants"], help="DEBD data set names")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on valid LL)")
+    parser.add_argument("--num-decomps", type=int, default=None, help="decompositions (RAT-SPN repetitions)")
+    parser.add_argument("--num-sums", type=int, default=None, help="sums per region")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 1 epoch on 500 rows (smoke test)")
+    parser.add_argument("--verbose", action="store_true", help="print the log-likelihoods of every epoch")
+    args = parser.parse_args(argv)
+    args.data_dir = data_paths.debd_data_dir(parser, args.data_dir, args.datasets)
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # bad arguments or a bad --data-dir fail here, before TensorFlow starts
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -28,8 +53,6 @@ import numpy as np  # noqa: E402
 
 from libspn_keras import layers, losses, metrics, models  # noqa: E402
 from libspn_keras.datasets import load_debd  # noqa: E402
-
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "debd"
 
 # Published test log-likelihoods (nats per sample) for context: RAT-SPN (Peharz et al., UAI 2019, Table 2) and
 # EiNets (Peharz et al., ICML 2020, Table 2).
@@ -98,7 +121,7 @@ def build_ratspn(num_vars: int, config: Config, seed: int) -> models.SequentialS
     return models.SequentialSumProductNetwork(stack, unsupervised=True, name=f"ratspn_{num_vars}_vars")
 
 
-def fit_dataset(name: str, data_dir: Path, config: Config, seed: int, verbose: int = 0) -> dict[str, float]:
+def fit_dataset(name: str, data_dir: Path | None, config: Config, seed: int, verbose: int = 0) -> dict[str, float]:
     """Train on ``name``'s train split (early stopping on valid) and return its log-likelihoods per split."""
     data = load_debd(name, data_dir)
     train = data["train"][: config.max_train_rows]
@@ -157,19 +180,7 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder of NAME.*.data.gz files")
-    parser.add_argument("--datasets", nargs="+", default=["nltcs", "plants"], help="DEBD data set names")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on valid LL)")
-    parser.add_argument("--num-decomps", type=int, default=None, help="decompositions (RAT-SPN repetitions)")
-    parser.add_argument("--num-sums", type=int, default=None, help="sums per region")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
-    parser.add_argument("--quick", action="store_true", help="tiny model, 1 epoch on 500 rows (smoke test)")
-    parser.add_argument("--verbose", action="store_true", help="print the log-likelihoods of every epoch")
-    args = parser.parse_args(argv)
-
+    args = parse_args(argv)
     config = Config(num_decomps=2, num_sums=2, epochs=1, max_train_rows=500) if args.quick else Config()
     overrides = {
         "epochs": args.epochs,
@@ -179,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "learning_rate": args.learning_rate,
     }
     config = Config(**{**config.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
-    print(f"data: {args.data_dir.resolve()}\nconfig: {config}")
+    source = args.data_dir.resolve() if args.data_dir is not None else "the cache (~/.keras/datasets/debd)"
+    print(f"data: {source}\nconfig: {config}")
 
     results = {}
     for name in args.datasets:

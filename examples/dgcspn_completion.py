@@ -51,6 +51,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import data_paths  # examples/data_paths.py: finds and checks the data folder without TensorFlow
+
+# The repository root (a notebook twin has no __file__ and runs from examples/).
+REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments (the data folder too); needs no TensorFlow, so a bad path fails at once."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data_paths.add_data_dir_argument(parser, "olivettifaces.mat", "olivetti")
+    parser.add_argument("--size", type=int, choices=[16, 32, 64], help="image side (default 32; 16 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="default 5 (1 with --quick)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--output-dir", type=Path, default=REPO / "outputs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny model for smoke tests")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be positive. Received: {args.epochs}")
+    args.data_dir = data_paths.olivetti_data_dir(parser, args.data_dir)
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # bad arguments or a bad --data-dir fail here, before TensorFlow starts
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -58,9 +84,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from libspn_keras import initializers, layers, losses, models, optimizers, sum_ops  # noqa: E402
+from libspn_keras.datasets import load_olivetti_faces  # noqa: E402
 
-# The repository root (a notebook twin has no __file__ and runs from examples/).
-REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 EPSILON = 1e-2  # added to the standard deviation when standardizing
 HALVES = ("bottom", "left")
 STATISTICS = ("estimated", "observed half", "oracle")
@@ -89,14 +114,13 @@ REDUCED = Sizes(side=32, num_sums=16, first_channels=64, epochs=5)
 QUICK = Sizes(side=16, num_sums=4, first_channels=16, epochs=1)
 
 
-def load_olivetti(data_dir: Path, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(train, test)`` faces ``[n, side, side]`` on the 0-255 scale; the last 50 faces are the test set."""
-    from scipy.io import loadmat
+def load_olivetti(data_dir: Path | None, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(train, test)`` faces ``[n, side, side]`` on the 0-255 scale; the last 50 faces are the test set.
 
-    path = data_dir / "olivettifaces.mat"
-    if not path.is_file():
-        raise FileNotFoundError(f"Olivetti faces not found at {path}; pass --data-dir")
-    faces = loadmat(path)["faces"].T.reshape(400, 64, 64).transpose(0, 2, 1).astype(np.float64)
+    ``data_dir`` holds ``olivettifaces.mat``; ``None`` reads the copy in ``~/.keras/datasets/olivetti``, fetched
+    there first if absent.
+    """
+    faces = load_olivetti_faces(data_dir).images.astype(np.float64)
     if 64 % side:
         raise ValueError(f"--size must divide 64. Received: {side}")
     factor = 64 // side
@@ -261,15 +285,7 @@ def print_table(results: dict[str, Any], baseline: dict[str, dict[str, float]], 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=REPO / ".." / "shared" / "data" / "olivetti")
-    parser.add_argument("--size", type=int, choices=[16, 32, 64], help="image side (default 32; 16 with --quick)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {REDUCED.epochs} ({QUICK.epochs} quick)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--output-dir", type=Path, default=REPO / "outputs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="tiny model for smoke tests")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     sizes = QUICK if args.quick else REDUCED
     sizes = Sizes(
         sizes.side if args.size is None else args.size,
@@ -277,8 +293,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sizes.first_channels,
         sizes.epochs if args.epochs is None else args.epochs,
     )
-    if sizes.epochs < 1:
-        parser.error("--epochs must be positive")
     start = time.perf_counter()
 
     train, test = load_olivetti(args.data_dir, sizes.side)
