@@ -1,12 +1,12 @@
 """Training does not grow memory without bound: the demo's density estimator on many copies of its data.
 
-``examples/demo.py`` fits a RAT-SPN density estimator (``NormalLeaf``, five levels of ``DenseProduct`` /
-``DenseSum``, ``RootSum``) to the dequantized 8x8 digits (1347 training images) with ``NegativeLogLikelihood`` and
-Adam, 64 images per batch. Here the same model (``FULL`` sizes) trains for one epoch on ``copies`` freshly
-dequantized copies of that training set, in a subprocess so that the measurement starts from a clean process. The
-resident set size (``psutil`` if installed, else ``/proc/self/statm``) is recorded after every batch; after a
-warm-up (tracing, allocator pools), the growth over the first and the second half of the remaining batches must
-both stay small. A leak proportional to the number of batches shows up as equal growth in both halves.
+``examples/demo.py`` fits a RAT-SPN density estimator (``IndicatorLeaf`` over the 17 pixel levels, five levels of
+``DenseProduct`` / ``DenseSum``, ``RootSum``) to the 8x8 digits (1347 training images) with
+``NegativeLogLikelihood`` and Adam, 64 images per batch. Here the same model (``FULL`` sizes) trains for one epoch
+on ``copies`` shuffled copies of that training set, in a subprocess so that the measurement starts from a clean
+process. The resident set size (``psutil`` if installed, else ``/proc/self/statm``) is recorded after every batch;
+after a warm-up (tracing, allocator pools), the growth over the first and the second half of the remaining batches
+must both stay small. A leak proportional to the number of batches shows up as equal growth in both halves.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ WORKER = textwrap.dedent(
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     split = load_digits_split(test_fraction=0.25, seed=0)
-    x = np.concatenate([demo.dequantize(split.x_train, rng) for _ in range(copies)])
+    x = np.concatenate([rng.permutation(demo.pixel_levels(split.x_train)) for _ in range(copies)])
     x = x[: len(x) // 64 * 64]  # full batches only: a smaller last batch would trace the train step again
     spn = demo.build_density_estimator(demo.FULL)
     spn.compile(
