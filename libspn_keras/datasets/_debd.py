@@ -96,6 +96,16 @@ def load_debd(
 ) -> np.ndarray: ...
 
 
+@overload
+def load_debd(
+    name: str,
+    *,
+    split: Split,
+    cache_dir: str | os.PathLike[str] | None = None,
+    origin: str = DEBD_ORIGIN,
+) -> np.ndarray: ...
+
+
 def load_debd(
     name: str,
     path: str | os.PathLike[str] | None = None,
