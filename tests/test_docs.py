@@ -181,3 +181,28 @@ def test_page_code_runs(page):
     assert blocks, f"no python code blocks in {page}"
     namespace = {"__name__": f"docs_{Path(page).stem}"}
     exec(compile("\n\n".join(blocks), str(DOCS / page), "exec"), namespace)
+
+
+def test_readme_starts_with_the_two_set_up_commands():
+    text = (REPO / "README.md").read_text()
+    first_block = re.match(r"```bash\n(.*?)\n```\n", text, re.DOTALL)
+    assert first_block is not None, "README.md must open with a bash block"
+    assert first_block.group(1).splitlines() == [
+        'pip install ".[demo]" && python examples/demo.py',
+        'pip install ".[test]" && python -m pytest',
+    ]
+
+
+def test_readme_demo_numbers_are_the_ones_the_demo_printed():
+    # The seed-0 output in examples/README.md is the demo's own printout; the README's table quotes it.
+    printed = (REPO / "examples" / "README.md").read_text()
+    output = re.search(r"```text\n(8x8 digits:.*?)```", printed, re.DOTALL).group(1)
+    test_ll = re.search(r"test log-likelihood per image: +(-?[\d.]+) nats \(([\d.]+) bits", output)
+    baseline = re.search(r"histograms \(baseline\) log-likelihood per image: +(-?[\d.]+) nats", output)
+    accuracy = re.search(r"test accuracy: ([\d.]+)%", output).group(1)
+    accuracy_half = re.search(r"missing \(NaN\): ([\d.]+)%", output).group(1)
+    readme = (REPO / "README.md").read_text()
+    demo_section = readme[readme.index("## The demo: measured results") : readme.index("## Examples")]
+    for number in (test_ll.group(1), baseline.group(1), f"{accuracy}%", f"{accuracy_half}%"):
+        assert number in demo_section, number
+    assert f"{float(test_ll.group(2)):.2f} bits per pixel" in demo_section
