@@ -30,6 +30,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments; needs no TensorFlow, so a bad argument fails at once."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny models and 1 epoch (smoke test)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of both models (default: 10)")
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs"), help="where the picture goes")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1. Received: {args.epochs}")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # bad arguments fail here, before TensorFlow starts
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -229,15 +246,7 @@ def save_picture(path: Path, split: DigitsSplit, density: dict, classifier: dict
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny models and 1 epoch (smoke test)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs of both models (default: 10)")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs"), help="where the picture goes")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
-    args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1. Received: {args.epochs}")
-
+    args = parse_args(argv)
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()  # same numbers from run to run

@@ -102,16 +102,18 @@ except SystemExit as exit:
 @pytest.mark.parametrize(
     ("script", "args", "named"),
     [
-        ("debd.py", ["--datasets", "nltcs"], "nltcs.train.data.gz"),
-        ("completion.py", ["--dataset", "olivetti"], "olivettifaces.mat"),
-        ("dgcspn_completion.py", [], "olivettifaces.mat"),
+        ("debd.py", ["--datasets", "nltcs", "--data-dir", "NO"], "nltcs.train.data.gz"),
+        ("completion.py", ["--dataset", "olivetti", "--data-dir", "NO"], "olivettifaces.mat"),
+        ("dgcspn_completion.py", ["--data-dir", "NO"], "olivettifaces.mat"),
+        ("demo.py", ["--epochs", "0"], "--epochs must be at least 1"),
     ],
 )
-def test_bad_data_dir_fails_before_tensorflow_starts(tmp_path, script, args, named):
-    command = [sys.executable, "-c", RUN_AS_MAIN, str(EXAMPLES / script), *args, "--data-dir", str(tmp_path / "no")]
+def test_bad_arguments_fail_before_tensorflow_starts(tmp_path, script, args, named):
+    args = [str(tmp_path / "no") if arg == "NO" else arg for arg in args]
+    command = [sys.executable, "-c", RUN_AS_MAIN, str(EXAMPLES / script), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.stdout.split() == ["exit", "2", "False"], result.stderr[-2000:]
-    assert named in result.stderr and "--data-dir" in result.stderr
+    assert named in result.stderr
 
 
 @pytest.mark.slow
