@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -21,6 +21,22 @@ def check_positive_int(layer: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer() or value < 1:
         raise ValueError(f"{layer} expects {name} to be a positive integer. Received: {name}={value!r}")
     return int(float(value))
+
+
+def check_bool(layer: str, name: str, value: Any) -> bool:
+    """Return ``value`` if it is a boolean (Python or NumPy), else raise a ``TypeError`` quoting it.
+
+    Truthiness is not enough: ``"no"`` and ``"False"`` are truthy strings, ``0.0`` a number.
+
+    Example:
+        >>> check_bool("RootSum", "flag", "no")
+        Traceback (most recent call last):
+        ...
+        TypeError: RootSum expects flag to be True or False. Received: flag='no'
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{layer} expects {name} to be True or False. Received: {name}={value!r}")
+    return bool(value)
 
 
 def check_rank(layer: str, input_shape: Sequence[Any], rank: int, layout: str) -> None:
@@ -53,6 +69,56 @@ def initial_value(variable: Any) -> np.ndarray | None:
     with tf.init_scope():
         value = np.asarray(keras.ops.convert_to_numpy(variable))
     return value if value.shape == tuple(variable.shape) else None
+
+
+def checked_initializer(
+    initializer: Callable[..., Any],
+    layer: str,
+    argument: str,
+    requirement: str,
+    valid: Callable[[Any], Any],
+    what: str = "value",
+) -> Callable[..., Any]:
+    """Wrap ``initializer`` so that the values it gives are checked with ``valid`` wherever they are made.
+
+    Eagerly (a layer built on data or symbolic inputs) a ``ValueError`` is raised at once. In a layer built
+    lazily inside a traced function (e.g. the first step of ``fit`` on a model without ``keras.Input``) the values
+    only exist when the graph runs, so a check with the same message runs with the variable's initialization
+    (an ``InvalidArgumentError``).
+
+    Args:
+        initializer: The initializer to wrap.
+        layer: Name of the layer, for the message.
+        argument: Name of the initializer argument, for the message.
+        requirement: What the values must be, e.g. ``"finite, positive scales"``.
+        valid: Maps the initial values (a tensor) to a boolean tensor, ``True`` where a value is valid.
+        what: Name of the values in the message (``"Received: min(scale)=..."``).
+
+    Returns:
+        An initializer ``(shape, dtype=None) -> values`` for ``add_weight``.
+
+    Raises:
+        ValueError: When called eagerly, if ``valid`` is ``False`` anywhere.
+    """
+    message = f"Layer '{layer}' expects {argument} to give {requirement}."
+
+    def initialize(shape: Sequence[int], dtype: Any = None) -> Any:
+        values = tf.convert_to_tensor(initializer(shape, dtype=dtype))
+        if tf.executing_eagerly():
+            if not bool(tf.reduce_all(valid(values))):
+                received = np.asarray(values)
+                raise ValueError(
+                    f"{message} Received: min({what})={received.min()}, max({what})={received.max()}, "
+                    f"{int(np.size(received) - np.count_nonzero(np.asarray(valid(values))))} invalid values"
+                )
+            return values
+        # A data dependency (``check_numerics`` of zeros, NaN where invalid): a variable's initial value may be lifted
+        # out of the traced function, and control dependencies are not lifted with it.
+        zeros = tf.zeros_like(values)
+        flags = tf.debugging.check_numerics(tf.where(valid(values), zeros, zeros + np.nan), message)
+        return values + flags
+
+    return initialize
 
 
 def check_linear_accumulators(layer: str, accumulators: Any) -> None:
