@@ -55,6 +55,49 @@ def check_float_dtype(layer: str, dtype: Any, what: str = "log-probabilities") -
         raise TypeError(f"Layer '{layer}' expects floating-point {what}. Received: dtype={name}")
 
 
+def check_states(values: tf.Tensor, num_states: int, message: str, fraction_message: str | None = None) -> tf.Tensor:
+    """Return ``values`` once checked to be integers in ``[0, num_states)``, without casting them.
+
+    The checks compare in the input's own dtype (integers as int64): a cast to int32 first would wrap ``+-inf``,
+    huge floats and large integers around into the range. They are TensorFlow assertions, so they hold eagerly and
+    in a ``tf.function`` (``InvalidArgumentError`` with ``message``); XLA drops them.
+
+    Args:
+        values: Integer, boolean or floating-point tensor (``NaN`` is rejected: replace missing values first).
+        num_states: Number of states.
+        message: Start of the error message, e.g. ``"Layer 'leaf' expects integer states in [0, 3)"``; what was
+            received is appended (``"; received a negative value"``).
+        fraction_message: Message for a non-integral float (default: ``message + "; received a fraction"``).
+
+    Returns:
+        The checked values: floats unchanged, integers and booleans as int64.
+
+    Example:
+        >>> check_states(tf.constant([0.0, 2.0]), 3, "labels in [0, 3)").numpy().tolist()
+        [0.0, 2.0]
+    """
+    values = values if values.dtype.is_floating else tf.cast(values, tf.int64)
+    # Eagerly each assertion raises as it is made: NaN first (it fails every comparison).
+    is_nan = tf.math.is_nan(values) if values.dtype.is_floating else tf.zeros_like(values, tf.bool)
+    checks = [tf.debugging.assert_equal(is_nan, tf.zeros_like(is_nan), message=message + "; received NaN")]
+    checks += [
+        tf.debugging.assert_greater_equal(
+            values, tf.zeros([], values.dtype), message=message + "; received a negative value"
+        ),
+        tf.debugging.assert_less(
+            values, tf.cast(num_states, values.dtype), message=message + "; received a larger value"
+        ),
+    ]
+    if values.dtype.is_floating:
+        checks.append(
+            tf.debugging.assert_equal(
+                values, tf.round(values), message=fraction_message or message + "; received a fraction"
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(values)
+
+
 # Keras shapes: a tuple of ints with ``None`` for unknown sizes (usually the batch). Arithmetic on entries is only
 # done after ``build`` checked that the entries involved are known, hence ``Any``.
 Shape = tuple[Any, ...]
