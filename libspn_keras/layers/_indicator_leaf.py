@@ -27,7 +27,9 @@ class IndicatorLeaf(BaseLeaf):
     Args:
         num_components: Number of components, or indicators in this context (states of each variable).
         dtype: Dtype of the input (integer; float inputs are accepted too, where ``NaN`` marks missing values).
-            The output has Keras' float type (``keras.config.floatx()``).
+            The output has Keras' float type (``keras.config.floatx()``). In a model, declare the same dtype in
+            ``keras.Input``: Keras casts the data to it before the leaf sees it, so an SPN model with an integer
+            ``keras.Input`` rejects float data holding ``NaN``, fractions or out-of-range values.
         **kwargs: Kwargs to pass onto the ``keras.layers.Layer`` superclass.
 
     Input shape:
