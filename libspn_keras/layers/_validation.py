@@ -142,6 +142,18 @@ def checked_initializer(
 
     Raises:
         ValueError: When called eagerly, if ``valid`` is ``False`` anywhere.
+
+    Example:
+        >>> import keras
+        >>> init = checked_initializer(
+        ...     keras.initializers.Constant(-1.0), "leaf", "scale_initializer", "positive scales",
+        ...     lambda v: v > 0, "scale",
+        ... )
+        >>> init((2,))
+        Traceback (most recent call last):
+        ...
+        ValueError: Layer 'leaf' expects scale_initializer to give positive scales. Received: min(scale)=-1.0, \
+max(scale)=-1.0, 2 invalid values
     """
     message = f"Layer '{layer}' expects {argument} to give {requirement}."
 
