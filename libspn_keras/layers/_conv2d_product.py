@@ -60,7 +60,8 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         dilations: A tuple or list of dilations.
         kernel_size: A tuple or list of kernel sizes.
         num_channels: Number of channels. If ``None``, will be set to ``num_in_channels ** prod(kernel_sizes)``.
-            This can be a source of OOM problems quickly.
+            This can be a source of OOM problems quickly: more than ``2**20`` such channels raise a
+            ``ValueError`` when the layer is built (pass ``num_channels`` to draw that many combinations).
         padding: Can be either ``'full'``, ``'valid'`` or ``'final'``.
         depthwise: Whether to use depthwise convolutions. If ``True``, the value of ``num_channels`` is ignored.
         seed: Seed of the random channel combinations when ``num_channels`` is smaller than all combinations.
@@ -155,6 +156,13 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             self.kernel = self.add_weight(name="kernel", shape=self.kernel_size, initializer="ones", trainable=False)
             return
         total = int(channels) ** (self.kernel_size[0] * self.kernel_size[1])
+        if self.num_channels is None and total > MAX_ALL_COMBINATIONS:
+            raise ValueError(
+                f"Layer '{self.name}' with num_channels=None forms every combination of {channels} input channels "
+                f"over its {self.kernel_size} kernel: {total} output channels, more than {MAX_ALL_COMBINATIONS}. "
+                "Pass num_channels=N to draw N distinct random combinations (seeded by seed), or use "
+                f"depthwise=True. Received: num_channels=None, input_shape={tuple(input_shape)}"
+            )
         if self.num_channels is None:
             self.num_channels = total
         if self.num_channels > total:
@@ -288,6 +296,10 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             "seed": self.seed,
             **super().get_config(),
         }
+
+
+#: Most output channels ``Conv2DProduct(num_channels=None)`` forms (all ``C ** (kernel_h * kernel_w)`` combinations).
+MAX_ALL_COMBINATIONS = 2**20
 
 
 def gather_channels(x: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:

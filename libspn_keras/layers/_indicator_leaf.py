@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from libspn_keras.layers._base_leaf import BaseLeaf
-from libspn_keras.layers._validation import Shape
+from libspn_keras.layers._validation import Shape, check_states
 from libspn_keras.math import attach_indicator_index, indicator_index, indicator_log_table
 
 
@@ -27,7 +27,9 @@ class IndicatorLeaf(BaseLeaf):
     Args:
         num_components: Number of components, or indicators in this context (states of each variable).
         dtype: Dtype of the input (integer; float inputs are accepted too, where ``NaN`` marks missing values).
-            The output has Keras' float type (``keras.config.floatx()``).
+            The output has Keras' float type (``keras.config.floatx()``). In a model, declare the same dtype in
+            ``keras.Input``: Keras casts the data to it before the leaf sees it, so an SPN model with an integer
+            ``keras.Input`` rejects float data holding ``NaN``, fractions or out-of-range values.
         **kwargs: Kwargs to pass onto the ``keras.layers.Layer`` superclass.
 
     Input shape:
@@ -101,24 +103,10 @@ class IndicatorLeaf(BaseLeaf):
             f"Layer '{self.name}' expects integer states in [0, {self.num_components}) (num_components="
             f"{self.num_components})"
         )
-        # Range checks before any cast to int32, which would wrap +-inf, huge floats and large integers around.
-        values = x if x.dtype.is_floating else tf.cast(x, tf.int64)
-        checks = [
-            tf.debugging.assert_greater_equal(
-                values, tf.zeros([], values.dtype), message=message + "; received a negative value"
-            ),
-            tf.debugging.assert_less(
-                values, tf.cast(self.num_components, values.dtype), message=message + "; received a larger value"
-            ),
-        ]
-        if x.dtype.is_floating:
-            checks.append(
-                tf.debugging.assert_equal(
-                    x, tf.round(x), message=f"Layer '{self.name}' expects integral values; received a fraction"
-                )
-            )
-        with tf.control_dependencies(checks):
-            return tf.identity(values[..., 0])
+        values = check_states(
+            x, self.num_components, message, f"Layer '{self.name}' expects integral values; received a fraction"
+        )
+        return values[..., 0]
 
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
         return self._log_prob(x, None)[..., tf.newaxis]

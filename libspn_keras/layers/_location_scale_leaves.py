@@ -1,27 +1,25 @@
-"""Continuous leaves of the location-scale family: Normal, Cauchy and Laplace."""
+"""Continuous leaves of the location-scale family: Normal, Cauchy and Laplace.
+
+Their log-densities, modes and samples are written with ``keras.ops`` and ``keras.random`` (no TensorFlow
+Probability); each leaf contributes its log-density and its standardized sampler, the base class the rest.
+"""
 
 from __future__ import annotations
 
+import abc
+import math
 from typing import Any, ClassVar
 
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
+from keras import ops
 
 from libspn_keras.constraints import GreaterEqualEpsilon
 from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._base_leaf import BaseLeaf
-from libspn_keras.layers._validation import Shape, initial_value
+from libspn_keras.layers._validation import Shape, check_bool, checked_initializer
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
-
-
-def _seed(seed: Any) -> Any:
-    """Turn an int or ``keras.random.SeedGenerator`` into a stateless TF seed (``None`` stays ``None``)."""
-    if isinstance(seed, keras.random.SeedGenerator):
-        return tf.cast(seed.next(), tf.int32)
-    return seed
-
 
 _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initializer", "scale_constraint")
 
@@ -53,7 +51,6 @@ class BaseLocationScaleLeaf(BaseLeaf):
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
     """
 
-    distribution: ClassVar[type[tfp.distributions.Distribution]]
     #: Whether the posterior-weighted variance is the EM update of the scale (only for the normal).
     scale_has_closed_form_em: ClassVar[bool] = False
 
@@ -73,11 +70,12 @@ class BaseLocationScaleLeaf(BaseLeaf):
         self.location_initializer = clone_initializer(
             keras.initializers.get(location_initializer or keras.initializers.TruncatedNormal(stddev=1.0))
         )
-        self.location_trainable = bool(location_trainable)
+        owner = type(self).__name__
+        self.location_trainable = check_bool(owner, "location_trainable", location_trainable)
         self.scale_initializer = keras.initializers.get(scale_initializer or keras.initializers.Ones())
-        self.scale_trainable = bool(scale_trainable)
+        self.scale_trainable = check_bool(owner, "scale_trainable", scale_trainable)
         self.accumulator_initializer = keras.initializers.get(accumulator_initializer or keras.initializers.Ones())
-        self.use_accumulators = bool(use_accumulators)
+        self.use_accumulators = check_bool(owner, "use_accumulators", use_accumulators)
         if self.use_accumulators and scale_trainable and not self.scale_has_closed_form_em:
             raise ValueError(
                 f"Layer '{self.name}': {type(self).__name__} has no closed-form EM update of its scale; with "
@@ -97,21 +95,32 @@ class BaseLocationScaleLeaf(BaseLeaf):
         shape = (*tuple(input_shape)[1:-1], self.num_components, input_shape[-1])
         em = self.use_accumulators
         self.location = self.add_weight(
-            name="location", shape=shape, initializer=self.location_initializer, trainable=self.location_trainable
+            name="location",
+            shape=shape,
+            initializer=checked_initializer(
+                self.location_initializer,
+                self.name,
+                "location_initializer",
+                "finite locations",
+                tf.math.is_finite,
+                "location",
+            ),
+            trainable=self.location_trainable,
         )
         self.scale = self.add_weight(
             name="scale",
             shape=shape,
-            initializer=self.scale_initializer,
+            initializer=checked_initializer(
+                self.scale_initializer,
+                self.name,
+                "scale_initializer",
+                "finite, positive scales",
+                lambda scale: tf.math.is_finite(scale) & (scale > 0),
+                "scale",
+            ),
             trainable=self.scale_trainable and not em,
             constraint=self.scale_constraint,
         )
-        scale = initial_value(self.scale)
-        if scale is not None and (not np.all(np.isfinite(scale)) or scale.min() <= 0):
-            raise ValueError(
-                f"Layer '{self.name}' expects scale_initializer to give finite, positive scales. "
-                f"Received: min(scale)={scale.min()}"
-            )
         self.count: keras.Variable | None = None
         self.second_moment: keras.Variable | None = None
         if not em:
@@ -160,21 +169,53 @@ class BaseLocationScaleLeaf(BaseLeaf):
     def mode_log_prob(self) -> tf.Tensor:
         """Return the log-density of every component at its location."""
         location, scale = self.parameters()
-        return self.distribution(loc=location, scale=scale).log_prob(location)
+        return self.log_density(location, location, scale)
 
     def sample_components(self, num_samples: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
-        """Draw ``[num_samples, *variables, num_components, var_dimensionality]`` values, one per component."""
+        """Draw ``[num_samples, *variables, num_components, var_dimensionality]`` values, one per component.
+
+        Args:
+            num_samples: Number of samples.
+            seed: Optional int or ``keras.random.SeedGenerator`` (``None``: Keras' global seed generator).
+
+        Returns:
+            ``location + scale * z`` with ``z`` drawn from the standardized distribution (``standard_sample``).
+        """
         location, scale = self.parameters()
-        shape = tf.concat([[num_samples], tf.shape(location)], axis=0)
+        shape = (num_samples, *location.shape)
         return self.standard_sample(shape, location.dtype, seed) * scale + location
 
-    def standard_sample(self, shape: tf.Tensor, dtype: tf.DType, seed: Any) -> tf.Tensor:
-        """Sample the standardized (location 0, scale 1) distribution."""
-        return self.distribution(loc=tf.zeros([], dtype), scale=tf.ones([], dtype)).sample(shape, seed=_seed(seed))
+    @staticmethod
+    @abc.abstractmethod
+    def log_density(x: Any, location: Any, scale: Any) -> Any:
+        """Return the log-density of ``x`` per dimension under location-scale components (broadcasting).
+
+        Args:
+            x: Values, broadcastable against ``location`` and ``scale``.
+            location: Locations.
+            scale: Positive scales.
+
+        Returns:
+            ``log p(x | location, scale)``, finite for every finite ``x``.
+        """
+
+    @staticmethod
+    @abc.abstractmethod
+    def standard_sample(shape: Any, dtype: Any, seed: Any) -> Any:
+        """Sample the standardized (location 0, scale 1) distribution.
+
+        Args:
+            shape: Shape of the sample.
+            dtype: Floating-point dtype.
+            seed: Int, ``keras.random.SeedGenerator`` or ``None``.
+
+        Returns:
+            Values of ``shape`` and ``dtype``.
+        """
 
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
         location, scale = self.parameters()
-        return self.distribution(loc=location, scale=scale).log_prob(x[..., tf.newaxis, :])
+        return self.log_density(x[..., tf.newaxis, :], location, scale)
 
     def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
         # An observed +-inf has density 0 under every component: its log-probability is -inf with a zero gradient
@@ -193,7 +234,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
         @tf.custom_gradient
         def em_log_prob(count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor) -> tuple[tf.Tensor, Any]:
             location, scale = self._parameters_from_statistics(count, first, second_or_scale)
-            per_dim = self.distribution(loc=location, scale=scale).log_prob(x[..., tf.newaxis, :])
+            per_dim = self.log_density(x[..., tf.newaxis, :], location, scale)
             log_prob = tf.reduce_sum(per_dim * observed_f[..., tf.newaxis, :], axis=-1)
 
             def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -245,8 +286,18 @@ class NormalLeaf(BaseLocationScaleLeaf):
         (TensorShape([1, 3, 1, 2]), -0.9189)
     """
 
-    distribution = tfp.distributions.Normal
     scale_has_closed_form_em = True
+
+    @staticmethod
+    def log_density(x: Any, location: Any, scale: Any) -> Any:
+        """``-z**2 / 2 - log(scale) - log(2 pi) / 2`` with ``z = (x - location) / scale``."""
+        z = (x - location) / scale
+        return -0.5 * ops.square(z) - ops.log(scale) - 0.5 * math.log(2.0 * math.pi)
+
+    @staticmethod
+    def standard_sample(shape: Any, dtype: Any, seed: Any) -> Any:
+        """Standard normal draws."""
+        return keras.random.normal(shape, dtype=dtype, seed=seed)
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -263,7 +314,27 @@ class CauchyLeaf(BaseLocationScaleLeaf):
         -1.1447
     """
 
-    distribution = tfp.distributions.Cauchy
+    @staticmethod
+    def log_density(x: Any, location: Any, scale: Any) -> Any:
+        """``-log(pi) - log(scale) - log1p(z**2)`` with ``z = (x - location) / scale``, without overflow.
+
+        For ``|z| > 1``, ``log1p(z**2) = 2 log|z| + log1p(1 / z**2)`` with ``log|z| = log|x - location| - log(scale)``,
+        so neither ``z**2`` nor ``z`` itself can overflow (e.g. ``x = 1e30`` or ``scale = 1e-30``). Each branch
+        only sees inputs it is valid for, so the gradient of the other one cannot turn into ``NaN``.
+        """
+        difference = x - location
+        far = ops.abs(difference) > scale
+        log_abs_z = ops.log(ops.abs(ops.where(far, difference, scale))) - ops.log(scale)  # >= 0 where far
+        near_z = ops.where(far, ops.zeros_like(difference), difference) / scale  # |z| <= 1 where near
+        log1p_z2 = ops.where(far, 2.0 * log_abs_z + ops.log1p(ops.exp(-2.0 * log_abs_z)), ops.log1p(ops.square(near_z)))
+        return -math.log(math.pi) - ops.log(scale) - log1p_z2
+
+    @staticmethod
+    def standard_sample(shape: Any, dtype: Any, seed: Any) -> Any:
+        """``tan(pi (u - 1/2))`` for ``u`` uniform in ``(0, 1)`` (the inverse CDF)."""
+        tiny = float(np.finfo(keras.backend.standardize_dtype(dtype)).tiny)
+        uniform = keras.random.uniform(shape, minval=tiny, maxval=1.0, dtype=dtype, seed=seed)
+        return ops.tan(math.pi * (uniform - 0.5))
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -280,4 +351,14 @@ class LaplaceLeaf(BaseLocationScaleLeaf):
         -0.6931
     """
 
-    distribution = tfp.distributions.Laplace
+    @staticmethod
+    def log_density(x: Any, location: Any, scale: Any) -> Any:
+        """``-|x - location| / scale - log(2 scale)``."""
+        return -ops.abs(x - location) / scale - ops.log(scale) - math.log(2.0)
+
+    @staticmethod
+    def standard_sample(shape: Any, dtype: Any, seed: Any) -> Any:
+        """``-sign(u) log(1 - |u|)`` for ``u`` uniform in ``(-1, 1)`` (the inverse CDF)."""
+        lowest = float(np.nextafter(np.array(-1.0, keras.backend.standardize_dtype(dtype)), 0))
+        uniform = keras.random.uniform(shape, minval=lowest, maxval=1.0, dtype=dtype, seed=seed)
+        return -ops.sign(uniform) * ops.log1p(-ops.abs(uniform))

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._products import product_factors
-from libspn_keras.layers._validation import Shape, check_float_dtype
+from libspn_keras.layers._validation import Shape, check_bool, check_float_dtype
 from libspn_keras.sum_ops import SumOpBase
 
 
@@ -65,7 +65,9 @@ class RootSum(BaseSum):
         logspace_accumulator_constraint: keras.constraints.Constraint | None = None,
         **kwargs: Any,
     ) -> None:
-        self.return_weighted_child_logits = bool(return_weighted_child_logits)
+        self.return_weighted_child_logits = check_bool(
+            "RootSum", "return_weighted_child_logits", return_weighted_child_logits
+        )
         super().__init__(
             logspace_accumulators=logspace_accumulators,
             accumulator_initializer=accumulator_initializer or keras.initializers.Constant(1.0),

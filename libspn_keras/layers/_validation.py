@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -53,6 +53,22 @@ def pop_input_shape(layer: str, kwargs: dict[str, Any]) -> tuple[int | None, ...
     return tuple(None if d is None else int(d) for d in shape)
 
 
+def check_bool(layer: str, name: str, value: Any) -> bool:
+    """Return ``value`` if it is a boolean (Python or NumPy), else raise a ``TypeError`` quoting it.
+
+    Truthiness is not enough: ``"no"`` and ``"False"`` are truthy strings, ``0.0`` a number.
+
+    Example:
+        >>> check_bool("RootSum", "flag", "no")
+        Traceback (most recent call last):
+        ...
+        TypeError: RootSum expects flag to be True or False. Received: flag='no'
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{layer} expects {name} to be True or False. Received: {name}={value!r}")
+    return bool(value)
+
+
 def check_rank(layer: str, input_shape: Sequence[Any], rank: int, layout: str) -> None:
     """Raise a ``ValueError`` unless ``input_shape`` (batch included) has ``rank`` axes."""
     if len(input_shape) != rank:
@@ -69,6 +85,49 @@ def check_float_dtype(layer: str, dtype: Any, what: str = "log-probabilities") -
         raise TypeError(f"Layer '{layer}' expects floating-point {what}. Received: dtype={name}")
 
 
+def check_states(values: tf.Tensor, num_states: int, message: str, fraction_message: str | None = None) -> tf.Tensor:
+    """Return ``values`` once checked to be integers in ``[0, num_states)``, without casting them.
+
+    The checks compare in the input's own dtype (integers as int64): a cast to int32 first would wrap ``+-inf``,
+    huge floats and large integers around into the range. They are TensorFlow assertions, so they hold eagerly and
+    in a ``tf.function`` (``InvalidArgumentError`` with ``message``); XLA drops them.
+
+    Args:
+        values: Integer, boolean or floating-point tensor (``NaN`` is rejected: replace missing values first).
+        num_states: Number of states.
+        message: Start of the error message, e.g. ``"Layer 'leaf' expects integer states in [0, 3)"``; what was
+            received is appended (``"; received a negative value"``).
+        fraction_message: Message for a non-integral float (default: ``message + "; received a fraction"``).
+
+    Returns:
+        The checked values: floats unchanged, integers and booleans as int64.
+
+    Example:
+        >>> check_states(tf.constant([0.0, 2.0]), 3, "labels in [0, 3)").numpy().tolist()
+        [0.0, 2.0]
+    """
+    values = values if values.dtype.is_floating else tf.cast(values, tf.int64)
+    # Eagerly each assertion raises as it is made: NaN first (it fails every comparison).
+    is_nan = tf.math.is_nan(values) if values.dtype.is_floating else tf.zeros_like(values, tf.bool)
+    checks = [tf.debugging.assert_equal(is_nan, tf.zeros_like(is_nan), message=message + "; received NaN")]
+    checks += [
+        tf.debugging.assert_greater_equal(
+            values, tf.zeros([], values.dtype), message=message + "; received a negative value"
+        ),
+        tf.debugging.assert_less(
+            values, tf.cast(num_states, values.dtype), message=message + "; received a larger value"
+        ),
+    ]
+    if values.dtype.is_floating:
+        checks.append(
+            tf.debugging.assert_equal(
+                values, tf.round(values), message=fraction_message or message + "; received a fraction"
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(values)
+
+
 # Keras shapes: a tuple of ints with ``None`` for unknown sizes (usually the batch). Arithmetic on entries is only
 # done after ``build`` checked that the entries involved are known, hence ``Any``.
 Shape = tuple[Any, ...]
@@ -83,6 +142,68 @@ def initial_value(variable: Any) -> np.ndarray | None:
     with tf.init_scope():
         value = np.asarray(keras.ops.convert_to_numpy(variable))
     return value if value.shape == tuple(variable.shape) else None
+
+
+def checked_initializer(
+    initializer: Callable[..., Any],
+    layer: str,
+    argument: str,
+    requirement: str,
+    valid: Callable[[Any], Any],
+    what: str = "value",
+) -> Callable[..., Any]:
+    """Wrap ``initializer`` so that the values it gives are checked with ``valid`` wherever they are made.
+
+    Eagerly (a layer built on data or symbolic inputs) a ``ValueError`` is raised at once. In a layer built
+    lazily inside a traced function (e.g. the first step of ``fit`` on a model without ``keras.Input``) the values
+    only exist when the graph runs, so a check with the same message runs with the variable's initialization
+    (an ``InvalidArgumentError``).
+
+    Args:
+        initializer: The initializer to wrap.
+        layer: Name of the layer, for the message.
+        argument: Name of the initializer argument, for the message.
+        requirement: What the values must be, e.g. ``"finite, positive scales"``.
+        valid: Maps the initial values (a tensor) to a boolean tensor, ``True`` where a value is valid.
+        what: Name of the values in the message (``"Received: min(scale)=..."``).
+
+    Returns:
+        An initializer ``(shape, dtype=None) -> values`` for ``add_weight``.
+
+    Raises:
+        ValueError: When called eagerly, if ``valid`` is ``False`` anywhere.
+
+    Example:
+        >>> import keras
+        >>> init = checked_initializer(
+        ...     keras.initializers.Constant(-1.0), "leaf", "scale_initializer", "positive scales",
+        ...     lambda v: v > 0, "scale",
+        ... )
+        >>> init((2,))
+        Traceback (most recent call last):
+        ...
+        ValueError: Layer 'leaf' expects scale_initializer to give positive scales. Received: min(scale)=-1.0, \
+max(scale)=-1.0, 2 invalid values
+    """
+    message = f"Layer '{layer}' expects {argument} to give {requirement}."
+
+    def initialize(shape: Sequence[int], dtype: Any = None) -> Any:
+        values = tf.convert_to_tensor(initializer(shape, dtype=dtype))
+        if tf.executing_eagerly():
+            if not bool(tf.reduce_all(valid(values))):
+                received = np.asarray(values)
+                raise ValueError(
+                    f"{message} Received: min({what})={received.min()}, max({what})={received.max()}, "
+                    f"{int(np.size(received) - np.count_nonzero(np.asarray(valid(values))))} invalid values"
+                )
+            return values
+        # A data dependency (``check_numerics`` of zeros, NaN where invalid): a variable's initial value may be lifted
+        # out of the traced function, and control dependencies are not lifted with it.
+        zeros = tf.zeros_like(values)
+        flags = tf.debugging.check_numerics(tf.where(valid(values), zeros, zeros + np.nan), message)
+        return values + flags
+
+    return initialize
 
 
 def check_linear_accumulators(layer: str, accumulators: Any) -> None:

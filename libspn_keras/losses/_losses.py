@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from libspn_keras.layers._validation import check_states
 
 
 def _reduction(reduction: str) -> str:
@@ -13,9 +16,57 @@ def _reduction(reduction: str) -> str:
     return "sum_over_batch_size" if reduction == "auto" else reduction
 
 
-def joint_log_prob(y_true: Any, y_pred: Any) -> Any:
-    """Pick ``log p(x, y)`` of the true class from weighted child logits ``y_pred`` (``[batch, num_classes]``)."""
-    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+def class_labels(y_true: Any, num_classes: int | None, owner: str) -> Any:
+    """Return integer class labels ``[batch]`` (int32) from ``y_true``, checked to be in ``[0, num_classes)``.
+
+    Args:
+        y_true: Labels ``[batch]`` or ``[batch, 1]``: integers, booleans or integral floats.
+        num_classes: Number of classes (the last axis of the predictions), or ``None`` if unknown.
+        owner: The loss or metric, for the messages.
+
+    Returns:
+        The labels as int32 ``[batch]``.
+
+    Raises:
+        ValueError: If ``y_true`` has more than one value per sample (e.g. one-hot labels).
+        TypeError: If ``y_true`` is not numeric.
+        tf.errors.InvalidArgumentError: If a label is negative, at least ``num_classes``, a fraction or ``NaN``
+            (eagerly and in a ``tf.function``; XLA drops the check).
+
+    Example:
+        >>> import numpy as np
+        >>> class_labels(np.array([[2], [0]]), 3, "NegativeLogJoint").numpy().tolist()
+        [2, 0]
+    """
+    labels = tf.convert_to_tensor(y_true)
+    shape = tuple(labels.shape)
+    if len(shape) > 2 or len(shape) == 2 and shape[-1] not in (1, None):
+        one_hot = " One-hot labels? Pass their argmax (np.argmax(y, axis=-1))." if shape[-1] == num_classes else ""
+        raise ValueError(
+            f"{owner} expects integer class labels of shape [batch] or [batch, 1], one per sample.{one_hot} "
+            f"Received: y_true.shape={shape}"
+        )
+    if not (labels.dtype.is_integer or labels.dtype.is_floating or labels.dtype.is_bool):
+        raise TypeError(f"{owner} expects integer class labels. Received: dtype={labels.dtype.name}")
+    labels = tf.reshape(labels, [-1])
+    if num_classes is not None:
+        labels = check_states(labels, num_classes, f"{owner} expects integer class labels in [0, {num_classes})")
+    return tf.cast(labels, tf.int32)
+
+
+def joint_log_prob(y_true: Any, y_pred: Any, owner: str = "NegativeLogJoint") -> Any:
+    """Pick ``log p(x, y)`` of the true class from weighted child logits ``y_pred`` (``[batch, num_classes]``).
+
+    Args:
+        y_true: Integer class labels ``[batch]`` or ``[batch, 1]`` (see ``class_labels``).
+        y_pred: Weighted child logits ``log p(x, Y=c)``, ``[batch, num_classes]``.
+        owner: The loss or metric, for error messages.
+
+    Returns:
+        ``y_pred[i, y_true[i]]`` per sample, ``[batch]``.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    labels = class_labels(y_true, y_pred.shape[-1], owner)
     return ops.take_along_axis(y_pred, labels[:, None], axis=-1)[:, 0]
 
 
@@ -55,7 +106,9 @@ class NegativeLogJoint(keras.losses.Loss):
 
     Assumes that its input is ``log p(X, Y=c) = log p(X|Y=c) + log p(Y=c)`` where ``c`` is indexed on the second
     axis (a ``RootSum`` with ``return_weighted_child_logits=True`` over class sub-SPNs) and ``y_true`` holds
-    integer class labels. This can be used for supervised generative learning with gradient-based optimizers or
+    integer class labels ``[batch]`` or ``[batch, 1]`` in ``[0, num_classes)`` (integral floats are accepted; a
+    negative, larger or fractional label raises an ``InvalidArgumentError``, one-hot labels a ``ValueError``).
+    This can be used for supervised generative learning with gradient-based optimizers or
     (hard) expectation maximization.
 
     Args:
@@ -74,4 +127,4 @@ class NegativeLogJoint(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         """Return ``-y_pred[label]`` per sample."""
-        return -joint_log_prob(y_true, y_pred)
+        return -joint_log_prob(y_true, y_pred, f"Loss '{self.name}' (NegativeLogJoint)")

@@ -62,4 +62,5 @@ class LogJoint(keras.metrics.Mean):
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Accumulate ``y_pred[label]``."""
-        super().update_state(joint_log_prob(y_true, y_pred), sample_weight=sample_weight)
+        owner = f"Metric '{self.name}' (LogJoint)"
+        super().update_state(joint_log_prob(y_true, y_pred, owner), sample_weight=sample_weight)

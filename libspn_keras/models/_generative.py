@@ -8,6 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.models._input_checks import (
+    cause_first,
+    check_declared_dtype,
+    check_indicator_states,
+    check_labels_given,
+)
+
 
 def _num_samples(x: Any) -> int | None:
     """Number of samples of an array-like input or of the first item of a tuple/list input (``None`` if unknown)."""
@@ -47,15 +54,40 @@ class GenerativeTrainingMixin:
     """
 
     unsupervised: bool
+    name: str
+
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Like ``keras.Model.fit``; array data is checked first and errors in the graph name their cause first."""
+        self._check_data(x, y, labels=True)
+        with cause_first(f"fit of model '{self.name}'"):
+            return super().fit(x, y, *args, **kwargs)  # type: ignore[misc]
+
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Like ``keras.Model.evaluate``, with the checks of ``fit``."""
+        self._check_data(x, y, labels=True)
+        with cause_first(f"evaluate of model '{self.name}'"):
+            return super().evaluate(x, y, *args, **kwargs)  # type: ignore[misc]
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Like ``keras.Model.predict``; an empty batch (0 samples) gives an empty result of the right shape.
 
-        (Keras' own ``predict`` fails on an empty array with an internal ``UnboundLocalError``.)
+        (Keras' own ``predict`` fails on an empty array with an internal ``UnboundLocalError``.) Array data is
+        checked first, as in ``fit``.
         """
+        self._check_data(x, None, labels=False)
         if _num_samples(x) == 0:
             return keras.tree.map_structure(np.asarray, self(x, training=False))  # type: ignore[operator]
-        return super().predict(x, *args, **kwargs)  # type: ignore[misc]
+        with cause_first(f"predict of model '{self.name}'"):
+            return super().predict(x, *args, **kwargs)  # type: ignore[misc]
+
+    def _check_data(self, x: Any, y: Any, labels: bool) -> None:
+        """Checks that need no graph: labels present where required, data the casts and the leaf accept."""
+        array_data = isinstance(x, np.ndarray | tf.Tensor)
+        if labels and array_data:
+            check_labels_given(self, y)  # type: ignore[arg-type]
+        if array_data:
+            check_declared_dtype(self, x, f"Model '{self.name}'")
+            check_indicator_states(self, x)  # type: ignore[arg-type]
 
     def compute_loss(
         self,
@@ -66,6 +98,7 @@ class GenerativeTrainingMixin:
         training: bool = True,
     ) -> Any:
         """Compute the compiled loss; ``y`` may be ``None`` for unsupervised models."""
+        check_labels_given(self, y)  # type: ignore[arg-type]
         if self.unsupervised:
             y = _dummy_targets(y, y_pred)
         return super().compute_loss(  # type: ignore[misc]

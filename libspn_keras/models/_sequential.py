@@ -12,6 +12,7 @@ import tensorflow as tf
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
 from libspn_keras.models import _queries as queries
 from libspn_keras.models._generative import GenerativeTrainingMixin, revive
+from libspn_keras.models._input_checks import check_declared_dtype
 
 
 def infer_factors(layers: Sequence[keras.layers.Layer]) -> None:
@@ -87,6 +88,12 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         self.infer_no_evidence = bool(infer_no_evidence)
         self.infer_weighted_sum = bool(infer_weighted_sum)
         self.unsupervised = True if unsupervised is None else bool(unsupervised)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the model, checking the data first: ``keras.Sequential`` casts it to ``keras.Input``'s dtype."""
+        if args:
+            args = (check_declared_dtype(self, args[0], self._owner), *args[1:])
+        return super().__call__(*args, **kwargs)
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None, **kwargs: Any) -> Any:
         """Run the layers; ``inputs`` is ``x`` or a pair ``(x, evidence_mask)``.

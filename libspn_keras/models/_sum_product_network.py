@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 from libspn_keras.models._generative import GenerativeTrainingMixin, revive
+from libspn_keras.models._input_checks import check_declared_dtype
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -38,6 +39,11 @@ class SumProductNetwork(GenerativeTrainingMixin, keras.Model):
     def __init__(self, *args: Any, unsupervised: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unsupervised = bool(unsupervised)
+
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None, **kwargs: Any) -> Any:
+        """Run the model on ``inputs``, checked first against the dtype its ``keras.Input`` declares."""
+        inputs = check_declared_dtype(self, inputs, f"Model '{self.name}'")  # before Keras casts them to it
+        return super().call(inputs, training=training, mask=mask, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         """Return the model config with ``unsupervised``."""

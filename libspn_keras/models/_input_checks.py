@@ -1,0 +1,177 @@
+"""Checks of the data given to an SPN model, made before Keras converts it and before any graph runs.
+
+Keras casts the data to the dtype its ``keras.Input`` declares (``Functional._standardize_inputs``) before any
+layer sees it, and a check inside a compiled ``fit`` step surfaces as a "Graph execution error" with the message
+below a long traceback. So the models check their data at the entry points (``__call__``, ``fit``, ``evaluate``,
+``predict``) where the data allow, and put the cause first in the errors raised inside graphs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from libspn_keras.layers import BaseLeaf, FlatToRegions, IndicatorLeaf
+
+
+def declared_input_dtype(model: keras.Model) -> tf.DType | None:
+    """The dtype of the model's single ``keras.Input``, or ``None`` if it has none (yet) or several."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a Sequential model without keras.Input that is not built yet
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tf.as_dtype(inputs[0].dtype)
+
+
+def _cast_problems(data: tf.Tensor, declared: tf.DType) -> list[tuple[tf.Tensor, str]]:
+    """``(any_bad, what)`` pairs: the values of ``data`` that a cast to the integer ``declared`` dtype changes."""
+    problems = []
+    values = data
+    if data.dtype.is_floating:
+        problems.append(
+            (
+                tf.reduce_any(tf.math.is_nan(data)),
+                "NaN values (missing values), which an integer cannot represent",
+            )
+        )
+        values = tf.where(tf.math.is_nan(data), tf.zeros_like(data), data)
+        problems.append((tf.reduce_any(values != tf.round(values)), "fractions, which the cast would truncate"))
+    elif not data.dtype.is_integer:
+        return problems
+    low, high = (0, 1) if declared.is_bool else (declared.min, declared.max)
+    if data.dtype.is_integer and data.dtype.min >= low and data.dtype.max <= high:
+        return problems
+    compare = tf.float64 if data.dtype.is_floating else tf.int64
+    values = tf.cast(values, compare)
+    outside = (values < tf.constant(low, compare)) | (values > tf.constant(high, compare))
+    problems.append(
+        (tf.reduce_any(outside), f"values outside [{low}, {high}], which the cast would wrap around or clip")
+    )
+    return problems
+
+
+def check_declared_dtype(model: keras.Model, data: Any, owner: str) -> Any:
+    """Return ``data``, checked to keep its values when Keras casts it to the model's declared integer dtype.
+
+    A model whose ``keras.Input`` declares an integer (or boolean) dtype gets its data cast before any layer can
+    check it: ``0.5`` would become state 0, ``NaN`` an arbitrary integer, int64 ``2**32`` would wrap to 0.
+
+    Args:
+        model: The model.
+        data: What the model is called on (only a single array or tensor is checked).
+        owner: The model, for the messages.
+
+    Returns:
+        ``data``; in a traced function, a tensor that carries the checks.
+
+    Raises:
+        ValueError: Eagerly, if a value would change in the cast (an ``InvalidArgumentError`` with the same
+            message in a graph).
+    """
+    declared = declared_input_dtype(model)
+    if declared is None or not (declared.is_integer or declared.is_bool) or not hasattr(data, "dtype"):
+        return data
+    if isinstance(data, keras.KerasTensor) or tf.as_dtype(data.dtype) == declared:
+        return data
+    tensor = tf.convert_to_tensor(data)
+    prefix = (
+        f"{owner} declares {declared.name} inputs (keras.Input(dtype='{declared.name}')), to which Keras casts "
+        f"its {tensor.dtype.name} data before any layer can check it; the data holds "
+    )
+    advice = (
+        ". Declare keras.Input(dtype='float32') (an IndicatorLeaf accepts float states; NaN marks a missing value) "
+        "or pass data of the declared dtype."
+    )
+    problems = _cast_problems(tensor, declared)
+    if tf.executing_eagerly():
+        for any_bad, what in problems:
+            if bool(any_bad):
+                raise ValueError(prefix + what + advice)
+        return data
+    checks = [
+        tf.debugging.Assert(any_bad == tf.constant(False), [prefix + what + advice]) for any_bad, what in problems
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(tensor)
+
+
+def _indicator_leaf_on_raw_data(model: keras.Model) -> IndicatorLeaf | None:
+    """The model's ``IndicatorLeaf`` if the data reaches it unchanged (only ``FlatToRegions`` before it)."""
+    for layer in model.layers:
+        if isinstance(layer, IndicatorLeaf):
+            return layer
+        if isinstance(layer, BaseLeaf) or not isinstance(layer, FlatToRegions | keras.layers.InputLayer):
+            return None
+    return None
+
+
+def check_indicator_states(model: keras.Model, x: Any) -> None:
+    """Check the states in array data ``x`` against the ``IndicatorLeaf`` it reaches, before any graph runs.
+
+    Only NumPy arrays and eager tensors are checked (datasets and generators are checked by the leaf itself when
+    the graph runs); ``NaN`` marks a missing value.
+
+    Raises:
+        ValueError: If a state is not an integer in ``[0, num_components)``, naming the leaf and the first one.
+    """
+    if not isinstance(x, np.ndarray | tf.Tensor) or isinstance(x, keras.KerasTensor) or not tf.executing_eagerly():
+        return
+    leaf = _indicator_leaf_on_raw_data(model)
+    if leaf is None:
+        return
+    values = np.asarray(x)
+    if values.dtype.kind not in "biuf":
+        return
+    observed = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
+    bad = observed & ((values < 0) | (values >= leaf.num_components))
+    if values.dtype.kind == "f":
+        bad |= observed & (np.where(observed, values, 0) != np.round(np.where(observed, values, 0)))
+    if not bad.any():
+        return
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+        f"Layer '{leaf.name}' expects integer states in [0, {leaf.num_components}) (num_components="
+        f"{leaf.num_components}; NaN marks a missing value). Received: x{list(index)}={values[index]!r} "
+        f"({int(bad.sum())} invalid values in the data of model '{model.name}')"
+    )
+
+
+def check_labels_given(model: keras.Model, y: Any) -> None:
+    """Raise a ``ValueError`` if a supervised model (``unsupervised=False``) is trained without labels ``y``."""
+    if y is None and not getattr(model, "unsupervised", True):
+        raise ValueError(
+            f"Model '{model.name}' was created with unsupervised=False, so fit and evaluate need labels: pass y "
+            "(or a dataset of (x, y) pairs), or create the model with unsupervised=True to train on x alone. "
+            "Received: y=None"
+        )
+
+
+def _cause(message: str) -> str:
+    """The error's own message out of TensorFlow's "Graph execution error" text (which starts with a traceback)."""
+    blocks = [block.strip() for block in message.split("\n\n")]
+    causes = [b for b in blocks if b and not b.startswith(("Graph execution error", "Detected at node", "File "))]
+    cause = causes[-1].split("\n\t [[")[0].strip() if causes else message
+    asserted = re.match(r"assertion failed: \[(.*?)\](?: \[|$)", cause, flags=re.DOTALL)
+    cause = asserted.group(1) if asserted else cause
+    return cause.replace("\\'", "'")  # TensorFlow escapes the quotes of assertion messages in graphs
+
+
+@contextlib.contextmanager
+def cause_first(owner: str) -> Iterator[None]:
+    """Re-raise a graph execution error with its cause as the first line (the original text follows)."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        if not error.message.startswith("Graph execution error"):
+            raise
+        cause = _cause(error.message)
+        message = f"{cause}\n\n(raised in a graph run by {owner}; TensorFlow's report follows)\n\n{error.message}"
+        raise type(error)(error.node_def, error.op, message) from None
