@@ -281,3 +281,7 @@ class LaplaceLeaf(BaseLocationScaleLeaf):
     """
 
     distribution = tfp.distributions.Laplace
+
+
+#: LibSPN Keras 0.6's name of ``BaseLocationScaleLeaf``.
+LocationScaleLeafBase = BaseLocationScaleLeaf
