@@ -26,7 +26,6 @@ import pytest
 from tests.compat.original_api import ORIGINAL_NAMES, ORIGINAL_SIGNATURES
 
 _MANUAL = "the 0.5.2 manual's default (the manual wins over 0.6.0)"
-_KERAS3_METRIC = "Keras 3 metrics: update_state(y_true, y_pred, sample_weight=None), called by Keras by position"
 _SUM_OP_API = (
     "sum ops take normalized weights in every forward pass (one shared forward); the layers no longer pass "
     "normalize_in_forward_pass, weighted_conv keeps it (optional) for callers of the original"

@@ -288,3 +288,56 @@ def test_poon_domingos_initialize_a_leaf_and_round_trip():
     assert type(clone) is initializers.PoonDomingosStddevOfQuantileSplit and clone.samplewise_normalization
     with pytest.raises(ValueError, match="PoonDomingosStddevOfQuantileSplit needs data"):
         clone((4, 1, 3, 1))
+
+
+# ------------------------------------------------------------------------ Keras 3: initializers of the wrong shape
+
+
+@pytest.mark.parametrize("logspace", [False, True])
+def test_wrong_shaped_constant_names_the_layer_and_both_shapes(logspace):
+    children = np.zeros((2, 1, 1, 4), "float32")
+    weights = np.array([0.25, 0.15, 0.35, 0.25])
+    root = layers.RootSum(
+        return_weighted_child_logits=False,
+        logspace_accumulators=logspace,
+        accumulator_initializer=keras.initializers.Constant(weights),  # broadcast to (4, 4) by Keras 3
+        name="root",
+    )
+    with pytest.raises(ValueError, match=r"Layer 'root' expects accumulator_initializer .* shape \(4, 1\).*\(4, 4\)"):
+        root(children)
+    dense = layers.DenseSum(
+        num_sums=2, logspace_accumulators=logspace, accumulator_initializer=keras.initializers.Constant(weights)
+    )
+    with pytest.raises(ValueError, match=r"shape \(1, 1, 4, 2\).* Received: a value of shape \(4,\)"):
+        dense(children)
+
+
+def test_wrong_shaped_initializer_is_caught_when_fit_builds_the_model():
+    spn = spnk.models.SequentialSumProductNetwork(
+        [
+            layers.FlatToRegions(num_decomps=1),
+            layers.IndicatorLeaf(num_components=2),
+            layers.DenseProduct(num_factors=2),
+            layers.RootSum(
+                return_weighted_child_logits=False,
+                accumulator_initializer=keras.initializers.Constant(np.ones(4)),
+                name="root",
+            ),
+        ]
+    )
+    spn.compile(optimizer="adam", loss=spnk.losses.NegativeLogLikelihood())
+    with pytest.raises(ValueError, match=r"Layer 'root' expects .* shape \(4, 1\)"):
+        spn.fit(np.zeros((4, 2), "int32"), epochs=1, verbose=0)
+
+
+def test_exactly_shaped_constant_is_the_port(floatx):
+    rng = np.random.default_rng(12)
+    weights = np.array([0.25, 0.15, 0.35, 0.25])
+    root = layers.RootSum(
+        return_weighted_child_logits=False,
+        logspace_accumulators=False,
+        accumulator_initializer=keras.initializers.Constant(weights.reshape(4, 1)),
+    )
+    children = np.log(rng.uniform(0.1, 1.0, size=(3, 1, 1, 4))).astype(floatx)
+    expected = np.log(np.exp(children.astype(np.float64)).reshape(3, 4) @ weights)[:, None]
+    np.testing.assert_allclose(np.asarray(root(children)), expected, **tolerance(floatx))
