@@ -308,6 +308,12 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
 
         Args:
             factors: Positive integers, one per product layer, bottom to top.
+
+        Example:
+            >>> layer = PermuteAndPadScopesRandom(seed=0)
+            >>> layer.set_factors([2, 3])
+            >>> layer.factors
+            [2, 3]
         """
         self.generate_factors(factors)
 

@@ -352,6 +352,14 @@ class SumOpBase(abc.ABC):
 
         Returns:
             Log-probabilities of the sums, ``[batch, height, width, num_sums]``.
+
+        Example:
+            >>> import numpy as np
+            >>> from libspn_keras.sum_ops import SumOpGradBackprop
+            >>> x = np.log(np.full((1, 2, 2, 3), 0.5, "float32"))
+            >>> out = SumOpGradBackprop().weighted_conv(x, np.ones((1, 1, 3, 2), "float32"), False)
+            >>> out.shape, round(float(out[0, 0, 0, 0]), 4)
+            (TensorShape([1, 2, 2, 2]), -0.6931)
         """
         accumulators = tf.convert_to_tensor(accumulators)
         accumulators = tf.reshape(accumulators, accumulators.shape[-2:])
