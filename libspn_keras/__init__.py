@@ -18,11 +18,15 @@ from libspn_keras import (
 from libspn_keras.config import (
     get_default_accumulator_initializer,
     get_default_linear_accumulator_constraint,
+    get_default_linear_accumulators_constraint,
     get_default_logspace_accumulator_constraint,
+    get_default_logspace_accumulators_constraint,
     get_default_sum_op,
     set_default_accumulator_initializer,
     set_default_linear_accumulator_constraint,
+    set_default_linear_accumulators_constraint,
     set_default_logspace_accumulator_constraint,
+    set_default_logspace_accumulators_constraint,
     set_default_sum_op,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
@@ -35,6 +39,7 @@ from libspn_keras.sum_ops import (
     SumOpSampleBackprop,
     SumOpUnweightedHardEMBackprop,
 )
+from libspn_keras.visualize import visualize_dense_spn
 
 try:
     __version__ = version("libspn-keras")
@@ -56,7 +61,9 @@ __all__ = [
     "datasets",
     "get_default_accumulator_initializer",
     "get_default_linear_accumulator_constraint",
+    "get_default_linear_accumulators_constraint",
     "get_default_logspace_accumulator_constraint",
+    "get_default_logspace_accumulators_constraint",
     "get_default_sum_op",
     "initializers",
     "layers",
@@ -69,7 +76,10 @@ __all__ = [
     "region_graph_to_dense_spn",
     "set_default_accumulator_initializer",
     "set_default_linear_accumulator_constraint",
+    "set_default_linear_accumulators_constraint",
     "set_default_logspace_accumulator_constraint",
+    "set_default_logspace_accumulators_constraint",
     "set_default_sum_op",
     "sum_ops",
+    "visualize_dense_spn",
 ]

@@ -42,21 +42,24 @@ class LogspaceWrapperInitializer(keras.initializers.Initializer):
         return {"initializer": keras.saving.serialize_keras_object(self.initializer)}
 
 
-def logspace_wrapper_initializer(accumulator: keras.initializers.Initializer) -> keras.initializers.Initializer:
+def logspace_wrapper_initializer(initializer: keras.initializers.Initializer) -> keras.initializers.Initializer:
     """Wrap an initializer so that it produces log-space accumulators.
 
     Args:
-        accumulator: Linear-space initializer.
+        initializer: Linear-space initializer (the argument's name is LibSPN Keras 0.6's).
 
     Returns:
-        An initializer returning ``log(accumulator(shape))``. Already wrapped initializers are returned as is.
+        An initializer returning ``log(initializer(shape))``. Already wrapped initializers are returned as is.
 
     Example:
         >>> import numpy as np, keras
-        >>> init = logspace_wrapper_initializer(keras.initializers.Constant(np.e))
+        >>> init = logspace_wrapper_initializer(initializer=keras.initializers.Constant(np.e))
         >>> np.round(np.asarray(init((1,))), 5).tolist()
         [1.0]
     """
-    if isinstance(accumulator, LogspaceWrapperInitializer):
-        return accumulator
-    return LogspaceWrapperInitializer(accumulator)
+    if isinstance(initializer, LogspaceWrapperInitializer):
+        return initializer
+    return LogspaceWrapperInitializer(initializer)
+
+
+__all__ = ["LogspaceWrapperInitializer", "logspace_wrapper_initializer"]

@@ -35,10 +35,18 @@ from libspn_keras.layers import (
 )
 from libspn_keras.layers._validation import check_positive_int
 from libspn_keras.models import SequentialSumProductNetwork
+from libspn_keras.sum_ops import SumOpBase
 
 #: Largest number of (padded) leaf scopes ``region_graph_to_dense_spn`` builds; a deeper or more unbalanced graph
 #: is rejected instead of exhausting memory.
 MAX_DENSE_SCOPES = 2**20
+
+
+class OverlappingScopesException(ValueError):
+    """Raised by ``RegionNode`` when the scopes of two of its children overlap (LibSPN Keras 0.6's name).
+
+    A ``ValueError``, so code catching either catches it.
+    """
 
 
 class BaseRegion(abc.ABC):
@@ -79,6 +87,8 @@ class RegionVariable(BaseRegion):
         >>> x = RegionVariable(3)
         >>> x, x.scope, x.children
         (RegionVariable(3), frozenset({3}), ())
+        >>> print(x)
+        x3
     """
 
     def __init__(self, index: int) -> None:
@@ -106,6 +116,10 @@ class RegionVariable(BaseRegion):
     def __repr__(self) -> str:
         return f"RegionVariable({self._index})"
 
+    def __str__(self) -> str:
+        """``x{index}``, as LibSPN Keras prints variables."""
+        return f"x{self._index}"
+
 
 @final
 class RegionNode(BaseRegion):
@@ -124,17 +138,20 @@ class RegionNode(BaseRegion):
 
     Raises:
         TypeError: If ``children`` is not a sequence of regions.
-        ValueError: If ``children`` is empty or two children share a variable (the message names them).
+        ValueError: If ``children`` is empty.
+        OverlappingScopesException: A ``ValueError``, if two children share a variable (the message names them).
 
     Example:
         >>> x0, x1, x2 = (RegionVariable(i) for i in range(3))
         >>> root = RegionNode([RegionNode([x0, x1]), x2])
         >>> sorted(root.scope), len(root.children)
         ([0, 1, 2], 2)
+        >>> print(root)
+        {{x0, x1}, x2}
         >>> RegionNode([RegionNode([x0, x1]), RegionNode([x1, x2])])
         Traceback (most recent call last):
         ...
-        ValueError: RegionNode expects children with pairwise disjoint scopes ... contain variables [1].
+        libspn_keras.region.OverlappingScopesException: Children {x0, x1} and {x1, x2} have overlapping scopes: ...
     """
 
     def __init__(self, children: Sequence[BaseRegion]) -> None:
@@ -154,9 +171,10 @@ class RegionNode(BaseRegion):
         for (i, first), (j, second) in itertools.combinations(enumerate(children), 2):
             common = first.scope & second.scope
             if common:
-                raise ValueError(
-                    "RegionNode expects children with pairwise disjoint scopes (a product of overlapping scopes is "
-                    f"not decomposable): children {i} and {j} both contain variables {sorted(common)}."
+                raise OverlappingScopesException(
+                    f"Children {first} and {second} have overlapping scopes: RegionNode expects children with "
+                    "pairwise disjoint scopes (a product of overlapping scopes is not decomposable); children "
+                    f"{i} and {j} both contain variables {sorted(common)}."
                 )
         self._children = children
         self._scope = frozenset().union(*(child.scope for child in children))
@@ -173,6 +191,14 @@ class RegionNode(BaseRegion):
 
     def __repr__(self) -> str:
         return f"RegionNode([{', '.join(repr(child) for child in self._children)}])"
+
+    def __str__(self) -> str:
+        """The children in braces, e.g. ``{{x0, x1}, x2}``, as LibSPN Keras prints regions."""
+        return "{" + ", ".join(str(child) for child in self._children) + "}"
+
+
+#: LibSPN Keras 0.6's name of the abstract region base class.
+Region = BaseRegion
 
 
 class DenseLayout(NamedTuple):
@@ -303,6 +329,7 @@ def region_graph_to_dense_spn(
     product_first: bool = True,
     num_classes: int | None = None,
     with_root: bool = True,
+    sum_op: SumOpBase | None = None,
     *,
     factorized_leaf_regions: bool = False,
     name: str | None = None,
@@ -346,6 +373,7 @@ def region_graph_to_dense_spn(
             instead directly connect the root to the final layer of the dense stack. This means if set to ``None``
             the SPN cannot be used for classification.
         with_root: If ``True``, sets a ``RootSum`` as the final layer.
+        sum_op: Sum op of every sum layer (``None``: ``get_default_sum_op()``, read once per layer).
         factorized_leaf_regions: If ``True``, the bottom product layer is a ``ReduceProduct`` without a sum after
             it: a region whose children are variables gets ``num_components`` fully factorized distributions
             (component ``k`` of every variable multiplied), as the input regions of RAT-SPNs and Einsum Networks.
@@ -385,6 +413,7 @@ def region_graph_to_dense_spn(
     sum_kwargs: dict[str, Any] = {
         "logspace_accumulators": logspace_accumulators,
         "linear_accumulator_constraint": linear_accumulator_constraint,
+        "sum_op": sum_op,
     }
 
     def dense_sum(size: int) -> DenseSum:
@@ -686,6 +715,8 @@ __all__ = [
     "BaseRegion",
     "DenseLayout",
     "LayerScopes",
+    "OverlappingScopesException",
+    "Region",
     "RegionNode",
     "RegionVariable",
     "dense_layout",

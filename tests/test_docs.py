@@ -98,7 +98,7 @@ MANUAL_NAMES = (
 )
 
 #: Pages whose ``python`` code blocks form one runnable program each.
-RUNNABLE_PAGES = ("index.md", "tutorials/inference.md")
+RUNNABLE_PAGES = ("index.md", "tutorials/inference.md", "differences.md")
 
 TF_NOISE = re.compile(r"^(?:[IWE]\d{4} |WARNING: All log messages|To enable the following instructions)")
 
@@ -167,7 +167,7 @@ def test_docs_build_without_warnings_and_cover_the_api(tmp_path):
     not_in_manual_place = [name for name in MANUAL_NAMES if name not in documented]
     assert not not_in_manual_place, f"manual names not documented under the manual's name: {not_in_manual_place}"
 
-    for page in ("index", "installation", "distributed", "api/index", "tutorials/index"):
+    for page in ("index", "installation", "differences", "distributed", "api/index", "tutorials/index"):
         assert (out / f"{page}.html").is_file()
     tutorials = {path.stem for path in (out / "tutorials").glob("*.html")}
     assert {"understanding_region_spns", "dgcspn_classification", "dgcspn_completion", "inference"} <= tutorials

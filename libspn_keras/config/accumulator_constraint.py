@@ -68,3 +68,65 @@ def get_default_logspace_accumulator_constraint() -> keras.constraints.Constrain
         The constraint set with ``set_default_logspace_accumulator_constraint``.
     """
     return _DEFAULT_LOGSPACE
+
+
+def set_default_linear_accumulators_constraint(op: keras.constraints.Constraint | None) -> None:
+    """Set the default constraint of linear accumulators (LibSPN Keras 0.6 name and argument).
+
+    Same as ``set_default_linear_accumulator_constraint(op)``.
+
+    Args:
+        op: A Keras constraint, or ``None`` for no constraint.
+
+    Raises:
+        TypeError: If ``op`` is neither a Keras constraint nor ``None``.
+
+    Example:
+        >>> import libspn_keras as spnk
+        >>> before = spnk.get_default_linear_accumulators_constraint()
+        >>> spnk.set_default_linear_accumulators_constraint(op=None)
+        >>> spnk.get_default_linear_accumulator_constraint() is None
+        True
+        >>> spnk.set_default_linear_accumulators_constraint(before)
+    """
+    set_default_linear_accumulator_constraint(op)
+
+
+def get_default_linear_accumulators_constraint() -> keras.constraints.Constraint | None:
+    """Get the default constraint of linear accumulators (LibSPN Keras 0.6 name).
+
+    Returns:
+        The same as ``get_default_linear_accumulator_constraint()``.
+    """
+    return get_default_linear_accumulator_constraint()
+
+
+def set_default_logspace_accumulators_constraint(op: keras.constraints.Constraint | None) -> None:
+    """Set the default constraint of log-space accumulators (LibSPN Keras 0.6 name and argument).
+
+    Same as ``set_default_logspace_accumulator_constraint(op)``.
+
+    Args:
+        op: A Keras constraint, or ``None`` for no constraint.
+
+    Raises:
+        TypeError: If ``op`` is neither a Keras constraint nor ``None``.
+
+    Example:
+        >>> import libspn_keras as spnk
+        >>> before = spnk.get_default_logspace_accumulators_constraint()
+        >>> spnk.set_default_logspace_accumulators_constraint(op=spnk.constraints.LogNormalized())
+        >>> type(spnk.get_default_logspace_accumulator_constraint()).__name__
+        'LogNormalized'
+        >>> spnk.set_default_logspace_accumulators_constraint(before)
+    """
+    set_default_logspace_accumulator_constraint(op)
+
+
+def get_default_logspace_accumulators_constraint() -> keras.constraints.Constraint | None:
+    """Get the default constraint of log-space accumulators (LibSPN Keras 0.6 name).
+
+    Returns:
+        The same as ``get_default_logspace_accumulator_constraint()``.
+    """
+    return get_default_logspace_accumulator_constraint()

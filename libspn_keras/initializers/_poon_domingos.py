@@ -1,11 +1,13 @@
-"""Leaf location initialization by the mean of quantiles (Poon and Domingos, 2011)."""
+"""Leaf parameter initialization by the mean or standard deviation of quantiles (Poon and Domingos, 2011)."""
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def standardize_samplewise(data: np.ndarray, epsilon: float) -> np.ndarray:
@@ -39,47 +41,68 @@ def broadcast_per_variable(values: np.ndarray, shape: tuple[int, ...], name: str
     )
 
 
-@keras.saving.register_keras_serializable(package="libspn_keras")
-class PoonDomingosMeanOfQuantileSplit(keras.initializers.Initializer):
-    """Initializes leaf locations according to the algorithm described in (Poon and Domingos, 2011).
+def as_samples(data: Any) -> np.ndarray:
+    """Return ``data`` as one float64 array of samples.
 
-    For each variable (and dimension), the values over all samples in ``data`` are divided over ``K`` quantiles,
-    where ``K`` is the number of components (axis ``-2`` of a leaf's ``location``,
-    ``[*variables, num_components, var_dimensionality]``). The mean per quantile is the initial location of
-    the corresponding component. ``NaN`` values are ignored.
+    A NumPy array or tensor is taken as is; a batched ``tf.data.Dataset``'s batches (or their first items, for
+    ``(inputs, ...)`` tuples) are concatenated.
+    """
+    if isinstance(data, tf.data.Dataset):
+        batches = [batch[0] if isinstance(batch, tuple | list) else batch for batch in data]
+        return np.concatenate([np.asarray(batch, dtype=np.float64) for batch in batches], axis=0)
+    return np.asarray(data, dtype=np.float64)
+
+
+class BasePoonDomingosQuantileSplit(keras.initializers.Initializer, abc.ABC):
+    """Initializes leaf parameters from per-variable quantiles of data (Poon and Domingos, 2011).
+
+    For each variable (and dimension), the values over all samples in ``data`` are sorted and divided over ``K``
+    quantiles (bins of equal size, up to one), where ``K`` is the number of components (axis ``-2`` of a leaf
+    parameter, ``[*variables, num_components, var_dimensionality]``). Each bin is reduced to the initial value of
+    the corresponding component by the subclass (``_reduce_bins``). ``NaN`` values are ignored.
 
     Args:
         data: Data to compute quantiles over: ``[num_samples, num_vars]``, ``[num_samples, num_vars, var_dim]``
-            or images ``[num_samples, height, width, channels]`` (the leaf's input without the batch axis).
+            or images ``[num_samples, height, width, channels]`` (the leaf's input without the batch axis); a
+            NumPy array, a tensor or a batched ``tf.data.Dataset`` of inputs or ``(inputs, ...)`` tuples (as
+            LibSPN Keras 0.6 took it).
         samplewise_normalization: Whether to 'Z-score normalize' the data sample-wise before computing the
-            quantiles and means (use it when the model starts with ``NormalizeStandardScore``).
+            quantiles (use it when the model starts with ``NormalizeStandardScore``).
         normalization_epsilon: Non-zero constant to account for near-zero standard deviations in normalizations.
 
     Raises:
         ValueError: If ``data`` is missing or its variables do not match the leaf.
-
-    Example:
-        >>> import numpy as np
-        >>> data = np.arange(8, dtype="float32").reshape(8, 1)
-        >>> init = PoonDomingosMeanOfQuantileSplit(data, samplewise_normalization=False)
-        >>> np.asarray(init((1, 1, 2, 1))).ravel().tolist()
-        [1.5, 5.5]
     """
 
     def __init__(
         self,
-        data: np.ndarray | None = None,
+        data: Any = None,
         samplewise_normalization: bool = True,
         normalization_epsilon: float = 1e-2,
     ) -> None:
-        self.data = None if data is None else np.asarray(data, dtype=np.float64)
+        self.data: np.ndarray | None = None
         self.samplewise_normalization = bool(samplewise_normalization)
         self.normalization_epsilon = float(normalization_epsilon)
+        if data is not None:
+            self.adapt(data)
+
+    def adapt(self, data: Any) -> None:
+        """Set the data to compute quantiles over (LibSPN Keras 0.6's method).
+
+        Args:
+            data: See the class arguments.
+        """
+        self.data = as_samples(data)
+
+    @abc.abstractmethod
+    def _reduce_bins(self, sorted_values: np.ndarray, in_bin: np.ndarray) -> np.ndarray:
+        """Reduce the sorted values ``[samples, num_vars, var_dim]`` in a bin (mask of the same shape)."""
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
-        """Return quantile means shaped ``[*variables, num_components, var_dimensionality]``."""
+        """Return the reduced quantiles shaped ``[*variables, num_components, var_dimensionality]``."""
+        name = type(self).__name__
         if self.data is None:
-            raise ValueError("PoonDomingosMeanOfQuantileSplit needs data to compute quantiles. Received: data=None")
+            raise ValueError(f"{name} needs data to compute quantiles. Received: data=None")
         shape = tuple(int(s) for s in shape)
         num_components, var_dim = shape[-2], shape[-1]
         data = self.data
@@ -88,15 +111,13 @@ class PoonDomingosMeanOfQuantileSplit(keras.initializers.Initializer):
         per_var = data.reshape(len(data), -1, var_dim)  # [samples, num_vars, var_dim]
         sorted_values = np.sort(per_var, axis=0)  # NaN sorts last
         counts = np.sum(np.isfinite(per_var), axis=0)  # [num_vars, var_dim]
-        means = np.zeros((per_var.shape[1], num_components, var_dim))
+        reduced = np.zeros((per_var.shape[1], num_components, var_dim))
+        index = np.arange(len(data))[:, None, None]
         for k in range(num_components):
             start = np.floor(counts * k / num_components).astype(int)
             stop = np.maximum(np.floor(counts * (k + 1) / num_components).astype(int), start + 1)
-            index = np.arange(len(data))[:, None, None]
-            in_bin = (index >= start) & (index < np.minimum(stop, counts))
-            total = np.where(in_bin, np.nan_to_num(sorted_values), 0.0).sum(axis=0)
-            means[:, k] = total / np.maximum(in_bin.sum(axis=0), 1)
-        values = broadcast_per_variable(means, shape, "PoonDomingosMeanOfQuantileSplit")
+            reduced[:, k] = self._reduce_bins(sorted_values, (index >= start) & (index < np.minimum(stop, counts)))
+        values = broadcast_per_variable(reduced, shape, name)
         return keras.ops.convert_to_tensor(values, dtype=dtype or keras.config.floatx())
 
     def get_config(self) -> dict[str, Any]:
@@ -106,3 +127,51 @@ class PoonDomingosMeanOfQuantileSplit(keras.initializers.Initializer):
             "samplewise_normalization": self.samplewise_normalization,
             "normalization_epsilon": self.normalization_epsilon,
         }
+
+
+def _bin_mean(sorted_values: np.ndarray, in_bin: np.ndarray) -> np.ndarray:
+    return np.where(in_bin, np.nan_to_num(sorted_values), 0.0).sum(axis=0) / np.maximum(in_bin.sum(axis=0), 1)
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class PoonDomingosMeanOfQuantileSplit(BasePoonDomingosQuantileSplit):
+    """Initializes leaf locations according to the algorithm described in (Poon and Domingos, 2011).
+
+    For each variable (and dimension), the values over all samples in ``data`` are divided over ``K`` quantiles,
+    where ``K`` is the number of components (axis ``-2`` of a leaf's ``location``,
+    ``[*variables, num_components, var_dimensionality]``). The mean per quantile is the initial location of
+    the corresponding component. ``NaN`` values are ignored. See ``BasePoonDomingosQuantileSplit`` for the
+    arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> data = np.arange(8, dtype="float32").reshape(8, 1)
+        >>> init = PoonDomingosMeanOfQuantileSplit(data, samplewise_normalization=False)
+        >>> np.asarray(init((1, 1, 2, 1))).ravel().tolist()
+        [1.5, 5.5]
+    """
+
+    def _reduce_bins(self, sorted_values: np.ndarray, in_bin: np.ndarray) -> np.ndarray:
+        return _bin_mean(sorted_values, in_bin)
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class PoonDomingosStddevOfQuantileSplit(BasePoonDomingosQuantileSplit):
+    """Initializes leaf scales by the standard deviation of each quantile (LibSPN Keras 0.6).
+
+    The quantiles are those of ``PoonDomingosMeanOfQuantileSplit``; the (population) standard deviation of the
+    values in quantile ``k`` is the initial scale of component ``k``, e.g. as ``scale_initializer`` beside
+    ``PoonDomingosMeanOfQuantileSplit`` as ``location_initializer``. A quantile of equal values gives 0, which a
+    leaf rejects as a scale. See ``BasePoonDomingosQuantileSplit`` for the arguments.
+
+    Example:
+        >>> import numpy as np, tensorflow as tf
+        >>> data = tf.data.Dataset.from_tensor_slices(np.arange(8.0).reshape(8, 1)).batch(3)
+        >>> init = PoonDomingosStddevOfQuantileSplit(data, samplewise_normalization=False)
+        >>> [round(float(value), 4) for value in np.asarray(init((1, 1, 2, 1))).ravel()]  # std of 0..3, 4..7
+        [1.118, 1.118]
+    """
+
+    def _reduce_bins(self, sorted_values: np.ndarray, in_bin: np.ndarray) -> np.ndarray:
+        deviation = np.nan_to_num(sorted_values) - _bin_mean(sorted_values, in_bin)
+        return np.sqrt(_bin_mean(np.square(deviation), in_bin))

@@ -8,9 +8,15 @@ from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._conv2d_product import Conv2DProduct
 from libspn_keras.layers._dense_sum import DenseSum
 from libspn_keras.layers._indicator_leaf import IndicatorLeaf
-from libspn_keras.layers._location_scale_leaves import BaseLocationScaleLeaf, CauchyLeaf, LaplaceLeaf, NormalLeaf
+from libspn_keras.layers._location_scale_leaves import (
+    BaseLocationScaleLeaf,
+    CauchyLeaf,
+    LaplaceLeaf,
+    LocationScaleLeafBase,
+    NormalLeaf,
+)
 from libspn_keras.layers._log_dropout import LogDropout
-from libspn_keras.layers._normalize_standard_score import NormalizeStandardScore
+from libspn_keras.layers._normalize_standard_score import NormalizeAxes, NormalizeStandardScore
 from libspn_keras.layers._products import DenseProduct, ReduceProduct
 from libspn_keras.layers._root_sum import RootSum
 from libspn_keras.layers._scopes import (
@@ -39,8 +45,10 @@ __all__ = [
     "IndicatorLeaf",
     "LaplaceLeaf",
     "Local2DSum",
+    "LocationScaleLeafBase",
     "LogDropout",
     "NormalLeaf",
+    "NormalizeAxes",
     "NormalizeStandardScore",
     "PermuteAndPadScopes",
     "PermuteAndPadScopesRandom",

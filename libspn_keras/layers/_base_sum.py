@@ -14,7 +14,13 @@ from libspn_keras.config.accumulator_constraint import (
 from libspn_keras.config.accumulator_initializer import get_default_accumulator_initializer
 from libspn_keras.config.sum_op import get_default_sum_op
 from libspn_keras.initializers._clone import clone_initializer
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_linear_accumulators, check_positive_int
+from libspn_keras.layers._validation import (
+    Shape,
+    check_float_dtype,
+    check_linear_accumulators,
+    check_positive_int,
+    shape_checked_initializer,
+)
 from libspn_keras.logspace import logspace_wrapper_initializer
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from libspn_keras.sum_ops import SumOpBase
@@ -95,7 +101,7 @@ class BaseSum(keras.layers.Layer):
         self.accumulators = self.add_weight(
             name="accumulators",
             shape=shape,
-            initializer=initializer,
+            initializer=shape_checked_initializer(self.name, "accumulator_initializer", initializer),
             regularizer=self.accumulator_regularizer,
             constraint=constraint,
             trainable=True,

@@ -362,3 +362,8 @@ class LaplaceLeaf(BaseLocationScaleLeaf):
         lowest = float(np.nextafter(np.array(-1.0, keras.backend.standardize_dtype(dtype)), 0))
         uniform = keras.random.uniform(shape, minval=lowest, maxval=1.0, dtype=dtype, seed=seed)
         return -ops.sign(uniform) * ops.log1p(-ops.abs(uniform))
+
+
+
+#: LibSPN Keras 0.6's name of ``BaseLocationScaleLeaf``.
+LocationScaleLeafBase = BaseLocationScaleLeaf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import keras
@@ -9,6 +10,24 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_float_dtype, is_number, pop_input_shape
+
+
+class NormalizeAxes(enum.Enum):
+    """Which values ``NormalizeStandardScore`` computes its statistics over (LibSPN Keras 0.6's choice of axes).
+
+    Example:
+        >>> NormalizeAxes("variable-wise")
+        <NormalizeAxes.VARIABLE_WISE: 'variable-wise'>
+    """
+
+    SAMPLE_WISE = "sample-wise"
+    """Normalize each sample by its own mean and standard deviation (no weights, nothing to adapt)."""
+
+    VARIABLE_WISE = "variable-wise"
+    """Normalize each variable (every non-batch position) by its mean and standard deviation over the samples."""
+
+    GLOBAL = "global"
+    """Normalize by one mean and standard deviation over all values of all samples."""
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -25,6 +44,11 @@ class NormalizeStandardScore(keras.layers.Layer):
             samples and values), stored as non-trainable weights, which must be computed first with
             ``adapt(data)`` where ``data`` is a NumPy array or a ``tf.data.Dataset`` (of inputs or of
             ``(inputs, ...)`` tuples). ``NaN`` values (missing data) are ignored by the statistics and stay NaN.
+        axes: LibSPN Keras 0.6's form of the choice, a ``NormalizeAxes`` (or its value, e.g. ``"variable-wise"``);
+            it takes precedence over ``sample_wise``. ``NormalizeAxes.SAMPLE_WISE`` is ``sample_wise=True``,
+            ``NormalizeAxes.GLOBAL`` is ``sample_wise=False`` and ``NormalizeAxes.VARIABLE_WISE`` keeps one mean and
+            one standard deviation per variable (every non-batch position), computed over the samples by
+            ``adapt``. ``None``: from ``sample_wise``.
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
 
     Input shape:
@@ -33,14 +57,28 @@ class NormalizeStandardScore(keras.layers.Layer):
     Output shape:
         Same as the input.
 
+    Raises:
+        ValueError: If ``normalization_epsilon`` is negative, ``axes`` is not a ``NormalizeAxes`` value, or
+            ``axes=NormalizeAxes.SAMPLE_WISE`` contradicts ``sample_wise=False``.
+
     Example:
         >>> import numpy as np
         >>> out = NormalizeStandardScore()(np.array([[1.0, 3.0]], "float32"))
         >>> np.round(np.asarray(out), 4).tolist()
         [[-1.0, 1.0]]
+        >>> layer = NormalizeStandardScore(axes=NormalizeAxes.VARIABLE_WISE)
+        >>> layer.adapt(np.array([[0.0, 10.0], [2.0, 30.0]], "float32"))
+        >>> np.round(np.asarray(layer(np.array([[2.0, 10.0]], "float32"))), 4).tolist()
+        [[1.0, -1.0]]
     """
 
-    def __init__(self, normalization_epsilon: float = 1e-8, sample_wise: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        normalization_epsilon: float = 1e-8,
+        sample_wise: bool = True,
+        axes: NormalizeAxes | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         input_shape = pop_input_shape("NormalizeStandardScore", kwargs)
         super().__init__(**kwargs)
         self._input_shape_arg = input_shape  # read by keras.Sequential to create its input
@@ -49,45 +87,79 @@ class NormalizeStandardScore(keras.layers.Layer):
                 f"NormalizeStandardScore expects normalization_epsilon >= 0. Received: {normalization_epsilon!r}"
             )
         self.normalization_epsilon = float(normalization_epsilon)
-        self.sample_wise = bool(sample_wise)
+        if axes is None:
+            axes = NormalizeAxes.SAMPLE_WISE if sample_wise else NormalizeAxes.GLOBAL
+        try:
+            self.axes = NormalizeAxes(axes)
+        except ValueError:
+            raise ValueError(
+                f"Layer '{self.name}' expects axes to be one of {[a.value for a in NormalizeAxes]} (a NormalizeAxes). "
+                f"Received: axes={axes!r}"
+            ) from None
+        if self.axes == NormalizeAxes.SAMPLE_WISE and not sample_wise:
+            raise ValueError(
+                f"Layer '{self.name}': axes=NormalizeAxes.SAMPLE_WISE contradicts sample_wise=False. Pass one of them."
+            )
+        self.sample_wise = self.axes == NormalizeAxes.SAMPLE_WISE
         self.adapted = False
 
+    def _statistics_shape(self, input_shape: Shape) -> tuple[int, ...]:
+        if self.axes == NormalizeAxes.GLOBAL:
+            return ()
+        shape = tuple(input_shape)[1:]
+        if None in shape:
+            raise ValueError(
+                f"Layer '{self.name}' normalizes variable-wise and needs a known input shape besides the batch. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        return shape
+
     def build(self, input_shape: Shape) -> None:
-        """Create the cross-sample statistics (only if ``sample_wise`` is ``False``)."""
+        """Create the cross-sample statistics (unless the layer is sample-wise)."""
         if not self.sample_wise:
-            self.mean = self.add_weight(name="mean", shape=(), initializer="zeros", trainable=False)
-            self.stddev = self.add_weight(name="stddev", shape=(), initializer="ones", trainable=False)
+            shape = self._statistics_shape(input_shape)
+            self.mean = self.add_weight(name="mean", shape=shape, initializer="zeros", trainable=False)
+            self.stddev = self.add_weight(name="stddev", shape=shape, initializer="ones", trainable=False)
 
     def adapt(self, data: Any) -> None:
-        """Compute the cross-sample mean and standard deviation of ``data``.
+        """Compute the cross-sample mean and standard deviation of ``data`` (over all values, or per variable).
 
         Args:
-            data: NumPy array, tensor, or ``tf.data.Dataset`` yielding inputs or tuples whose first item is the
-                input.
+            data: NumPy array, tensor, or (batched) ``tf.data.Dataset`` yielding inputs or tuples whose first item
+                is the input.
 
         Raises:
-            ValueError: If the layer is sample-wise or ``data`` has no finite value.
+            ValueError: If the layer is sample-wise, ``data`` does not match the layer's input shape, or a
+                statistic has no finite value to be computed from.
         """
         if self.sample_wise:
             raise ValueError(f"Layer '{self.name}' is sample-wise (sample_wise=True) and has nothing to adapt.")
-        total, total_sq, count = 0.0, 0.0, 0
-        batches = data if isinstance(data, tf.data.Dataset) else [data]
+        reduce_axes: Any = None if self.axes == NormalizeAxes.GLOBAL else 0
+        total: Any = 0.0
+        total_sq: Any = 0.0
+        count: Any = 0
         shape: tuple[int, ...] = ()
+        batches = data if isinstance(data, tf.data.Dataset) else [data]
         for batch in batches:
             if isinstance(batch, tuple | list):
                 batch = batch[0]
             values = np.asarray(batch, dtype=np.float64)
             shape = values.shape
-            finite = values[np.isfinite(values)]
-            total += finite.sum()
-            total_sq += np.square(finite).sum()
-            count += finite.size
-        if count == 0:
-            raise ValueError(f"Layer '{self.name}' cannot adapt to data without finite values.")
+            finite = np.isfinite(values)
+            total = total + np.where(finite, values, 0.0).sum(axis=reduce_axes)
+            total_sq = total_sq + np.where(finite, np.square(values), 0.0).sum(axis=reduce_axes)
+            count = count + finite.sum(axis=reduce_axes)
+        if np.min(count) == 0:
+            raise ValueError(f"Layer '{self.name}' cannot adapt to data without finite values ({self.axes.value}).")
         mean = total / count
-        std = float(np.sqrt(max(total_sq / count - mean**2, 0.0)))
+        std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
         if not self.built:
             self.build(shape)
+        if tuple(self.mean.shape) != np.shape(mean):
+            raise ValueError(
+                f"Layer '{self.name}' has statistics of shape {tuple(self.mean.shape)}; the data gives "
+                f"{np.shape(mean)}. Received: data of shape {shape}"
+            )
         self.mean.assign(mean)
         self.stddev.assign(std)
         self.adapted = True
@@ -121,5 +193,6 @@ class NormalizeStandardScore(keras.layers.Layer):
         return {
             "normalization_epsilon": self.normalization_epsilon,
             "sample_wise": self.sample_wise,
+            "axes": self.axes.value,
             **super().get_config(),
         }

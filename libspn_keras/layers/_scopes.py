@@ -306,6 +306,20 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             )
         self.factors = [check_positive_int("PermuteAndPadScopesRandom", "factors", f) for f in factors]
 
+    def set_factors(self, factors: Sequence[int]) -> None:
+        """Set the factors of the product layers that follow (LibSPN Keras 0.6's name of ``generate_factors``).
+
+        Args:
+            factors: Positive integers, one per product layer, bottom to top.
+
+        Example:
+            >>> layer = PermuteAndPadScopesRandom(seed=0)
+            >>> layer.set_factors([2, 3])
+            >>> layer.factors
+            [2, 3]
+        """
+        self.generate_factors(factors)
+
     def _num_scopes_out(self, input_shape: Shape) -> int:
         if self.permutations is not None:
             return int(self.permutations.shape[1])

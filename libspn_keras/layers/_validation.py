@@ -222,3 +222,39 @@ def check_linear_accumulators(layer: str, accumulators: Any) -> None:
             "a positive total over the inputs of every sum (the weights are the accumulators divided by it). "
             f"Received: min={values.min()}, smallest total={totals.min()}"
         )
+
+
+def shape_checked_initializer(layer: str, name: str, initializer: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``initializer`` (the layer's argument ``name``) so that values of another shape raise a ``ValueError``.
+
+    Keras 3's ``keras.initializers.Constant`` broadcasts its value to the requested shape instead of reshaping it
+    (as ``tf.keras`` 2 did), so an array of the right size in another shape silently gives other values, or a
+    broadcasting error from deep inside Keras. The error names the layer, the argument and both shapes.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> constant = keras.initializers.Constant(np.ones(3))
+        >>> init = shape_checked_initializer("root_sum", "accumulator_initializer", constant)
+        >>> init((3, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: Layer 'root_sum' expects accumulator_initializer to give values of shape (3, 1). ...
+    """
+
+    def initialize(shape: Any, dtype: Any = None) -> Any:
+        expected = tuple(int(size) for size in shape)
+        value = getattr(getattr(initializer, "initializer", initializer), "value", None)  # Constant, maybe wrapped
+        received = "an initializer that fails" if value is None else f"a value of shape {np.shape(value)}"
+        hint = (
+            f"{name} to give values of shape {expected}. keras.initializers.Constant broadcasts its value instead of "
+            "reshaping it (Keras 3), so pass an array of exactly this shape (e.g. np.reshape(value, shape))."
+        )
+        try:
+            values = initializer(shape, dtype=dtype)
+        except (ValueError, tf.errors.InvalidArgumentError) as error:
+            raise ValueError(f"Layer '{layer}' expects {hint} Received: {received}") from error
+        if tuple(values.shape) != expected:
+            raise ValueError(f"Layer '{layer}' expects {hint} Received: values of shape {tuple(values.shape)}")
+        return values
+
+    return initialize

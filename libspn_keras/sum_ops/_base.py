@@ -337,6 +337,39 @@ class SumOpBase(abc.ABC):
 
         return forward(x, tf.convert_to_tensor(accumulators))
 
+    def weighted_conv(
+        self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool, normalize_in_forward_pass: bool = True
+    ) -> tf.Tensor:
+        """Compute the 1x1 convolutional sums of ``Conv2DSum`` (LibSPN Keras 0.6's entry point): ``weighted_sum``.
+
+        Args:
+            x: Log-probabilities of the children, ``[batch, height, width, channels]``.
+            accumulators: Unnormalized weights shared by all cells, ``[channels, num_sums]`` or the original's
+                ``[1, 1, channels, num_sums]``.
+            logspace_accumulators: Whether ``accumulators`` are log-space values.
+            normalize_in_forward_pass: If ``False``, the accumulators are the weights as they are (their log-total
+                is added back; for EM ops the counts are those of the normalized weights).
+
+        Returns:
+            Log-probabilities of the sums, ``[batch, height, width, num_sums]``.
+
+        Example:
+            >>> import numpy as np
+            >>> from libspn_keras.sum_ops import SumOpGradBackprop
+            >>> x = np.log(np.full((1, 2, 2, 3), 0.5, "float32"))
+            >>> out = SumOpGradBackprop().weighted_conv(x, np.ones((1, 1, 3, 2), "float32"), False)
+            >>> out.shape, round(float(out[0, 0, 0, 0]), 4)
+            (TensorShape([1, 2, 2, 2]), -0.6931)
+        """
+        accumulators = tf.convert_to_tensor(accumulators)
+        accumulators = tf.reshape(accumulators, accumulators.shape[-2:])
+        out = self.weighted_sum(x, accumulators, logspace_accumulators)
+        if normalize_in_forward_pass:
+            return out
+        totals = accumulators if logspace_accumulators else tf.math.log(accumulators)
+        log_total = tf.cast(tf.reduce_logsumexp(totals, axis=0), out.dtype)
+        return out + (tf.stop_gradient(log_total) if self.has_custom_backward else log_total)
+
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments."""
