@@ -50,7 +50,7 @@ def _check_parents(parents: Any) -> tuple[int, ...]:
     if len(values) < 2:
         raise ValueError(f"{owner} expects a tree over at least two variables. Received: parents={values!r}")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -1 <= value < len(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -1 <= int(value) < len(values):
             raise ValueError(
                 f"{owner} expects every parent to be a variable index in [0, {len(values)}) or -1 for the root. "
                 f"Received: parents={values!r}"
@@ -207,6 +207,7 @@ class LatentTreeSum(BaseSum):
         """Compute ``log p(x | Z_root = k)`` bottom-up, one batched weighted sum per height of the tree."""
         check_float_dtype(self.name, x.dtype)
         leaves = ops.transpose(x[:, :, 0, :], (1, 0, 2))  # [num_vars, batch, K]: gathers along the first axis
+        accumulators = ops.convert_to_tensor(self.accumulators)  # one read; each height takes its edges' slice
         messages: list[tf.Tensor] = []  # per height: [n_h, batch, K], to the parents of the nodes of that height
         first_edge = 0
         for height in self._schedule:
@@ -223,7 +224,7 @@ class LatentTreeSum(BaseSum):
                 value = value + ops.segment_sum(received, segments, num_segments=len(height.nodes))
             if height is self._schedule[-1]:
                 return ops.transpose(value, (1, 0, 2))[:, :, tf.newaxis, :]
-            weights = self.accumulators[first_edge : first_edge + len(height.nodes)]
+            weights = accumulators[first_edge : first_edge + len(height.nodes)]
             first_edge += len(height.nodes)
             sums = self.sum_op.weighted_sum(ops.transpose(value, (1, 0, 2)), weights, self.logspace_accumulators)
             messages.append(ops.transpose(sums, (1, 0, 2)))

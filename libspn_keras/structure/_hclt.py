@@ -90,7 +90,7 @@ def hclt(
             "hclt expects data with at least two variables, as many as the tree has. "
             f"Received: {num_vars} data columns, a tree over {tree.num_vars} variables"
         )
-    sums = {
+    sums: dict[str, Any] = {
         "sum_op": sum_op,
         "logspace_accumulators": logspace_accumulators,
         "linear_accumulator_constraint": linear_accumulator_constraint,
