@@ -281,3 +281,30 @@ def test_em_on_nltcs_beats_the_chow_liu_tree():
     assert train_llh[-1] > train_llh[0]
     hclt_test = float(np.mean(spn.predict(test, batch_size=2000, verbose=0)))
     assert hclt_test > tree_test + 0.3, (hclt_test, tree_test)
+
+
+def test_mpe_completion_maximizes_the_joint_over_latents_and_missing_values():
+    tree = tree_of(TREES["unbalanced"], 3)
+    spn = hclt(np.zeros((1, 6)), 2, tree=tree, sum_op=OPS["em"]())
+    randomize(spn, seed=11)
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 3, (4, 6)).astype("float32")
+    x[rng.random(x.shape) < 0.5] = np.nan
+    completed = np.asarray(spn.mpe(x))
+    _, _, leaf_sum, tree_sum, root = spn.layers
+    leaf = weights_of(leaf_sum, axis=-2)[:, 0]
+    transitions, prior = weights_of(tree_sum, axis=1), weights_of(root, axis=0)[:, 0]
+    for row, result in zip(x, completed, strict=True):
+        best, best_value = None, -np.inf
+        missing = np.flatnonzero(np.isnan(row))
+        for fill in itertools.product(range(3), repeat=len(missing)):
+            full = row.copy()
+            full[missing] = fill
+            for z in itertools.product(range(2), repeat=6):  # max over latents: the max-product path
+                value = np.log(prior[z[tree.root]]) + sum(np.log(leaf[i, int(full[i]), z[i]]) for i in range(6))
+                value += sum(
+                    np.log(transitions[e][z[c], z[tree_sum.parents[c]]]) for e, c in enumerate(tree_sum.edge_children)
+                )
+                if value > best_value:
+                    best, best_value = full.copy(), value
+        np.testing.assert_array_equal(result, best)
