@@ -13,6 +13,7 @@ from libspn_keras import (
     metrics,
     models,
     optimizers,
+    structure,
     sum_ops,
 )
 from libspn_keras.config import (
@@ -80,6 +81,7 @@ __all__ = [
     "set_default_logspace_accumulator_constraint",
     "set_default_logspace_accumulators_constraint",
     "set_default_sum_op",
+    "structure",
     "sum_ops",
     "visualize_dense_spn",
 ]

@@ -38,6 +38,7 @@ PUBLIC_MODULES = (
     "libspn_keras.logspace",
     "libspn_keras.datasets",
     "libspn_keras.math",
+    "libspn_keras.structure",
 )
 
 #: Every public name of the LibSPN Keras 0.5.2 reference manual (its index), plus ``SumOpSampleBackprop`` of the
@@ -98,7 +99,7 @@ MANUAL_NAMES = (
 )
 
 #: Pages whose ``python`` code blocks form one runnable program each.
-RUNNABLE_PAGES = ("index.md", "tutorials/inference.md", "differences.md")
+RUNNABLE_PAGES = ("index.md", "tutorials/inference.md", "differences.md", "structure.md")
 
 TF_NOISE = re.compile(r"^(?:[IWE]\d{4} |WARNING: All log messages|To enable the following instructions)")
 

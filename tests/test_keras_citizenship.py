@@ -50,6 +50,7 @@ LAYER_CASES = {
         _region(),
     ),
     "RootSum": (lambda: layers.RootSum(), _region((3, 1, 1, 4))),
+    "LatentTreeSum": (lambda: layers.LatentTreeSum(parents=[-1, 0, 1, 1, 0]), _region((3, 5, 1, 2))),
     "RootSum-root": (lambda: layers.RootSum(return_weighted_child_logits=False), _region((3, 1, 1, 4))),
     "RootSum-flat": (lambda: layers.RootSum(return_weighted_child_logits=False), _region((3, 4))),
     "Conv2DProduct": (

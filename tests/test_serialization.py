@@ -71,6 +71,10 @@ LAYER_CASES = {
         _region(),
     ),
     "RootSum": (lambda: layers.RootSum(), _region((3, 1, 1, 4))),
+    "LatentTreeSum": (
+        lambda: layers.LatentTreeSum(parents=[2, 2, -1, 1], sum_op=sum_ops.SumOpEMBackprop()),
+        _region((3, 4, 1, 3)),
+    ),
     "RootSum-root": (
         lambda: layers.RootSum(
             return_weighted_child_logits=False,

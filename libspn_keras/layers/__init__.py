@@ -8,6 +8,7 @@ from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._conv2d_product import Conv2DProduct
 from libspn_keras.layers._dense_sum import DenseSum
 from libspn_keras.layers._indicator_leaf import IndicatorLeaf
+from libspn_keras.layers._latent_tree_sum import LatentTreeSum
 from libspn_keras.layers._location_scale_leaves import (
     BaseLocationScaleLeaf,
     CauchyLeaf,
@@ -57,4 +58,5 @@ __all__ = [
     "SpatialToRegions",
     "TemporalDenseProduct",
     "Undecompose",
+    "LatentTreeSum",
 ]

@@ -364,6 +364,5 @@ class LaplaceLeaf(BaseLocationScaleLeaf):
         return -ops.sign(uniform) * ops.log1p(-ops.abs(uniform))
 
 
-
 #: LibSPN Keras 0.6's name of ``BaseLocationScaleLeaf``.
 LocationScaleLeafBase = BaseLocationScaleLeaf
