@@ -57,7 +57,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from libspn_keras import initializers, layers, losses, models, optimizers, sum_ops  # noqa: E402
+from libspn_keras import constraints, initializers, layers, losses, models, optimizers, sum_ops  # noqa: E402
 
 # The repository root (a notebook twin has no __file__ and runs from examples/).
 REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
@@ -160,6 +160,8 @@ def build_dgcspn(
         sum_op=sum_op,
         logspace_accumulators=False,
         accumulator_initializer=initializers.EpsilonInverseFanIn(axis=-2, epsilon=1e-2),
+        # Unnormalized accumulators, so that they hold the smoothed cumulative counts (gliding_average=False).
+        linear_accumulator_constraint=constraints.GreaterEqualEpsilon(),
     )
     stack: list[keras.layers.Layer] = [
         keras.Input(shape=(side, side, 1)),

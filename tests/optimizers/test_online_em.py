@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from libspn_keras import initializers, layers, losses, models, optimizers, sum_ops
+from libspn_keras import constraints, initializers, layers, losses, models, optimizers, sum_ops
 from libspn_keras.optimizers import _online_em
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from tests.reference_spn import all_states
@@ -25,7 +25,10 @@ def compiled(request, monkeypatch) -> bool:
 
 
 def mixture_model(op: sum_ops.SumOpBase, num_states: int = 3) -> models.SequentialSumProductNetwork:
-    """A single root sum over the states of one discrete variable (a categorical distribution)."""
+    """A single root sum over the states of one discrete variable (a categorical distribution).
+
+    Its accumulators are unnormalized counts (``GreaterEqualEpsilon``, not the default normalizing constraint).
+    """
     return models.SequentialSumProductNetwork(
         [
             layers.FlatToRegions(num_decomps=1, input_shape=(1,)),
@@ -34,6 +37,7 @@ def mixture_model(op: sum_ops.SumOpBase, num_states: int = 3) -> models.Sequenti
                 return_weighted_child_logits=False,
                 sum_op=op,
                 accumulator_initializer=initializers.EpsilonInverseFanIn(epsilon=0.3),
+                linear_accumulator_constraint=constraints.GreaterEqualEpsilon(),
             ),
         ]
     )
@@ -111,11 +115,17 @@ def test_normalized_update_needs_the_gliding_average():
     assert optimizers.OnlineExpectationMaximization.from_config(config).normalized_update
 
 
-def test_non_em_variables_get_an_sgd_step(float64, compiled):
-    opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5)
+@pytest.mark.parametrize(
+    ("normalized_update", "expected"),
+    [(None, [0.4, 1.2]), (True, [0.9, 2.2]), (False, [0.9, 2.2])],
+    ids=["original", "normalized", "counts"],
+)
+def test_non_em_variables_get_the_original_step_by_default_else_sgd(float64, compiled, normalized_update, expected):
+    """The original's optimizer applied (1 - lr) v - lr g to every variable; the explicit rules keep an SGD step."""
+    opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=normalized_update)
     variable = keras.Variable(np.array([1.0, 2.0]))
     opt.apply([np.array([0.2, -0.4])], [variable])
-    np.testing.assert_allclose(variable.numpy(), [0.9, 2.2])
+    np.testing.assert_allclose(variable.numpy(), expected)
     assert bool(opt._compiled_updates) == compiled
 
 
