@@ -233,3 +233,34 @@ def test_em_leaves_learn_a_two_component_mixture(op, normalized_update):
     assert after > before + 1.0
     np.testing.assert_allclose(np.sort(location.numpy()[:, 0, :, 0], axis=-1), [[-3, 3]] * 3, atol=0.35)
     assert np.all(scale.numpy() > 0.3) and np.all(scale.numpy() < 1.6)
+
+
+@pytest.mark.parametrize("accumulate_batches", [1, 2])
+def test_default_rule_normalizes_marked_counts_per_batch_and_mixes_them(float64, compiled, accumulate_batches):
+    """The original's rule on variables marked directly: soft EM counts normalized per sum, hard EM counts as is."""
+    rng = np.random.default_rng(3)
+    start = rng.dirichlet(np.ones(4), size=(2, 3)).transpose(0, 2, 1)  # [groups, num_in, num_out]
+    counts = rng.uniform(0.0, 0.4, size=(accumulate_batches, *start.shape))
+    counts[0, 1, :, 2] = 0.0  # a sum the first batch did not reach
+    opt = optimizers.OnlineExpectationMaximization(learning_rate=0.2, accumulate_batches=accumulate_batches)
+    soft, hard, other = keras.Variable(start), keras.Variable(start), keras.Variable(start)
+    mark_em_statistic(soft, outcome_axis=-2, normalized_counts=True)
+    mark_em_statistic(hard, outcome_axis=-2, normalized_counts=False)
+    for batch in counts:
+        opt.apply([-batch, -batch, -batch], [soft, hard, other])
+    totals = counts.sum(axis=-2, keepdims=True)
+    normalized = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    np.testing.assert_allclose(soft.numpy(), 0.8 * start + 0.2 * normalized.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(hard.numpy(), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(other.numpy(), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_invalid_accumulate_batches_raises(value):
+    with pytest.raises(ValueError, match=rf"accumulate_batches to be a positive integer. Received: {value!r}"):
+        optimizers.OnlineExpectationMaximization(accumulate_batches=value)
+
+
+def test_normalized_update_must_be_none_or_a_bool():
+    with pytest.raises(ValueError, match="normalized_update to be None, True or False. Received: 'yes'"):
+        optimizers.OnlineExpectationMaximization(normalized_update="yes")
