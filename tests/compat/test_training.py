@@ -204,3 +204,20 @@ def test_a_small_rat_spn_fitted_with_the_default_em_improves_its_likelihood(floa
     history = model.fit(x, batch_size=24, epochs=4, verbose=0).history["loss"]
     assert history[-1] < history[0] - 0.3, history
     assert all(b < a for a, b in zip(history, history[1:], strict=False)), history
+
+
+def test_default_initializer_draws_per_layer_and_follows_the_global_seed():
+    def two_layers() -> list[np.ndarray]:
+        built = []
+        for _ in range(2):
+            layer = layers.DenseSum(num_sums=3, sum_op=sum_ops.SumOpEMBackprop())
+            layer.build((None, 2, 1, 4))
+            built.append(layer.accumulators.numpy())
+        return built
+
+    keras.utils.set_random_seed(5)
+    first, second = two_layers()
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(first.sum(axis=-2), 1.0, rtol=1e-5)
+    keras.utils.set_random_seed(5)
+    np.testing.assert_array_equal(two_layers()[0], first)
