@@ -83,7 +83,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from libspn_keras import initializers, layers, losses, models, optimizers, sum_ops  # noqa: E402
+from libspn_keras import constraints, initializers, layers, losses, models, optimizers, sum_ops  # noqa: E402
 from libspn_keras.datasets import load_olivetti_faces  # noqa: E402
 
 EPSILON = 1e-2  # added to the standard deviation when standardizing
@@ -184,6 +184,8 @@ def build_dgcspn(
         sum_op=sum_op,
         logspace_accumulators=False,
         accumulator_initializer=initializers.EpsilonInverseFanIn(axis=-2, epsilon=1e-2),
+        # Unnormalized accumulators, so that they hold the smoothed cumulative counts (gliding_average=False).
+        linear_accumulator_constraint=constraints.GreaterEqualEpsilon(),
     )
     stack: list[keras.layers.Layer] = [
         keras.Input(shape=(side, side, 1)),

@@ -230,13 +230,23 @@ LINEAR_ACCUMULATORS = r"Layer 's' expects accumulator_initializer to give finite
     ("make", "x", "match"),
     [
         (
-            lambda: layers.DenseSum(2, accumulator_initializer="zeros", logspace_accumulators=False, name="s"),
+            lambda: layers.DenseSum(
+                2,
+                accumulator_initializer="zeros",
+                logspace_accumulators=False,
+                name="s",
+                linear_accumulator_constraint=keras.constraints.NonNeg(),
+            ),
             REGION,
             rf"{LINEAR_ACCUMULATORS} with a positive total over the inputs of every sum.*smallest total=0\.0",
         ),
         (
             lambda: layers.DenseSum(
-                2, accumulator_initializer=keras.initializers.Constant(-1.0), name="s", sum_op=sum_ops.SumOpEMBackprop()
+                2,
+                accumulator_initializer=keras.initializers.Constant(-1.0),
+                name="s",
+                sum_op=sum_ops.SumOpEMBackprop(),
+                linear_accumulator_constraint=constraints.Clip(-2.0),
             ),
             REGION,
             rf"{LINEAR_ACCUMULATORS}.*Received: min=-1\.0",
@@ -249,7 +259,12 @@ LINEAR_ACCUMULATORS = r"Layer 's' expects accumulator_initializer to give finite
             rf"{LINEAR_ACCUMULATORS}.*min=nan",
         ),
         (
-            lambda: layers.RootSum(accumulator_initializer="zeros", logspace_accumulators=False, name="s"),
+            lambda: layers.RootSum(
+                accumulator_initializer="zeros",
+                logspace_accumulators=False,
+                name="s",
+                linear_accumulator_constraint=keras.constraints.NonNeg(),
+            ),
             np.zeros((2, 3), "float32"),
             LINEAR_ACCUMULATORS,
         ),

@@ -429,6 +429,7 @@ def test_saved_model_does_not_depend_on_global_defaults(tmp_path, restore_defaul
 
 
 def test_from_config_does_not_pick_up_a_new_default_logspace_constraint(restore_defaults):
+    spnk.set_default_logspace_accumulator_constraint(None)  # the factory default is LogNormalized()
     layer = layers.DenseSum(num_sums=2)
     assert layer.logspace_accumulator_constraint is None
     config = layer.get_config()

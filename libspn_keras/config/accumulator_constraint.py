@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import keras
 
-from libspn_keras.constraints._greater_equal_epsilon import GreaterEqualEpsilon
+from libspn_keras.constraints._greater_equal_epsilon import GreaterEqualEpsilonNormalized
+from libspn_keras.constraints._log_normalized import LogNormalized
 
-_DEFAULT_LINEAR: keras.constraints.Constraint | None = GreaterEqualEpsilon(epsilon=1e-10)
-_DEFAULT_LOGSPACE: keras.constraints.Constraint | None = None
+# The original LibSPN Keras' defaults: accumulators are kept normalized per sum (axis -2).
+_DEFAULT_LINEAR: keras.constraints.Constraint | None = GreaterEqualEpsilonNormalized(epsilon=1e-10, axis=-2)
+_DEFAULT_LOGSPACE: keras.constraints.Constraint | None = LogNormalized(axis=-2)
 
 
 def _check(constraint: keras.constraints.Constraint | None, fn: str) -> None:
@@ -19,15 +21,17 @@ def set_default_linear_accumulator_constraint(constraint: keras.constraints.Cons
     """Set the constraint applied to linear accumulators after each update.
 
     Args:
-        constraint: A Keras constraint, or ``None`` for no constraint. The factory default is
-            ``GreaterEqualEpsilon(1e-10)``, which keeps weights strictly positive.
+        constraint: A Keras constraint, or ``None`` for no constraint. The factory default is the original LibSPN
+            Keras' ``GreaterEqualEpsilonNormalized(1e-10)``, which keeps weights strictly positive and the
+            accumulators normalized per sum. ``GreaterEqualEpsilon()`` keeps unnormalized accumulators instead
+            (needed for cumulative counts, ``OnlineExpectationMaximization(gliding_average=False)``).
 
     Example:
         >>> import libspn_keras as spnk
         >>> spnk.set_default_linear_accumulator_constraint(spnk.constraints.GreaterEqualEpsilon(1e-6))
         >>> spnk.get_default_linear_accumulator_constraint().epsilon
         1e-06
-        >>> spnk.set_default_linear_accumulator_constraint(spnk.constraints.GreaterEqualEpsilon(1e-10))
+        >>> spnk.set_default_linear_accumulator_constraint(spnk.constraints.GreaterEqualEpsilonNormalized(1e-10))
     """
     global _DEFAULT_LINEAR
     _check(constraint, "set_default_linear_accumulator_constraint")
@@ -47,14 +51,16 @@ def set_default_logspace_accumulator_constraint(constraint: keras.constraints.Co
     """Set the constraint applied to log-space accumulators after each update.
 
     Args:
-        constraint: A Keras constraint, or ``None`` (the factory default: log-space accumulators are normalized
-            by a log-softmax in the forward pass, so they need no constraint).
+        constraint: A Keras constraint, or ``None`` for no constraint (log-space accumulators are normalized by a
+            log-softmax in the forward pass either way). The factory default is the original LibSPN Keras'
+            ``LogNormalized()``.
 
     Example:
         >>> import libspn_keras as spnk
         >>> spnk.set_default_logspace_accumulator_constraint(None)
         >>> spnk.get_default_logspace_accumulator_constraint() is None
         True
+        >>> spnk.set_default_logspace_accumulator_constraint(spnk.constraints.LogNormalized())
     """
     global _DEFAULT_LOGSPACE
     _check(constraint, "set_default_logspace_accumulator_constraint")

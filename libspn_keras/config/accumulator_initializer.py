@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import keras
 
+from libspn_keras.initializers._dirichlet import Dirichlet
+
 
 def _factory_default() -> keras.initializers.Initializer:
-    return keras.initializers.TruncatedNormal(mean=1.0, stddev=0.5)
+    return Dirichlet(axis=-2, alpha=1.0)  # the original LibSPN Keras' default
 
 
 _DEFAULT_ACCUMULATOR_INITIALIZER: keras.initializers.Initializer = _factory_default()
@@ -30,8 +32,7 @@ def set_default_accumulator_initializer(initializer: keras.initializers.Initiali
         >>> spnk.set_default_accumulator_initializer(keras.initializers.Constant(1.0))
         >>> type(spnk.get_default_accumulator_initializer()).__name__
         'Constant'
-        >>> spnk.set_default_accumulator_initializer(
-        ...     keras.initializers.TruncatedNormal(mean=1.0, stddev=0.5))
+        >>> spnk.set_default_accumulator_initializer(spnk.initializers.Dirichlet(axis=-2, alpha=1.0))
     """
     global _DEFAULT_ACCUMULATOR_INITIALIZER
     if not isinstance(initializer, keras.initializers.Initializer):
@@ -48,6 +49,7 @@ def get_default_accumulator_initializer() -> keras.initializers.Initializer:
     Returns:
         The default accumulator initializer that will be used in sum accumulators, unless specified explicitly at
         initialization. Without a call to ``set_default_accumulator_initializer`` this is
-        ``TruncatedNormal(mean=1.0, stddev=0.5)`` (random, so that sums over the same children break symmetry).
+        ``Dirichlet(axis=-2, alpha=1.0)``, the original LibSPN Keras' default (random, so that sums over the same
+        children break symmetry; uniform over the weights of each sum).
     """
     return _DEFAULT_ACCUMULATOR_INITIALIZER

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import keras
@@ -41,7 +42,11 @@ class Dirichlet(keras.initializers.Initializer):
         """Draw a tensor of ``shape`` whose slices along ``axis`` are Dirichlet samples."""
         dtype = dtype or keras.config.floatx()
         check_axis_of_shape("Dirichlet", self.axis, shape)
-        gammas = keras.random.gamma(tuple(shape), alpha=self.alpha, dtype=dtype, seed=self.seed)
+        # Unseeded: a fresh integer seed per call from Python's generator (which keras.utils.set_random_seed seeds),
+        # so that draws are stateless. (Keras' global seed generator is a variable, which a layer built lazily
+        # inside an XLA-compiled function, e.g. the first step of fit(jit_compile=True), cannot create.)
+        seed = random.randint(1, 2**31 - 1) if self.seed is None else self.seed
+        gammas = keras.random.gamma(tuple(shape), alpha=self.alpha, dtype=dtype, seed=seed)
         # Tiny alphas can give all-zero gammas; keep the result a distribution.
         gammas = ops.maximum(gammas, ops.cast(1e-30, dtype))
         return gammas / ops.sum(gammas, axis=self.axis, keepdims=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -22,7 +23,7 @@ from libspn_keras.layers._validation import (
     shape_checked_initializer,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
-from libspn_keras.optimizers._em_statistics import mark_em_statistic
+from libspn_keras.optimizers._em_statistics import mark_em_statistic, mark_gradient_sum_accumulators
 from libspn_keras.sum_ops import SumOpBase
 
 _SERIALIZED_KEYS = (
@@ -32,6 +33,23 @@ _SERIALIZED_KEYS = (
     "logspace_accumulator_constraint",
     "linear_accumulator_constraint",
 )
+
+
+def _constrained(
+    initializer: keras.initializers.Initializer, constraint: keras.constraints.Constraint | None
+) -> Callable[..., Any]:
+    """``initializer`` whose values pass through ``constraint``, as the original's initial accumulators did.
+
+    (So e.g. ``keras.initializers.RandomUniform()``, which draws negative values, gives valid linear accumulators
+    under the default ``GreaterEqualEpsilonNormalized`` constraint.)
+    """
+    if constraint is None:
+        return initializer
+
+    def initial_value(shape: Any, dtype: Any = None) -> Any:
+        return constraint(keras.ops.convert_to_tensor(initializer(shape, dtype=dtype)))
+
+    return initial_value
 
 
 class BaseSum(keras.layers.Layer):
@@ -46,13 +64,15 @@ class BaseSum(keras.layers.Layer):
             ``SumOpGradBackprop``, ``False`` for the EM ops).
         accumulator_initializer: Initializer of the (linear-space) accumulators; wrapped with
             ``logspace_wrapper_initializer`` when accumulators are log-space. Defaults to
-            ``get_default_accumulator_initializer()``.
+            ``get_default_accumulator_initializer()``. Its values pass through the accumulator constraint, as in
+            the original LibSPN Keras (negative values of ``RandomUniform()`` are clipped to epsilon).
         sum_op: The sum op. Defaults to ``get_default_sum_op()``.
         accumulator_regularizer: Optional regularizer of the accumulators.
         logspace_accumulator_constraint: Constraint of log-space accumulators (default
             ``get_default_logspace_accumulator_constraint()``).
         linear_accumulator_constraint: Constraint of linear accumulators (default
-            ``get_default_linear_accumulator_constraint()``, which keeps them >= 1e-10).
+            ``get_default_linear_accumulator_constraint()``: ``GreaterEqualEpsilonNormalized()``, which keeps them
+            >= 1e-10 and normalized per sum).
         **kwargs: Passed on to ``keras.layers.Layer``.
     """
 
@@ -101,18 +121,22 @@ class BaseSum(keras.layers.Layer):
         self.accumulators = self.add_weight(
             name="accumulators",
             shape=shape,
-            initializer=shape_checked_initializer(self.name, "accumulator_initializer", initializer),
+            initializer=shape_checked_initializer(
+                self.name, "accumulator_initializer", _constrained(initializer, constraint)
+            ),
             regularizer=self.accumulator_regularizer,
             constraint=constraint,
             trainable=True,
         )
         if not self.logspace_accumulators:
-            check_linear_accumulators(self.name, self.accumulators)
+            check_linear_accumulators(self.name, self.accumulators, constraint)
         # Later calls must match the accumulators: leading axes index regions or cells, the last one the children.
         axes = {axis + 1: size for axis, size in enumerate(shape[:-2])}
         self.input_spec = keras.InputSpec(ndim=len(shape) if axes else None, axes={**axes, -1: shape[-2]})
         if self.sum_op.has_custom_backward:
-            mark_em_statistic(self.accumulators, outcome_axis=-2)
+            mark_em_statistic(self.accumulators, outcome_axis=-2, normalized_counts=self.sum_op.normalizes_counts)
+        else:
+            mark_gradient_sum_accumulators(self.accumulators)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, nested objects serialized."""

@@ -206,21 +206,23 @@ max(scale)=-1.0, 2 invalid values
     return initialize
 
 
-def check_linear_accumulators(layer: str, accumulators: Any) -> None:
+def check_linear_accumulators(layer: str, accumulators: Any, constraint: Any = None) -> None:
     """Raise a ``ValueError`` unless initial linear accumulators ``[..., num_in, num_out]`` give valid weights.
 
     Every entry must be finite and non-negative and every sum (column) needs a positive total, since the weights
-    are the accumulators divided by that total.
+    are the accumulators divided by that total. ``constraint``, if given, is the linear accumulator constraint the
+    initial values already passed through (named in the message).
     """
     values = initial_value(accumulators)
     if values is None:
         return
     totals = values.sum(axis=-2)
     if not np.all(np.isfinite(values)) or values.min() < 0 or totals.min() <= 0:
+        after = "" if constraint is None else f" after linear_accumulator_constraint={type(constraint).__name__}"
         raise ValueError(
             f"Layer '{layer}' expects accumulator_initializer to give finite, non-negative linear accumulators with "
-            "a positive total over the inputs of every sum (the weights are the accumulators divided by it). "
-            f"Received: min={values.min()}, smallest total={totals.min()}"
+            f"a positive total over the inputs of every sum{after} (the weights are the accumulators divided by "
+            f"it). Received: min={values.min()}, smallest total={totals.min()}"
         )
 
 

@@ -14,6 +14,7 @@ from libspn_keras.models._input_checks import (
     check_indicator_states,
     check_labels_given,
 )
+from libspn_keras.optimizers._em_statistics import check_optimizer_for_em_statistics
 
 
 def _num_samples(x: Any) -> int | None:
@@ -67,6 +68,16 @@ class GenerativeTrainingMixin:
         self._check_data(x, y, labels=True)
         with cause_first(f"evaluate of model '{self.name}'"):
             return super().evaluate(x, y, *args, **kwargs)  # type: ignore[misc]
+
+    def train_step(self, data: Any) -> Any:
+        """Like ``keras.Model.train_step``; first checks that a gradient optimizer gets no EM counts.
+
+        Raises:
+            ValueError: If the optimizer is a gradient optimizer and some trainable variables receive EM counts
+                (see ``libspn_keras.optimizers.allow_gradient_optimizers_with_em_statistics``).
+        """
+        check_optimizer_for_em_statistics(self.optimizer, self.trainable_variables)  # type: ignore[attr-defined]
+        return super().train_step(data)  # type: ignore[misc]
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Like ``keras.Model.predict``; an empty batch (0 samples) gives an empty result of the right shape.

@@ -52,13 +52,17 @@ class SumOpBase(abc.ABC):
     **Backward signals of custom ops.** For a custom op, the "gradient" that reaches the accumulators is the
     (negated, batch-averaged when the loss averages) *count* of each edge: how often, in expectation (soft EM) or
     along the selected path (hard EM, sampling), the edge is used. ``OnlineExpectationMaximization`` turns these
-    counts into accumulator updates. The signal that reaches the children is the count of each child.
+    counts into accumulator updates (``normalizes_counts`` says whether it normalizes each sum's counts first). The
+    signal that reaches the children is the count of each child.
     """
 
     #: Whether ``backward`` replaces the autodiff gradient.
     has_custom_backward: ClassVar[bool] = False
     #: Whether ``weighted_sum_of_products`` contracts products without forming them in log-space.
     fuses_products: ClassVar[bool] = True
+    #: Whether ``OnlineExpectationMaximization`` (by default) normalizes each sum's edge counts before mixing them
+    #: into its weights, as the original LibSPN Keras did for this op (its soft EM op, Einsum-style).
+    normalizes_counts: ClassVar[bool] = False
 
     default_logspace_accumulators: ClassVar[bool] = True
     supports_logspace_accumulators: ClassVar[bool] = True

@@ -21,6 +21,8 @@ class SumOpEMBackprop(SumOpBase):
     :math:`(i, o)` is its expected usage :math:`n_{io} = r_o\, w_{io} e^{x_i - y_o}` given the count
     :math:`r_o` of the sum (the exact posterior of each child, i.e. the soft E-step), and each child receives
     :math:`\sum_o n_{io}`. Accumulators are linear (log-space accumulators are rejected).
+    ``OnlineExpectationMaximization`` normalizes each sum's counts before its update (``normalizes_counts``), as
+    the original LibSPN Keras did.
 
     Example:
         >>> op = SumOpEMBackprop()
@@ -31,6 +33,7 @@ class SumOpEMBackprop(SumOpBase):
     default_logspace_accumulators: ClassVar[bool] = False
     supports_logspace_accumulators: ClassVar[bool] = False
     has_custom_backward: ClassVar[bool] = True
+    normalizes_counts: ClassVar[bool] = True
 
     def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Dense (soft) EM signals as two batched matmuls, without per-edge tensors of the batch."""

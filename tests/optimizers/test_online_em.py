@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from libspn_keras import initializers, layers, losses, models, optimizers, sum_ops
+from libspn_keras import constraints, initializers, layers, losses, models, optimizers, sum_ops
 from libspn_keras.optimizers import _online_em
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 from tests.reference_spn import all_states
@@ -25,7 +25,10 @@ def compiled(request, monkeypatch) -> bool:
 
 
 def mixture_model(op: sum_ops.SumOpBase, num_states: int = 3) -> models.SequentialSumProductNetwork:
-    """A single root sum over the states of one discrete variable (a categorical distribution)."""
+    """A single root sum over the states of one discrete variable (a categorical distribution).
+
+    Its accumulators are unnormalized counts (``GreaterEqualEpsilon``, not the default normalizing constraint).
+    """
     return models.SequentialSumProductNetwork(
         [
             layers.FlatToRegions(num_decomps=1, input_shape=(1,)),
@@ -34,6 +37,7 @@ def mixture_model(op: sum_ops.SumOpBase, num_states: int = 3) -> models.Sequenti
                 return_weighted_child_logits=False,
                 sum_op=op,
                 accumulator_initializer=initializers.EpsilonInverseFanIn(epsilon=0.3),
+                linear_accumulator_constraint=constraints.GreaterEqualEpsilon(),
             ),
         ]
     )
@@ -111,11 +115,17 @@ def test_normalized_update_needs_the_gliding_average():
     assert optimizers.OnlineExpectationMaximization.from_config(config).normalized_update
 
 
-def test_non_em_variables_get_an_sgd_step(float64, compiled):
-    opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5)
+@pytest.mark.parametrize(
+    ("normalized_update", "expected"),
+    [(None, [0.4, 1.2]), (True, [0.9, 2.2]), (False, [0.9, 2.2])],
+    ids=["original", "normalized", "counts"],
+)
+def test_non_em_variables_get_the_original_step_by_default_else_sgd(float64, compiled, normalized_update, expected):
+    """The original's optimizer applied (1 - lr) v - lr g to every variable; the explicit rules keep an SGD step."""
+    opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=normalized_update)
     variable = keras.Variable(np.array([1.0, 2.0]))
     opt.apply([np.array([0.2, -0.4])], [variable])
-    np.testing.assert_allclose(variable.numpy(), [0.9, 2.2])
+    np.testing.assert_allclose(variable.numpy(), expected)
     assert bool(opt._compiled_updates) == compiled
 
 
@@ -223,3 +233,34 @@ def test_em_leaves_learn_a_two_component_mixture(op, normalized_update):
     assert after > before + 1.0
     np.testing.assert_allclose(np.sort(location.numpy()[:, 0, :, 0], axis=-1), [[-3, 3]] * 3, atol=0.35)
     assert np.all(scale.numpy() > 0.3) and np.all(scale.numpy() < 1.6)
+
+
+@pytest.mark.parametrize("accumulate_batches", [1, 2])
+def test_default_rule_normalizes_marked_counts_per_batch_and_mixes_them(float64, compiled, accumulate_batches):
+    """The original's rule on variables marked directly: soft EM counts normalized per sum, hard EM counts as is."""
+    rng = np.random.default_rng(3)
+    start = rng.dirichlet(np.ones(4), size=(2, 3)).transpose(0, 2, 1)  # [groups, num_in, num_out]
+    counts = rng.uniform(0.0, 0.4, size=(accumulate_batches, *start.shape))
+    counts[0, 1, :, 2] = 0.0  # a sum the first batch did not reach
+    opt = optimizers.OnlineExpectationMaximization(learning_rate=0.2, accumulate_batches=accumulate_batches)
+    soft, hard, other = keras.Variable(start), keras.Variable(start), keras.Variable(start)
+    mark_em_statistic(soft, outcome_axis=-2, normalized_counts=True)
+    mark_em_statistic(hard, outcome_axis=-2, normalized_counts=False)
+    for batch in counts:
+        opt.apply([-batch, -batch, -batch], [soft, hard, other])
+    totals = counts.sum(axis=-2, keepdims=True)
+    normalized = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    np.testing.assert_allclose(soft.numpy(), 0.8 * start + 0.2 * normalized.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(hard.numpy(), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(other.numpy(), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_invalid_accumulate_batches_raises(value):
+    with pytest.raises(ValueError, match=rf"accumulate_batches to be a positive integer. Received: {value!r}"):
+        optimizers.OnlineExpectationMaximization(accumulate_batches=value)
+
+
+def test_normalized_update_must_be_none_or_a_bool():
+    with pytest.raises(ValueError, match="normalized_update to be None, True or False. Received: 'yes'"):
+        optimizers.OnlineExpectationMaximization(normalized_update="yes")
