@@ -13,15 +13,8 @@ from libspn_keras.constraints import GreaterEqualEpsilon
 from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._validation import Shape, initial_value
+from libspn_keras.math import stateless_seed
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
-
-
-def _seed(seed: Any) -> Any:
-    """Turn an int or ``keras.random.SeedGenerator`` into a stateless TF seed (``None`` stays ``None``)."""
-    if isinstance(seed, keras.random.SeedGenerator):
-        return tf.cast(seed.next(), tf.int32)
-    return seed
-
 
 _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initializer", "scale_constraint")
 
@@ -170,7 +163,9 @@ class BaseLocationScaleLeaf(BaseLeaf):
 
     def standard_sample(self, shape: tf.Tensor, dtype: tf.DType, seed: Any) -> tf.Tensor:
         """Sample the standardized (location 0, scale 1) distribution."""
-        return self.distribution(loc=tf.zeros([], dtype), scale=tf.ones([], dtype)).sample(shape, seed=_seed(seed))
+        return self.distribution(loc=tf.zeros([], dtype), scale=tf.ones([], dtype)).sample(
+            shape, seed=stateless_seed(seed)
+        )
 
     def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
         location, scale = self.parameters()

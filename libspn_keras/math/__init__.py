@@ -34,9 +34,11 @@ from libspn_keras.math._log_weighted_sum import (
     to_rows,
     weights_to_rows,
 )
+from libspn_keras.math._random import Seed, check_seed, seed_generator, stateless_seed
 
 __all__ = [
     "IndicatorRows",
+    "Seed",
     "WeightedSumParts",
     "attach_indicator_index",
     "attach_row_sums",
@@ -44,6 +46,7 @@ __all__ = [
     "attached_indicator_index",
     "attached_row_sums",
     "attached_rows",
+    "check_seed",
     "contraction_weights",
     "factor_rows",
     "from_rows",
@@ -64,6 +67,8 @@ __all__ = [
     "mixed_product_rows",
     "normalized_weights",
     "product_signal_to_factors",
+    "seed_generator",
+    "stateless_seed",
     "to_rows",
     "weights_to_rows",
 ]
