@@ -1,5 +1,6 @@
 """Log-space kernels shared by layers and sum ops."""
 
+from libspn_keras.math._custom_gradient import custom_gradient
 from libspn_keras.math._indicators import (
     IndicatorRows,
     attach_indicator_index,
@@ -48,6 +49,7 @@ __all__ = [
     "attached_rows",
     "check_seed",
     "contraction_weights",
+    "custom_gradient",
     "factor_rows",
     "from_rows",
     "gather_or_zero",
