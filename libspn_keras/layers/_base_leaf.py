@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int
-from libspn_keras.math import Seed
+from libspn_keras.math._random import Seed
 
 
 class LeafRepresentation(enum.Enum):

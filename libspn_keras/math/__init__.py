@@ -35,11 +35,10 @@ from libspn_keras.math._log_weighted_sum import (
     to_rows,
     weights_to_rows,
 )
-from libspn_keras.math._random import Seed, check_seed, seed_generator, stateless_seed
+from libspn_keras.math._random import check_seed, seed_generator, stateless_seed
 
 __all__ = [
     "IndicatorRows",
-    "Seed",
     "WeightedSumParts",
     "attach_indicator_index",
     "attach_row_sums",

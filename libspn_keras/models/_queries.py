@@ -31,7 +31,8 @@ import tensorflow as tf
 
 from libspn_keras.layers import BaseLeaf, BaseSum, FlatToRegions, NormalizeStandardScore
 from libspn_keras.layers._base_leaf import LeafRepresentation
-from libspn_keras.math import Seed, WeightedSumParts, check_seed, seed_generator, stateless_seed
+from libspn_keras.math import WeightedSumParts, check_seed, seed_generator, stateless_seed
+from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops import BaseSelectionSumOp, SumOpBase, SumOpGradBackprop, SumOpSampleBackprop
 from libspn_keras.sum_ops._em import weighted_logits
 

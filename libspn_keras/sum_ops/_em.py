@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
-from libspn_keras.math import Seed, WeightedSumParts, stateless_seed
+from libspn_keras.math import WeightedSumParts, stateless_seed
+from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops._base import SumOpBase
 
 
