@@ -294,3 +294,20 @@ def test_mixed_queries_in_one_model_are_rejected():
         ValueError, match=r"must agree on the query .* Received: \{.*SumOpSampleBackprop.*SumOpHardEMBackprop"
     ):
         spn.zero_evidence_inference(1)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("sum_op", [SumOpGradBackprop(), SumOpHardEMBackprop(), SumOpSampleBackprop()], ids=type)
+def test_predict_and_xla_give_the_eager_inference(sum_op, jit_compile, floatx):
+    """As 0.6.0's ``zero_evidence_inference`` (which calls ``predict([x, evidence_mask])``), in float32 and float64."""
+    spn, _ = completer(sum_op)
+    spn.compile(jit_compile=jit_compile)
+    x, mask = np.tile(X[:1], (8, 1)).astype(floatx), np.tile(MASK[:1], (8, 1))
+    predicted = spn.predict([x, mask], verbose=0)
+    assert predicted.dtype == floatx and predicted.shape == x.shape
+    np.testing.assert_array_equal(predicted[:, [1, 3]], x[:, [1, 3]])
+    if isinstance(sum_op, SumOpSampleBackprop):
+        assert np.all(np.isin(predicted, range(NUM_STATES)))
+        assert not np.array_equal(predicted, spn.predict([x, mask], verbose=0))  # a new sample per call
+    else:
+        np.testing.assert_allclose(predicted, spn((x, mask)).numpy(), rtol=1e-5 if floatx == "float32" else 1e-12)
