@@ -1,12 +1,22 @@
-"""Training does not grow memory without bound: the demo's density estimator on many copies of its data.
+"""No memory growth: training on many copies of the data, sampling again and again, building model after model.
 
-``examples/demo.py`` fits a RAT-SPN density estimator (``IndicatorLeaf`` over the 17 pixel levels, five levels of
-``DenseProduct`` / ``DenseSum``, ``RootSum``) to the 8x8 digits (1347 training images) with
+The memory of a process is measured in a subprocess so that it starts clean (``rss_bytes``: ``psutil`` if
+installed, else ``/proc/self/statm``).
+
+**Training.** ``examples/demo.py`` fits a RAT-SPN density estimator (``IndicatorLeaf`` over the 17 pixel
+levels, five levels of ``DenseProduct`` / ``DenseSum``, ``RootSum``) to the 8x8 digits (1347 training images) with
 ``NegativeLogLikelihood`` and Adam, 64 images per batch. Here the same model (``FULL`` sizes) trains for one epoch
-on ``copies`` shuffled copies of that training set, in a subprocess so that the measurement starts from a clean
-process. The resident set size (``psutil`` if installed, else ``/proc/self/statm``) is recorded after every batch;
-after a warm-up (tracing, allocator pools), the growth over the first and the second half of the remaining batches
-must both stay small. A leak proportional to the number of batches shows up as equal growth in both halves.
+on ``copies`` shuffled copies of that training set. The resident set size is recorded after every batch; after a
+warm-up (tracing, allocator pools), the growth over the first and the second half of the remaining batches must both
+stay small. A leak proportional to the number of batches shows up as equal growth in both halves.
+
+**Sampling and building** (issue 18, item 3). ``sample(64)`` repeated 150 times under a global seed grew RSS by
+about 470 MB (3 MB per call): with a global seed, every eager ``tf.random.uniform`` of the sum ops and TFP's
+sampler created a new random-op kernel, which TensorFlow keeps; the draws are now stateless
+(``libspn_keras.math.stateless_seed``). Building 40 RAT-SPNs (each built, called through ``predict`` and dropped
+after ``keras.backend.clear_session()``) grew it by about 100 MB: every graph-mode call of a
+``tf.custom_gradient`` function registers its gradient function, which holds the traced graph, in TensorFlow's
+global gradient registry for good; ``libspn_keras.math.custom_gradient`` ties it to the graph instead.
 """
 
 from __future__ import annotations
@@ -18,20 +28,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-WORKER = textwrap.dedent(
+#: Start of every worker: imports, ``rss_bytes`` and the demo module (``examples/demo.py``, the first argument).
+WORKER_START = textwrap.dedent(
     """
-    import importlib.util, json, os, sys
+    import gc, importlib.util, json, os, sys
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
-
-    from libspn_keras import losses, metrics
-    from libspn_keras.datasets import load_digits_split
 
 
     def rss_bytes():
@@ -47,6 +56,14 @@ WORKER = textwrap.dedent(
     demo = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = demo
     spec.loader.exec_module(demo)
+    """
+)
+
+WORKER = WORKER_START + textwrap.dedent(
+    """
+    from libspn_keras import losses, metrics
+    from libspn_keras.datasets import load_digits_split
+
     copies = int(sys.argv[2])
 
     keras.utils.set_random_seed(0)
@@ -74,10 +91,11 @@ WORKER = textwrap.dedent(
 )
 
 
-def train_and_record(copies: int) -> dict:
+def run_worker(worker: str, *args: str) -> dict:
+    """Run ``worker`` in a fresh Python process (``examples/demo.py`` and ``args`` as arguments); its JSON output."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
     result = subprocess.run(
-        [sys.executable, "-c", WORKER, str(REPO / "examples" / "demo.py"), str(copies)],
+        [sys.executable, "-c", worker, str(REPO / "examples" / "demo.py"), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -86,6 +104,10 @@ def train_and_record(copies: int) -> dict:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def train_and_record(copies: int) -> dict:
+    return run_worker(WORKER, str(copies))
 
 
 MB = 2**20
@@ -129,3 +151,119 @@ def test_memory_check_detects_a_steady_climb():
     check_memory_is_bounded({"rss": pools, "loss": [1.0], "num_images": 210 * 64})
     with pytest.raises(AssertionError, match="total 250"):
         check_memory_is_bounded({"rss": [0] * 22 + [250 * MB] * 188, "loss": [1.0], "num_images": 210 * 64})
+
+
+QUERY_WORKER = WORKER_START + textwrap.dedent(
+    """
+    case, repeats = sys.argv[2], int(sys.argv[3])
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).uniform(size=(64, demo.NUM_PIXELS)).astype("float32")
+    if case == "sample":
+        spn = demo.build_density_estimator(demo.QUICK)
+
+        def step():
+            spn.sample(64)
+
+    else:
+
+        def step():
+            spn = demo.build_density_estimator(demo.QUICK)
+            spn.predict(x, verbose=0)
+            del spn
+            keras.backend.clear_session()
+            gc.collect()
+
+    rss = []
+    for _ in range(repeats):
+        step()
+        rss.append(rss_bytes())
+    print(json.dumps({"rss": rss}))
+    """
+)
+
+
+def repeat_and_record(case: str, repeats: int) -> list[int]:
+    """RSS after each of ``repeats`` calls of ``sample(64)`` (``case='sample'``) or model builds (``'build'``)."""
+    return run_worker(QUERY_WORKER, case, str(repeats))["rss"]
+
+
+def check_growth(rss: list[int], warm: int, bound: float) -> None:
+    """RSS grows by less than ``bound`` MB from call ``warm`` (tracing, allocator pools) to the last call."""
+    growth = (rss[-1] - rss[warm]) / MB
+    report = (
+        f"RSS after {warm} calls {rss[warm] / MB:.0f} MB, growth over the next {len(rss) - 1 - warm}: {growth:.1f} MB"
+    )
+    print(report)
+    assert growth < bound, report
+
+
+def test_repeated_sampling_under_a_global_seed_does_not_grow_memory():
+    # 160 calls of sample(64) on the demo's RAT-SPN (QUICK sizes), about 40 s: it grew by 40 MB (1 MB now).
+    check_growth(repeat_and_record("sample", 160), warm=10, bound=20.0)
+
+
+def test_building_model_after_model_does_not_grow_memory():
+    # 30 RAT-SPNs (QUICK sizes) built, run through predict and dropped, about 60 s: each kept 2.5 MB of traced
+    # graphs (110 MB over 40 models), none now.
+    check_growth(repeat_and_record("build", 30), warm=5, bound=20.0)
+
+
+def test_custom_gradient_frees_its_graph_and_keeps_its_gradient():
+    """Graph-mode gradients equal ``tf.custom_gradient``'s; the registry entry goes when the graph is freed."""
+    import gc
+
+    import tensorflow as tf
+    from tensorflow.python.framework import ops as tf_ops
+
+    from libspn_keras.math import custom_gradient
+
+    def scaled_identity(x):
+        return tf.identity(x), lambda dy: 3.0 * dy
+
+    ours, reference = custom_gradient(scaled_identity), tf.custom_gradient(scaled_identity)
+
+    def gradient_of(f):
+        @tf.function
+        def gradient(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.reduce_sum(tf.map_fn(lambda row: f(row) ** 2, x))
+            return tape.gradient(y, x), tf.gradients(tf.reduce_sum(f(x)), x)[0]
+
+        return gradient
+
+    x = tf.constant([[1.0, -2.0], [0.5, 4.0]])
+    for got, expected in zip(gradient_of(ours)(x), gradient_of(reference)(x), strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy())
+    np.testing.assert_allclose(gradient_of(ours)(x)[0].numpy(), 6.0 * x.numpy())
+    registry = tf_ops._gradient_registry._registry
+    gc.collect()
+    before = len(registry)
+    for _ in range(5):
+        gradient_of(ours)(x)
+    gc.collect()
+    assert len(registry) == before
+    for _ in range(5):
+        gradient_of(reference)(x)
+    gc.collect()
+    assert len(registry) > before  # tf.custom_gradient keeps one entry (and its graph) per traced call
+
+
+def test_custom_gradient_falls_back_to_tf_custom_gradient_without_the_private_registry(monkeypatch):
+    """Where TensorFlow has no gradient registry to read, the decorator is plain ``tf.custom_gradient``."""
+    import tensorflow as tf
+
+    from libspn_keras.math import _custom_gradient
+
+    monkeypatch.setattr(_custom_gradient, "_registry", lambda: None)
+    scaled = _custom_gradient.custom_gradient(lambda x: (tf.identity(x), lambda dy: 3.0 * dy))
+
+    @tf.function
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.reduce_sum(scaled(x) ** 2)
+        return tape.gradient(y, x)
+
+    x = tf.constant([1.0, -2.0])
+    np.testing.assert_allclose(gradient(x).numpy(), 6.0 * x.numpy())

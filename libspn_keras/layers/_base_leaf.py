@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import abc
+import enum
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, pop_input_shape
+from libspn_keras.math._random import Seed
+
+
+class LeafRepresentation(enum.Enum):
+    """What stands for a leaf component when a query fills in missing values (``get_leaf_representation``).
+
+    ``MODE``: the mode of the component (e.g. MPE estimates, or images drawn as the modes of sampled leaves);
+    ``SAMPLE``: a value drawn from the component.
+    """
+
+    MODE = "mode"
+    SAMPLE = "sample"
 
 
 class BaseLeaf(keras.layers.Layer, abc.ABC):
@@ -32,6 +45,9 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
 
     Args:
         num_components: Number of components per variable.
+        leaf_representation: What stands for a component when ``SequentialSumProductNetwork(infer_no_evidence=True)``
+            fills in missing values: its mode (``LeafRepresentation.MODE`` or ``"mode"``, default) or a sample
+            (``LeafRepresentation.SAMPLE`` or ``"sample"``). See ``get_leaf_representation``.
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
 
     Input shape:
@@ -42,11 +58,24 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
         ``[batch, *variables, num_components]``.
     """
 
-    def __init__(self, num_components: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_components: int,
+        leaf_representation: LeafRepresentation | str = LeafRepresentation.MODE,
+        **kwargs: Any,
+    ) -> None:
         input_shape = pop_input_shape(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         self._input_shape_arg = input_shape  # read by keras.Sequential to create its input
         self.num_components = check_positive_int(type(self).__name__, "num_components", num_components)
+        try:
+            self.leaf_representation = LeafRepresentation(leaf_representation)
+        except ValueError:
+            choices = [member.value for member in LeafRepresentation]
+            raise ValueError(
+                f"{type(self).__name__} expects leaf_representation to be a LeafRepresentation or one of {choices}. "
+                f"Received: leaf_representation={leaf_representation!r}"
+            ) from None
 
     def _check_input_shape(self, input_shape: Shape) -> None:
         input_shape = tuple(input_shape)
@@ -75,16 +104,55 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
         """Return the log-density of every component at its mode, per dimension, ``[*variables, K, var_dim]``."""
 
     @abc.abstractmethod
-    def sample_components(self, num_samples: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
+    def sample_components(self, num_samples: int | tf.Tensor, seed: Seed = None) -> tf.Tensor:
         """Draw one value from every component for each of ``num_samples`` samples.
+
+        Draws are stateless (``libspn_keras.math.stateless_seed``): the same int seed gives the same values.
 
         Args:
             num_samples: Number of samples.
-            seed: Optional seed (an int or a ``keras.random.SeedGenerator``).
+            seed: ``None`` (Keras' global generator, which ``keras.utils.set_random_seed`` resets), an int or a
+                ``keras.random.SeedGenerator``.
 
         Returns:
             Samples ``[num_samples, *variables, num_components, var_dimensionality]``.
         """
+
+    def get_modes(self) -> tf.Tensor:
+        """Return the mode of every component with a leading axis of one, as the original library does.
+
+        Returns:
+            ``[1, *variables, num_components, var_dimensionality]``.
+        """
+        return self.component_modes()[tf.newaxis]
+
+    def get_leaf_representation(self, size: int | tf.Tensor, seed: Seed = None) -> tf.Tensor:
+        """The value that stands for each component when missing values are filled in (``leaf_representation``).
+
+        Args:
+            size: Number of samples (the batch size of the completion).
+            seed: Seed of the draws for ``LeafRepresentation.SAMPLE`` (see ``sample_components``); ignored for
+                ``MODE``.
+
+        Returns:
+            ``[size, *variables, num_components, var_dimensionality]``: the component modes repeated ``size``
+            times, or one draw from every component per sample.
+
+        Example:
+            >>> import numpy as np
+            >>> from libspn_keras.layers import NormalLeaf
+            >>> leaf = NormalLeaf(num_components=2, leaf_representation="sample")
+            >>> leaf.build((None, 3, 1, 1))
+            >>> a = leaf.get_leaf_representation(4, seed=0)
+            >>> a.shape
+            TensorShape([4, 3, 1, 2, 1])
+            >>> bool(np.all(a.numpy() == leaf.get_leaf_representation(4, seed=0).numpy()))
+            True
+        """
+        if self.leaf_representation is LeafRepresentation.SAMPLE:
+            return self.sample_components(size, seed=seed)
+        modes = self.get_modes()
+        return tf.repeat(modes, size, axis=0)
 
     def _missing(self, x: tf.Tensor, evidence_mask: Any) -> tf.Tensor | None:
         """Boolean tensor shaped like ``x`` that is ``True`` where a value is missing, or ``None``."""
@@ -158,4 +226,8 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument."""
-        return {"num_components": self.num_components, **super().get_config()}
+        return {
+            "num_components": self.num_components,
+            "leaf_representation": self.leaf_representation.value,
+            **super().get_config(),
+        }

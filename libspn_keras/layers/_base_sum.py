@@ -121,8 +121,8 @@ class BaseSum(keras.layers.Layer):
         self.accumulators = self.add_weight(
             name="accumulators",
             shape=shape,
-            initializer=shape_checked_initializer(
-                self.name, "accumulator_initializer", _constrained(initializer, constraint)
+            initializer=_constrained(
+                shape_checked_initializer(self.name, "accumulator_initializer", initializer), constraint
             ),
             regularizer=self.accumulator_regularizer,
             constraint=constraint,

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_number
+from libspn_keras.math import custom_gradient
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 PADDINGS = ("valid", "full", "final")
@@ -318,7 +319,7 @@ def gather_channels(x: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
     """
     num_channels = x.shape[-1]
 
-    @tf.custom_gradient
+    @custom_gradient
     def gather(x: tf.Tensor) -> tuple[tf.Tensor, Any]:
         def grad(dy: tf.Tensor) -> tf.Tensor:
             one_hot = tf.one_hot(indices, num_channels, dtype=dy.dtype)  # [out_channels, channels]

@@ -19,6 +19,7 @@ from libspn_keras.constraints import GreaterEqualEpsilon
 from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._validation import Shape, check_bool, checked_initializer
+from libspn_keras.math import custom_gradient
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 
 _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initializer", "scale_constraint")
@@ -231,7 +232,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
         observed_f = tf.ones_like(x) if observed is None else tf.cast(observed, x.dtype)
         statistics = [tf.convert_to_tensor(v) for v in (self.count, self.location, self._second_or_scale())]
 
-        @tf.custom_gradient
+        @custom_gradient
         def em_log_prob(count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor) -> tuple[tf.Tensor, Any]:
             location, scale = self._parameters_from_statistics(count, first, second_or_scale)
             per_dim = self.log_density(x[..., tf.newaxis, :], location, scale)

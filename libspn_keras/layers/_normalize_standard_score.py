@@ -170,9 +170,25 @@ class NormalizeStandardScore(keras.layers.Layer):
         Raises:
             TypeError: If ``x`` is not numeric.
         """
+        x = self._float_input(x)
+        mean, scale = self.statistics(x)
+        return (x - mean) / scale
+
+    def _float_input(self, x: tf.Tensor) -> tf.Tensor:
         if x.dtype.is_integer or x.dtype.is_bool:
             x = tf.cast(x, self.compute_dtype)
         check_float_dtype(self.name, x.dtype, "or integer inputs")
+        return x
+
+    def statistics(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The mean and the divisor (standard deviation plus ``normalization_epsilon``) that normalize ``x``.
+
+        Args:
+            x: Floating-point inputs; non-finite values (``NaN`` = missing) do not count.
+
+        Returns:
+            ``(mean, scale)``, each broadcastable to ``x``, so that the output is ``(x - mean) / scale``.
+        """
         eps = tf.constant(self.normalization_epsilon, dtype=x.dtype)
         if self.sample_wise:
             axes = list(range(1, x.shape.rank))
@@ -181,8 +197,32 @@ class NormalizeStandardScore(keras.layers.Layer):
             count = tf.maximum(tf.reduce_sum(tf.cast(valid, x.dtype), axis=axes, keepdims=True), 1)
             mean = tf.reduce_sum(tf.where(valid, x, zeros), axis=axes, keepdims=True) / count
             var = tf.reduce_sum(tf.where(valid, tf.square(x - mean), zeros), axis=axes, keepdims=True) / count
-            return (x - mean) / (tf.sqrt(var) + eps)
-        return (x - tf.cast(self.mean, x.dtype)) / (tf.cast(self.stddev, x.dtype) + eps)
+            return mean, tf.sqrt(var) + eps
+        return tf.cast(self.mean, x.dtype), tf.cast(self.stddev, x.dtype) + eps
+
+    def denormalize(self, normalized: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+        """Map values from the normalized space back to the data space of ``x`` (the inverse of ``call`` on ``x``).
+
+        Inference queries use it to return completions in the units of the data: the statistics are those of
+        ``x`` (for ``sample_wise``, of its finite values, e.g. the evidence of each sample).
+
+        Args:
+            normalized: Values shaped like ``x``, in the normalized space.
+            x: The inputs whose statistics ``call`` used.
+
+        Returns:
+            ``normalized * scale + mean``, with ``x``'s dtype.
+
+        Example:
+            >>> import numpy as np
+            >>> layer = NormalizeStandardScore()
+            >>> x = np.array([[1.0, 3.0, np.nan]], "float32")
+            >>> np.round(np.asarray(layer.denormalize(np.array([[-1.0, 1.0, 2.0]], "float32"), x)), 4).tolist()
+            [[1.0, 3.0, 4.0]]
+        """
+        x = self._float_input(tf.convert_to_tensor(x))
+        mean, scale = self.statistics(x)
+        return tf.cast(normalized, x.dtype) * scale + mean
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return the input shape."""

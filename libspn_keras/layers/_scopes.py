@@ -14,6 +14,7 @@ from libspn_keras.math import (
     attach_row_sums,
     attached_row_sums,
     attached_rows,
+    custom_gradient,
     from_rows,
     gather_or_zero,
     inverse_gather_index,
@@ -112,7 +113,7 @@ def _gather_rows(rows: tf.Tensor, index: np.ndarray) -> tf.Tensor:
     inverse = inverse_gather_index(index, num_rows)
     index = np.minimum(index, num_rows).astype(np.int32)
 
-    @tf.custom_gradient
+    @custom_gradient
     def gather(rows: tf.Tensor) -> tuple[tf.Tensor, Any]:
         def grad(dy: tf.Tensor) -> tf.Tensor:
             return gather_or_zero(dy, inverse)

@@ -1,5 +1,6 @@
 """Log-space kernels shared by layers and sum ops."""
 
+from libspn_keras.math._custom_gradient import custom_gradient
 from libspn_keras.math._indicators import (
     IndicatorRows,
     attach_indicator_index,
@@ -34,6 +35,7 @@ from libspn_keras.math._log_weighted_sum import (
     to_rows,
     weights_to_rows,
 )
+from libspn_keras.math._random import check_seed, seed_generator, stateless_seed
 
 __all__ = [
     "IndicatorRows",
@@ -44,7 +46,9 @@ __all__ = [
     "attached_indicator_index",
     "attached_row_sums",
     "attached_rows",
+    "check_seed",
     "contraction_weights",
+    "custom_gradient",
     "factor_rows",
     "from_rows",
     "gather_or_zero",
@@ -64,6 +68,8 @@ __all__ = [
     "mixed_product_rows",
     "normalized_weights",
     "product_signal_to_factors",
+    "seed_generator",
+    "stateless_seed",
     "to_rows",
     "weights_to_rows",
 ]

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.math._custom_gradient import custom_gradient
+
 
 def normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
     """Turn accumulators into linear weights that sum to one over the input axis (``-2``).
@@ -273,7 +275,7 @@ def _masked_signal(linear: tf.Tensor, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tens
     return dy, dy / tf.where(positive, linear, tf.ones_like(linear))
 
 
-@tf.custom_gradient
+@custom_gradient
 def _log_sums(linear: tf.Tensor, offset: tf.Tensor) -> tuple[tf.Tensor, Any]:
     """``log(linear) + offset`` for ``linear >= 0`` (``offset`` finite, without gradient).
 
@@ -286,7 +288,7 @@ def _log_sums(linear: tf.Tensor, offset: tf.Tensor) -> tuple[tf.Tensor, Any]:
     return tf.math.log(linear) + offset, grad
 
 
-@tf.custom_gradient
+@custom_gradient
 def _log_normalized_sums(linear: tf.Tensor, offset: tf.Tensor, log_norm: tf.Tensor) -> tuple[tf.Tensor, Any]:
     """``log(linear) + offset - log_norm`` (``log_norm``: ``[groups, 1, out]``), as ``_log_sums``.
 

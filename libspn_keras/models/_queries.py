@@ -13,19 +13,26 @@ signal per leaf component:
   the missing variables given the evidence).
 
 Completions combine these signals with the modes (or samples) of the leaf components.
+
+Calling a model built with ``infer_no_evidence=True`` (and ``zero_evidence_inference``) runs the query that the
+layers' own sum ops stand for (``own_mode``): gradient and soft EM ops the posterior, hard EM ops the max path,
+``SumOpSampleBackprop`` a sample. Random draws (sampled paths, root children and leaf samples) are stateless, with
+seeds from one ``keras.random.SeedGenerator`` per query (``libspn_keras.math.seed_generator``).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers import BaseLeaf, BaseSum, FlatToRegions
-from libspn_keras.math import WeightedSumParts
+from libspn_keras.layers import BaseLeaf, BaseSum, FlatToRegions, NormalizeStandardScore
+from libspn_keras.layers._base_leaf import LeafRepresentation
+from libspn_keras.math import WeightedSumParts, check_seed, seed_generator, stateless_seed
+from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops import BaseSelectionSumOp, SumOpBase, SumOpGradBackprop, SumOpSampleBackprop
 from libspn_keras.sum_ops._em import weighted_logits
 
@@ -62,6 +69,34 @@ SIGNAL_OPS: dict[str, type[SumOpBase]] = {
     "sample": SumOpSampleBackprop,
 }
 
+#: Layers that may precede the leaf layer: completions are mapped back through them (``to_data_space``).
+BEFORE_LEAF = (FlatToRegions, NormalizeStandardScore)
+
+
+def mode_of(op: SumOpBase) -> str:
+    """The query a sum op stands for: ``'sample'``, ``'mpe'`` (hard EM: the max path) or ``'posterior'``."""
+    if isinstance(op, SumOpSampleBackprop):
+        return "sample"
+    return "mpe" if isinstance(op, BaseSelectionSumOp) else "posterior"
+
+
+def own_mode(model: keras.Model) -> str:
+    """The query that the sum ops of the model's own sum layers stand for (``mode_of``).
+
+    Raises:
+        ValueError: If the sum layers' ops stand for different queries.
+    """
+    _, _, after = split_at_leaf(model)
+    modes = {layer.name: mode_of(layer.sum_op) for layer in after if isinstance(layer, BaseSum)}
+    if len(set(modes.values())) > 1:
+        ops = {layer.name: type(layer.sum_op).__name__ for layer in after if isinstance(layer, BaseSum)}
+        raise ValueError(
+            f"Model '{model.name}' infers missing values with its layers' sum ops, which must agree on the query "
+            "(gradient / soft EM: posterior; hard EM: max path; SumOpSampleBackprop: sample). "
+            f"Received: {ops}"
+        )
+    return next(iter(modes.values()), "posterior")
+
 
 @contextlib.contextmanager
 def replaced_sum_ops(layers: list[keras.layers.Layer], op: SumOpBase) -> Iterator[None]:
@@ -80,18 +115,19 @@ def split_at_leaf(model: keras.Model) -> tuple[list[keras.layers.Layer], BaseLea
     """Split a sequential SPN's layers into (layers before the leaf, the leaf, layers after the leaf).
 
     Raises:
-        ValueError: If there is no leaf layer or a layer other than ``FlatToRegions`` precedes it.
+        ValueError: If there is no leaf layer, or a layer other than ``FlatToRegions`` and
+            ``NormalizeStandardScore`` precedes it.
     """
     layers = list(model.layers)
     for index, layer in enumerate(layers):
         if isinstance(layer, BaseLeaf):
             before = layers[:index]
-            unsupported = [type(b).__name__ for b in before if not isinstance(b, FlatToRegions)]
+            unsupported = [type(b).__name__ for b in before if not isinstance(b, BEFORE_LEAF)]
             if unsupported:
                 raise ValueError(
                     f"Model '{model.name}': inference queries need the data to reach the leaf layer unchanged "
-                    f"(only FlatToRegions may precede it). Received layers before the leaf: {unsupported}. "
-                    "Apply the transformation to the data instead."
+                    "(only FlatToRegions and NormalizeStandardScore may precede it). Received layers before the "
+                    f"leaf: {unsupported}. Apply the transformation to the data instead."
                 )
             return before, layer, layers[index + 1 :]
     raise ValueError(f"Model '{model.name}' has no leaf layer (a BaseLeaf subclass).")
@@ -133,7 +169,7 @@ def observed_mask(x: tf.Tensor, evidence_mask: Any, owner: str = "SequentialSumP
     return tf.logical_and(observed, tf.logical_not(tf.math.is_nan(x))) if x.dtype.is_floating else observed
 
 
-def _root_target(root_out: tf.Tensor, mode: str) -> tf.Tensor:
+def _root_target(root_out: tf.Tensor, mode: str, seed: Seed) -> tf.Tensor:
     """Reduce the root output ``[batch, num_children]`` to one value per sample, selecting per ``mode``."""
     if root_out.shape[-1] == 1:
         return root_out[:, 0]
@@ -142,8 +178,18 @@ def _root_target(root_out: tf.Tensor, mode: str) -> tf.Tensor:
     if mode == "mpe":
         index = tf.argmax(root_out, axis=-1, output_type=tf.int32)
     else:
-        index = tf.random.categorical(root_out, 1, dtype=tf.int32)[:, 0]
+        index = tf.random.stateless_categorical(root_out, 1, stateless_seed(seed), dtype=tf.int32)[:, 0]
     return tf.gather(root_out, index, axis=1, batch_dims=1)
+
+
+class LeafPass(NamedTuple):
+    """A forward pass with evidence, split at the leaf layer (``forward_with_evidence``)."""
+
+    before_inputs: list[tf.Tensor]
+    """The input of each layer before the leaf (with missing values ``NaN`` for a ``NormalizeStandardScore``)."""
+    leaf_input: tf.Tensor
+    leaf_output: tf.Tensor
+    root_output: tf.Tensor
 
 
 def forward_with_evidence(
@@ -152,8 +198,11 @@ def forward_with_evidence(
     observed: tf.Tensor,
     tape: tf.GradientTape | None = None,
     maximize_missing: bool = False,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> LeafPass:
     """Run a sequential SPN, marginalizing the leaves of unobserved values.
+
+    A ``NormalizeStandardScore`` before the leaf sees the unobserved values as ``NaN``, so that sample-wise
+    statistics are those of the evidence.
 
     Args:
         model: The model.
@@ -164,12 +213,20 @@ def forward_with_evidence(
             mode (maximization, for MPE) instead of 0 (marginalization).
 
     Returns:
-        ``(leaf_input, leaf_output, root_output)``.
+        The pass (``LeafPass``).
     """
     before, leaf, after = split_at_leaf(model)
-    h, mask = x, observed
+    h, mask, before_inputs = x, observed, []
     for layer in before:
-        h, mask = layer(h), layer.call(mask)
+        if isinstance(layer, NormalizeStandardScore):
+            h = h if h.dtype.is_floating else tf.cast(h, layer.compute_dtype)
+            h = tf.where(mask, h, tf.constant(float("nan"), h.dtype))
+            before_inputs.append(h)
+            normalized = layer(h)
+            h = tf.where(mask, normalized, tf.zeros_like(normalized))
+        else:
+            before_inputs.append(h)
+            h, mask = layer(h), layer.call(mask)
     leaf_out = leaf(h, evidence_mask=mask)
     if maximize_missing:
         missing = tf.cast(tf.logical_not(mask), leaf_out.dtype)[..., tf.newaxis, :]
@@ -179,7 +236,7 @@ def forward_with_evidence(
     out = leaf_out
     for layer in after:
         out = layer(out, training=False)
-    return h, leaf_out, out
+    return LeafPass(before_inputs, h, leaf_out, out)
 
 
 def root_log_prob(root_out: tf.Tensor) -> tf.Tensor:
@@ -187,35 +244,78 @@ def root_log_prob(root_out: tf.Tensor) -> tf.Tensor:
     return root_out[:, 0] if root_out.shape[-1] == 1 else tf.reduce_logsumexp(root_out, axis=-1)
 
 
-def leaf_signals(model: keras.Model, x: tf.Tensor, observed: tf.Tensor, mode: str) -> tuple[tf.Tensor, ...]:
+def leaf_signals(
+    model: keras.Model, x: tf.Tensor, observed: tf.Tensor, mode: str, seed: Seed = None
+) -> tuple[LeafPass, tf.Tensor]:
     """Run the forward pass with evidence and the backward pass of ``mode`` down to the leaf layer.
 
+    Args:
+        model: The model.
+        x: Data ``[batch, ...]`` with finite values.
+        observed: Boolean mask shaped like ``x``.
+        mode: A key of ``SIGNAL_OPS``.
+        seed: Seed of the draws of ``'sample'`` (every sum layer and the root take their own seed from it).
+
     Returns:
-        ``(leaf_input, leaf_signal, log_prob)``: the leaf layer's input ``[batch, *variables, var_dim]``, the
-        signal per leaf component ``[batch, *variables, num_components]`` and ``log p(x_E)`` per sample.
+        ``(leaf_pass, leaf_signal)``: the forward pass and the signal per leaf component
+        ``[batch, *variables, num_components]``.
     """
     _, _, after = split_at_leaf(model)
-    with replaced_sum_ops(after, SIGNAL_OPS[mode]()), tf.GradientTape() as tape:
-        h, leaf_out, out = forward_with_evidence(model, x, observed, tape, maximize_missing=mode == "mpe")
-        target = _root_target(out, mode)
-    return h, tape.gradient(target, leaf_out), root_log_prob(out)
+    op = SIGNAL_OPS[mode]()
+    if isinstance(op, BaseSelectionSumOp):
+        op.seed = seed
+    with replaced_sum_ops(after, op), tf.GradientTape() as tape:
+        leaf_pass = forward_with_evidence(model, x, observed, tape, maximize_missing=mode == "mpe")
+        target = _root_target(leaf_pass.root_output, mode, seed)
+    return leaf_pass, tape.gradient(target, leaf_pass.leaf_output)
 
 
-def to_data_space(model: keras.Model, values: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """Map per-variable values ``[batch, *variables, var_dim]`` from the leaf input layout back to ``x``'s layout.
+def component_weights(signal: tf.Tensor, weighted: bool) -> tf.Tensor:
+    """The weight of each component's value in a completion, ``[batch, *variables, num_components]``.
 
-    ``FlatToRegions`` repeats every variable once per decomposition; the signals of one variable sum to one over
-    its decompositions, so the values are summed over that axis.
+    Args:
+        signal: The leaf signal (``leaf_signals``); over the components of one variable and all its
+            decompositions it sums to one.
+        weighted: ``True``: the signal itself (posterior-weighted values); ``False``: each leaf's whole signal on
+            its component with the largest signal (the argmax, as ``infer_weighted_sum=False``).
+
+    Returns:
+        The weights.
+    """
+    if weighted:
+        return signal
+    mass = tf.reduce_sum(signal, axis=-1, keepdims=True)
+    return tf.one_hot(tf.argmax(signal, axis=-1), signal.shape[-1], dtype=signal.dtype) * mass
+
+
+def to_data_space(model: keras.Model, values: tf.Tensor, leaf_pass: LeafPass) -> tf.Tensor:
+    """Map per-variable values ``[batch, *variables, var_dim]`` from the leaf input layout back to the data.
+
+    The layers before the leaf are undone in reverse order. ``FlatToRegions`` repeats every variable once per
+    decomposition; the weights of one variable sum to one over its decompositions, so the values are summed
+    over that axis. ``NormalizeStandardScore`` is undone with the statistics of its input
+    (``NormalizeStandardScore.denormalize``).
     """
     before, _, _ = split_at_leaf(model)
-    if before:
-        values = tf.reduce_sum(values, axis=2)
-        if x.shape.rank == 2:
-            values = values[..., 0]
+    for layer, layer_input in zip(reversed(before), reversed(leaf_pass.before_inputs), strict=True):
+        if isinstance(layer, FlatToRegions):
+            values = tf.reduce_sum(values, axis=2)
+            if layer_input.shape.rank == 2:
+                values = values[..., 0]
+        else:
+            values = layer.denormalize(values, layer_input)
     return values
 
 
-def complete(model: keras.Model, x: Any, evidence_mask: Any, mode: str, seed: Any = None) -> tf.Tensor:
+def complete(
+    model: keras.Model,
+    x: Any,
+    evidence_mask: Any,
+    mode: str,
+    seed: Any = None,
+    leaf_representation: LeafRepresentation | None = None,
+    weighted: bool = True,
+) -> tf.Tensor:
     """Fill in the values of ``x`` that are not observed.
 
     Args:
@@ -225,24 +325,48 @@ def complete(model: keras.Model, x: Any, evidence_mask: Any, mode: str, seed: An
         mode: ``'posterior'`` (posterior-weighted component modes, i.e. the posterior mean of the leaf modes),
             ``'mpe'`` (modes of the components on the max-product path) or ``'sample'`` (a sample from the
             conditional distribution of the missing values).
-        seed: Seed for ``'sample'``.
+        seed: ``None`` (Keras' global generator), an int or a ``keras.random.SeedGenerator``: the seed of every
+            draw of the query (``'sample'`` paths, root children and leaf samples).
+        leaf_representation: What stands for a component: ``None`` (samples for ``'sample'``, else modes) or
+            the leaf's ``LeafRepresentation``.
+        weighted: Combine the components' values with their signals (``True``) or take each leaf's component
+            with the largest signal (``component_weights``).
 
     Returns:
         ``x`` with its missing values completed, same shape and dtype.
+
+    Raises:
+        TypeError: If ``seed`` is not ``None``, an int or a ``keras.random.SeedGenerator``.
     """
+    generator = seed_generator(check_seed(f"Model '{model.name}'", seed))
     x = tf.convert_to_tensor(x)
     x = tf.cast(x, model.compute_dtype) if not x.dtype.is_floating else x
     observed = observed_mask(x, evidence_mask)
     filled = tf.where(observed, x, tf.zeros_like(x))
     _, leaf, _ = split_at_leaf(model)
-    _, signal, _ = leaf_signals(model, filled, observed, mode)
-    if mode == "sample":
-        components = leaf.sample_components(tf.shape(x)[0], seed=seed)
+    leaf_pass, signal = leaf_signals(model, filled, observed, mode, generator)
+    if leaf_representation is None:
+        leaf_representation = LeafRepresentation.SAMPLE if mode == "sample" else LeafRepresentation.MODE
+    if leaf_representation is LeafRepresentation.SAMPLE:
+        components = leaf.sample_components(tf.shape(x)[0], seed=generator)
     else:
         components = leaf.component_modes()[tf.newaxis]
-    values = tf.reduce_sum(tf.cast(signal, components.dtype)[..., tf.newaxis] * components, axis=-2)
-    values = tf.cast(to_data_space(model, values, x), x.dtype)
+    weights = tf.cast(component_weights(signal, weighted), components.dtype)
+    values = tf.reduce_sum(weights[..., tf.newaxis] * components, axis=-2)
+    values = tf.cast(to_data_space(model, values, leaf_pass), x.dtype)
     return tf.where(observed, x, values)
+
+
+def infer(model: keras.Model, x: Any, evidence_mask: Any, weighted: bool) -> tf.Tensor:
+    """What an ``infer_no_evidence=True`` model returns for ``(x, evidence_mask)``: the query of its own sum ops.
+
+    Gradient and soft EM sum ops give the posterior-weighted leaf values, hard EM ops those on the max path and
+    ``SumOpSampleBackprop`` a sample (``own_mode``); the leaf's ``leaf_representation`` says whether a
+    component stands for its mode or a sample. Draws follow Keras' global generator
+    (``keras.utils.set_random_seed``).
+    """
+    _, leaf, _ = split_at_leaf(model)
+    return complete(model, x, evidence_mask, own_mode(model), None, leaf.leaf_representation, weighted)
 
 
 def log_marginal(model: keras.Model, x: Any, evidence_mask: Any = None) -> tf.Tensor:
@@ -250,4 +374,4 @@ def log_marginal(model: keras.Model, x: Any, evidence_mask: Any = None) -> tf.Te
     x = tf.convert_to_tensor(x)
     observed = observed_mask(x, evidence_mask)
     filled = tf.where(observed, x, tf.zeros_like(x))
-    return root_log_prob(forward_with_evidence(model, filled, observed)[2])
+    return root_log_prob(forward_with_evidence(model, filled, observed).root_output)

@@ -41,18 +41,28 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
     **Queries.** ``log_marginal`` (exact marginals with missing data), ``log_conditional``
     (``log p(x_Q | x_E)``), ``complete`` / ``mpe`` (completion of missing values: approximate MPE, or
     posterior-weighted leaf modes), ``sample`` (unconditional or conditioned on evidence) and
-    ``zero_evidence_inference``. They need the data to reach the leaf layer unchanged (only ``FlatToRegions``
-    may precede it). With ``infer_no_evidence=True`` calling the model on ``(x, evidence_mask)`` returns the
-    completed data (``infer_weighted_sum`` selects posterior-weighted modes instead of MPE).
+    ``zero_evidence_inference``. Only ``FlatToRegions`` and ``NormalizeStandardScore`` may precede the leaf
+    layer; completions are returned in the units of the data (the normalization is undone with the statistics
+    of the evidence).
+
+    **Inference through the original entry points.** With ``infer_no_evidence=True``, calling the model on
+    ``(x, evidence_mask)`` (also inside ``predict``) and ``zero_evidence_inference(n)`` return completed data,
+    and the layers' own sum ops decide the query, as in the original library: ``SumOpGradBackprop`` and
+    ``SumOpEMBackprop`` give posterior-weighted leaf values, ``SumOpHardEMBackprop`` and
+    ``SumOpUnweightedHardEMBackprop`` the values on the max path (MPE), ``SumOpSampleBackprop`` a sample (a new
+    one per call; draws follow ``keras.utils.set_random_seed``). The leaf's ``leaf_representation`` says what
+    stands for a component: its mode (default) or a sample. ``infer_weighted_sum`` combines the components'
+    values weighted by their signals (default) or takes each leaf's component with the largest signal.
 
     Args:
         layers: The layers, bottom (input) to top (root).
         infer_no_evidence: If ``True``, the model expects an evidence mask defined as a boolean tensor which is
             used to mask out variables that are not part of the evidence.
         unsupervised: If ``True`` the model does not expect label inputs in ``.fit()`` or ``.evaluate()``. Also,
-            losses and metrics should not expect a target output, just a ``y_hat``. Defaults to ``True``.
-        infer_weighted_sum: With ``infer_no_evidence``, complete missing values with the leaf modes weighted by
-            their marginal posterior (``True``) or with the modes on the approximate MPE path (``False``).
+            losses and metrics should not expect a target output, just a ``y_hat``. By default (``None``) it is
+            inferred from ``infer_no_evidence``: ``False`` with it, ``True`` without.
+        infer_weighted_sum: With ``infer_no_evidence``, combine the leaf representations weighted by the signals
+            that the sum ops send to the leaves (``True``, default) or take the argmax of those signals.
         **kwargs: Passed on to ``keras.Sequential`` (``name``, ``trainable``).
 
     Example:
@@ -79,7 +89,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         layers: Sequence[keras.layers.Layer] | None = None,
         infer_no_evidence: bool = False,
         unsupervised: bool | None = None,
-        infer_weighted_sum: bool = False,
+        infer_weighted_sum: bool = True,
         **kwargs: Any,
     ) -> None:
         if layers:
@@ -87,7 +97,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         super().__init__(layers=layers, **kwargs)
         self.infer_no_evidence = bool(infer_no_evidence)
         self.infer_weighted_sum = bool(infer_weighted_sum)
-        self.unsupervised = True if unsupervised is None else bool(unsupervised)
+        self.unsupervised = not self.infer_no_evidence if unsupervised is None else bool(unsupervised)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the model, checking the data first: ``keras.Sequential`` casts it to ``keras.Input``'s dtype."""
@@ -98,7 +108,8 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None, **kwargs: Any) -> Any:
         """Run the layers; ``inputs`` is ``x`` or a pair ``(x, evidence_mask)``.
 
-        With ``infer_no_evidence=True`` and a pair, returns the completed data instead of log-probabilities.
+        With ``infer_no_evidence=True`` and a pair, returns the completed data instead of log-probabilities: the
+        query of the layers' own sum ops (see the class docstring).
         """
         data = inputs[0] if isinstance(inputs, tuple | list) and len(inputs) == 2 else inputs
         dtype = getattr(data, "dtype", None)
@@ -109,10 +120,11 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         if isinstance(inputs, tuple | list) and len(inputs) == 2:
             x, evidence_mask = inputs
             if self.infer_no_evidence:
-                return self.complete(x, evidence_mask, method="posterior" if self.infer_weighted_sum else "mpe")
+                return queries.infer(self, x, evidence_mask, self.infer_weighted_sum)
             x = tf.convert_to_tensor(x)
             observed = queries.observed_mask(x, evidence_mask, self._owner)
-            return queries.forward_with_evidence(self, tf.where(observed, x, tf.zeros_like(x)), observed)[2]
+            filled = tf.where(observed, x, tf.zeros_like(x))
+            return queries.forward_with_evidence(self, filled, observed).root_output
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
     @property
@@ -165,13 +177,15 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
                 maximum weighted child given the evidence); ``'posterior'``: leaf modes weighted by their
                 marginal posterior given the evidence (the posterior mean of the component modes); ``'sample'``:
                 a sample from ``p(x_missing | x_E)``.
-            seed: Seed for ``method='sample'``.
+            seed: Seed of ``method='sample'``: ``None`` (draws follow ``keras.utils.set_random_seed``), an int (the
+                same completion every time) or a ``keras.random.SeedGenerator``.
 
         Returns:
             The completed data, shaped like ``x``; observed values are returned unchanged.
 
         Raises:
             ValueError: For an unknown ``method``.
+            TypeError: If ``seed`` is not ``None``, an int or a ``keras.random.SeedGenerator``.
         """
         if method not in queries.SIGNAL_OPS:
             raise ValueError(f"method must be one of {sorted(queries.SIGNAL_OPS)}. Received: method={method!r}")
@@ -191,14 +205,15 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             evidence: Optional data shaped like the model input; its observed values are kept and the others
                 are drawn from ``p(x_missing | x_E)``.
             evidence_mask: Optional boolean mask shaped like ``evidence`` (default: ``NaN`` marks missing).
-            seed: Optional int seed or ``keras.random.SeedGenerator``.
+            seed: ``None`` (draws follow ``keras.utils.set_random_seed``), an int (the same samples every time) or
+                a ``keras.random.SeedGenerator``.
 
         Returns:
             Samples ``[num_samples or batch, *input_shape]`` (empty for ``num_samples=0``).
 
         Raises:
             ValueError: If neither ``num_samples`` nor ``evidence`` is given, or ``num_samples`` is negative.
-            TypeError: If ``num_samples`` is not an integer.
+            TypeError: If ``num_samples`` or ``seed`` has the wrong type.
         """
         if evidence is None:
             if num_samples is None:
@@ -207,7 +222,10 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         return self.complete(evidence, evidence_mask, method="sample", seed=seed)
 
     def zero_evidence_inference(self, size: int) -> tf.Tensor:
-        """Complete ``size`` samples without any evidence (MPE, or posterior-weighted with ``infer_weighted_sum``).
+        """Infer ``size`` samples without any evidence, as calling the model on them with an all-``False`` mask.
+
+        The layers' own sum ops decide the query (see the class docstring): e.g. with ``SumOpSampleBackprop``
+        this draws ``size`` samples, with ``SumOpHardEMBackprop`` it returns the MPE.
 
         Args:
             size: Number of samples (``0`` gives an empty result).
@@ -220,7 +238,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             TypeError: If ``size`` is not an integer.
         """
         x, evidence_mask = self._no_evidence(size, "size")
-        return self.complete(x, evidence_mask, method="posterior" if self.infer_weighted_sum else "mpe")
+        return queries.infer(self, x, evidence_mask, self.infer_weighted_sum)
 
     def _no_evidence(self, size: int, argument: str) -> tuple[tf.Tensor, tf.Tensor]:
         count = np.asarray(size)  # Python, NumPy and eager TensorFlow integers
@@ -249,8 +267,8 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         """Revive the model, including its SPN-specific arguments."""
         config = dict(config)
         infer_no_evidence = config.pop("infer_no_evidence", False)
-        infer_weighted_sum = config.pop("infer_weighted_sum", False)
-        unsupervised = config.pop("unsupervised", True)
+        infer_weighted_sum = config.pop("infer_weighted_sum", True)
+        unsupervised = config.pop("unsupervised", not infer_no_evidence)
         model = revive(super().from_config, config, custom_objects, "SequentialSumProductNetwork")
         model.infer_no_evidence = infer_no_evidence
         model.infer_weighted_sum = infer_weighted_sum

@@ -138,7 +138,7 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         gliding_average: bool = True,
         accumulate_batches: int = 1,
         normalized_update: bool | None = None,
-        name: str = "online_expectation_maximization",
+        name: str = "OnlineEM",
         **kwargs: Any,
     ) -> None:
         if isinstance(learning_rate, int | float) and not learning_rate > 0.0:

@@ -15,6 +15,7 @@ from libspn_keras.math import (
     attach_row_sums,
     attached_indicator_index,
     contraction_weights,
+    custom_gradient,
     from_rows,
     gather_or_zero,
     index_rows,
@@ -272,7 +273,7 @@ class SumOpBase(abc.ABC):
             table_rows = tf.broadcast_to(table, [tf.shape(state_dy)[0], *table.shape])
             return child_grad, recomputed_backward(parts_of(self.forward_rows), table_rows, accumulators, state_dy)[1]
 
-        @tf.custom_gradient
+        @custom_gradient
         def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
             if indicators is not None:
                 log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
@@ -331,7 +332,7 @@ class SumOpBase(abc.ABC):
         if not self.has_custom_backward:
             return x + tf.transpose(log_normalized_weights(accumulators, logspace_accumulators))
 
-        @tf.custom_gradient
+        @custom_gradient
         def forward(x: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
             def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
                 # The signal of each child is its own count; the edge counts are summed over the batch.

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
-from libspn_keras.math import WeightedSumParts
+from libspn_keras.math import WeightedSumParts, stateless_seed
+from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops._base import SumOpBase
 
 
@@ -83,6 +84,11 @@ class BaseSelectionSumOp(SumOpBase):
 
     fuses_products: ClassVar[bool] = False
 
+    seed: Seed = None
+    """Where the draws of ``sample_prob`` take their seeds (``libspn_keras.math.stateless_seed``): ``None``, Keras'
+    global generator (reset by ``keras.utils.set_random_seed``), or a ``keras.random.SeedGenerator`` that a query
+    sets on its own copy of the op."""
+
     @abc.abstractmethod
     def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
         """Logits from which each sum selects a child (rows layout).
@@ -138,10 +144,12 @@ class BaseSelectionSumOp(SumOpBase):
         if not self.sample_prob:
             return winners
         full = tf.concat([tf.shape(logits)[:3], tf.shape(log_weights)[-1:]], axis=0)  # every sum draws its own
-        uniform = tf.random.uniform(full, minval=1e-20, maxval=1.0, dtype=logits.dtype)
+        # Stateless draws (seeds from ``self.seed``, see ``stateless_seed``): no new random kernel per eager call.
+        uniform = tf.random.stateless_uniform(full, stateless_seed(self.seed), 1e-20, 1.0, dtype=logits.dtype)
         sampled = tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-2, output_type=tf.int32)
         if self.sample_prob < 1.0:
-            use_sample = tf.random.uniform(tf.shape(sampled), dtype=logits.dtype) < self.sample_prob
+            use_sample = tf.random.stateless_uniform(tf.shape(sampled), stateless_seed(self.seed), dtype=logits.dtype)
+            use_sample = use_sample < self.sample_prob
             sampled = tf.where(use_sample, sampled, tf.broadcast_to(winners, tf.shape(sampled)))
         return sampled
 

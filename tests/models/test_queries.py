@@ -182,21 +182,24 @@ def test_infer_no_evidence_call_returns_completions(float64):
     x = np.array([[1, 0, 1, 0]], "float64")
     mask = np.array([[True, False, True, False]])
     np.testing.assert_allclose(completer((x, mask)).numpy(), spn.complete(x, mask, method="posterior").numpy())
+    # Gradient sum ops and infer_weighted_sum=True (the default): the posterior mean, here of the joint.
+    states = all_states(NUM_VARS, 2)
+    joint = np.exp(spn.log_marginal(states.astype("float64")).numpy())
     zero = spn.zero_evidence_inference(3).numpy()
-    assert zero.shape == (3, NUM_VARS) and np.all(np.isin(zero, [0, 1]))
+    np.testing.assert_allclose(zero, np.tile(joint @ states, (3, 1)), rtol=1e-9)
 
 
 def test_query_with_unsupported_layers_before_the_leaf_raises():
     spn = models.SequentialSumProductNetwork(
         [
-            layers.NormalizeStandardScore(input_shape=(4,)),
+            keras.layers.Rescaling(2.0, input_shape=(4,)),
             layers.FlatToRegions(num_decomps=1),
             layers.NormalLeaf(num_components=2),
             layers.ReduceProduct(num_factors=4),
             layers.RootSum(return_weighted_child_logits=False),
         ]
     )
-    with pytest.raises(ValueError, match="only FlatToRegions may precede"):
+    with pytest.raises(ValueError, match="only FlatToRegions and NormalizeStandardScore may precede"):
         spn.complete(np.zeros((1, 4), "float32"), np.ones((1, 4), bool))
     with pytest.raises(ValueError, match="method must be one of"):
         spn.complete(np.zeros((1, 4), "float32"), method="median")
