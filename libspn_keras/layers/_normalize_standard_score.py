@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype, is_number
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class NormalizeStandardScore(keras.layers.Layer):
+class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
     """Normalizes samples to a standard score: ``(x - mean) / (std + normalization_epsilon)``.
 
     This can be used to achieve the same kind of normalization as used in (Poon and Domingos, 2011).
@@ -109,6 +110,10 @@ class NormalizeStandardScore(keras.layers.Layer):
             var = tf.reduce_sum(tf.where(valid, tf.square(x - mean), zeros), axis=axes, keepdims=True) / count
             return (x - mean) / (tf.sqrt(var) + eps)
         return (x - tf.cast(self.mean, x.dtype)) / (tf.cast(self.stddev, x.dtype) + eps)
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Normalizing keeps the scopes."""
+        return scopes
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return the input shape."""
