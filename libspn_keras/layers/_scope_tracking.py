@@ -85,6 +85,23 @@ class ScopeTracking(abc.ABC):
 
     Attributes:
         output_scopes: The counts of the scopes of the layer's latest symbolic output, ``None`` if unknown.
+
+    Example:
+        A root that misses pixels of a 3x3 image (a 2x2 patch, stride 2) is not a distribution over the image:
+
+        >>> import keras
+        >>> from libspn_keras import layers
+        >>> keras.Sequential([
+        ...     keras.Input((3, 3, 1)),
+        ...     layers.IndicatorLeaf(num_components=2),
+        ...     layers.Conv2DProduct(strides=2, dilations=1, kernel_size=2, padding="valid"),
+        ...     layers.SpatialToRegions(),
+        ...     layers.RootSum(name="root"),
+        ... ])
+        Traceback (most recent call last):
+        ...
+        ValueError: Layer 'root' is the root of the SPN, so its children must cover all 9 variables exactly once, but
+        at scope 0, decomposition 0 variables [2, 5, 6, 7, 8] are not covered (its scope: variables [0, 1, 3, 4]).
     """
 
     name: str
