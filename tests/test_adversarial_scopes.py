@@ -95,8 +95,9 @@ def test_region_products_on_a_spatial_grid_are_rejected(product):
     # Before: rows were read as scopes and columns as decompositions; the root mixed two columns: Z = 4.
     np.testing.assert_allclose(eager_log_partition(make_layers, (2, 2, 1)), np.log(4), atol=1e-5)
     match = (
-        r"Layer 'spatial_to_regions\w*': cell \(0, 1\) covers a different scope \(2 input cells\) than cell \(0, 0\) "
-        r"\(2 input cells\): variables \[0, 2\] and variables \[1, 3\]"
+        r"Layer 'spatial_to_regions\w*' expects a spatial grid \[batch, height, width, channels\] with one variable "
+        r"per cell, but its input has the region layout .*: \(scope 0, decomposition 0\) covers variables \[0, 1\]; "
+        r"\(scope 0, decomposition 1\) covers variables \[0, 1\]\."
     )
     with pytest.raises(ValueError, match=match):
         sequential((2, 2, 1), make_layers)
@@ -268,6 +269,27 @@ VALID = [
 def test_valid_structures_build_and_sum_to_one(shape, make_layers, floatx):
     model = models.SequentialSumProductNetwork([keras.Input(shape), *make_layers()])
     np.testing.assert_allclose(model_log_partition(model, shape, floatx), 0.0, atol=1e-4)
+
+
+def test_a_leaf_on_a_region_input_reads_one_variable_per_scope():
+    # keras.Input([num_vars, num_decomps, 1]) straight into a leaf: decompositions share the scope's variable, as
+    # after FlatToRegions, so the decompositions of a RAT-SPN mix at the root.
+    model = sequential((3, 2, 1), lambda: rat_spn(3)()[1:])
+    randomize_accumulators(model, np.random.default_rng(2))
+    tiled = np.repeat(all_states(3, 2, "float32")[:, :, np.newaxis, np.newaxis], 2, axis=2)
+    np.testing.assert_allclose(logsumexp(np.asarray(model(tiled), np.float64)), 0.0, atol=1e-5)
+
+
+def test_a_spatial_layer_after_region_layers_is_rejected():
+    with pytest.raises(ValueError, match=r"Layer 'conv' expects a spatial grid .* region layout"):
+        sequential(
+            (4, 4, 1),
+            lambda: [
+                layers.IndicatorLeaf(num_components=2),
+                layers.ReduceProduct(num_factors=2),
+                layers.Conv2DProduct(strides=2, dilations=1, kernel_size=2, name="conv"),
+            ],
+        )
 
 
 def test_valid_structure_sums_to_one_under_jit():

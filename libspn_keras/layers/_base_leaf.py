@@ -61,7 +61,7 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Observations in, log-probabilities out; a model input starts tracking with one variable per cell."""
         if scopes is None:
-            return variable_scopes(input_shape[1:-1], log_probabilities=True)
+            return variable_scopes(input_shape[1:-1], log_probabilities=True, layout=None)
         if scopes.log_probabilities:
             raise ValueError(
                 f"Layer '{self.name}' is a leaf: it evaluates observations, but its input holds log-probabilities "

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._scope_tracking import Scopes
+from libspn_keras.layers._scope_tracking import Scopes, as_spatial
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_number
 
@@ -183,6 +183,7 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Scopes of the output cells: those of each patch's cells merged (checked for decomposability)."""
+        scopes = as_spatial(self.name, scopes)
         return None if scopes is None else scopes.with_counts(self._product_scopes(scopes.counts))
 
     def _product_scopes(self, scopes: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, check_decomposable
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
 from libspn_keras.math import attach_rows, attached_row_sums, attached_rows, factor_rows, from_rows, log_outer_product
 
@@ -58,6 +58,7 @@ def _check_scopes(layer: keras.layers.Layer, input_shape: Shape, num_factors: in
 
 def _merged_scopes(layer: keras.layers.Layer, scopes: Scopes | None, num_factors: int) -> Scopes | None:
     """Scopes of products of groups of ``num_factors`` consecutive scopes; raise unless they are decomposable."""
+    scopes = as_region(scopes)
     if scopes is None:
         return None
     num_scopes, num_decomps, num_vars = scopes.counts.shape

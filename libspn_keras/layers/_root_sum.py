@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._products import product_factors
-from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, check_root
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_root
 from libspn_keras.layers._validation import Shape, check_float_dtype
 from libspn_keras.sum_ops import SumOpBase
 
@@ -92,6 +92,7 @@ class RootSum(ScopeTracking, BaseSum):
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """The root's children must cover every variable exactly once; the output is final (no scopes)."""
+        scopes = as_region(scopes)
         if scopes is not None and scopes.counts.ndim == 3:
             check_root(self.name, scopes, REGION_CELLS)
         return None

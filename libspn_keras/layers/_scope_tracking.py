@@ -11,10 +11,13 @@ SPN on the way:
 
 Scopes are counts ``[*cells, num_vars]``: how many times each variable occurs in the scope of the nodes of a
 cell (a region ``(scope, decomposition)`` of a region layer, or a spatial cell ``(row, col)``). Padding cells
-have an empty scope (all zeros). A leaf called on an input that carries no scopes (a ``keras.Input``) starts the
-tracking with one variable per cell; ``FlatToRegions`` starts it with one variable per scope, repeated over the
-decompositions. Other layers skip the checks silently when their input carries no scopes (an eager call on
-concrete tensors, log-probabilities fed in as a model input, a nested model).
+have an empty scope (all zeros). ``FlatToRegions`` starts the tracking in the region layout: one variable per
+scope, repeated over the decompositions. A leaf called on an input that carries no scopes (a ``keras.Input``)
+starts it with a grid whose layout the first layer that needs one decides: a spatial layer reads one variable per
+cell, a region layer (products, permutations, ``Undecompose``, ``RootSum``) one variable per scope, shared by the
+decompositions; a spatial layer then rejects the region layout. Other layers skip the checks silently when their
+input carries no scopes (an eager call on concrete tensors, log-probabilities fed in as a model input, a nested
+model).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 # Attribute of a symbolic (Keras) tensor under which it carries its ``Scopes`` (Keras attaches masks the same way).
 _SCOPES_ATTRIBUTE = "_libspn_keras_scopes"
 REGION_CELLS = ("scope", "decomposition")
-SPATIAL_CELLS = ("row", "col")
+REGION, SPATIAL = "region", "spatial"
 _ORIGINS = itertools.count()
 
 
@@ -43,22 +46,52 @@ class Scopes:
         log_probabilities: ``True`` for log-probabilities over the scopes (a leaf's output and everything above
             it), ``False`` for observations (``FlatToRegions`` output) that a leaf still has to evaluate.
         origin: Identifies where tracking started, i.e. which variables the last axis of ``counts`` indexes.
+        layout: ``REGION``, ``SPATIAL`` or ``None`` for a leaf grid whose layout is not decided yet (its counts
+            then have one variable per cell).
     """
 
     counts: np.ndarray
     log_probabilities: bool
     origin: int
+    layout: str | None = None
 
     def with_counts(self, counts: np.ndarray) -> Scopes:
         """Return these scopes with other ``counts`` (same variables)."""
         return dataclasses.replace(self, counts=counts)
 
 
-def variable_scopes(cells: Sequence[int], log_probabilities: bool) -> Scopes:
+def variable_scopes(cells: Sequence[int], log_probabilities: bool, layout: str | None) -> Scopes:
     """Scopes of a grid whose every cell is its own variable (``counts`` ``[*cells, prod(cells)]``)."""
     num_vars = int(np.prod(cells))
     counts = np.eye(num_vars, dtype=np.int64).reshape(*cells, num_vars)
-    return Scopes(counts, log_probabilities, next(_ORIGINS))
+    return Scopes(counts, log_probabilities, next(_ORIGINS), layout)
+
+
+def as_region(scopes: Scopes | None) -> Scopes | None:
+    """``scopes`` read in the region layout: a leaf grid gets one variable per scope, shared by decompositions."""
+    if scopes is None or scopes.layout is not None or scopes.counts.ndim != 3:
+        return scopes
+    num_scopes, num_decomps, _ = scopes.counts.shape
+    counts = np.repeat(np.eye(num_scopes, dtype=np.int64)[:, np.newaxis], num_decomps, axis=1)
+    return dataclasses.replace(scopes, counts=counts, layout=REGION)
+
+
+def as_spatial(layer: str, scopes: Scopes | None) -> Scopes | None:
+    """``scopes`` read as a spatial grid; raise a ``ValueError`` for the region layout."""
+    if scopes is None or scopes.layout == SPATIAL:
+        return scopes
+    if scopes.layout == REGION:
+        regions = [
+            f"({describe_cell(cell, REGION_CELLS)}) covers {_scope(scopes.counts[cell])}"
+            for cell in itertools.islice(np.ndindex(*scopes.counts.shape[:-1]), 2)
+        ]
+        raise ValueError(
+            f"Layer '{layer}' expects a spatial grid [batch, height, width, channels] with one variable per cell, "
+            "but its input has the region layout [batch, num_scopes, num_decomps, num_nodes] (from FlatToRegions, "
+            f"or a leaf grid read by a region layer, whose variables are its scopes): {'; '.join(regions)}. Use "
+            "spatial layers up to SpatialToRegions and region layers after it."
+        )
+    return dataclasses.replace(scopes, layout=SPATIAL)
 
 
 def tracked_scopes(inputs: Any) -> Any:

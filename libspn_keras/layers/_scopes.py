@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking, variable_scopes
+from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_region, variable_scopes
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
 from libspn_keras.math import (
     attach_row_sums,
@@ -64,7 +64,7 @@ class FlatToRegions(ScopeTracking, keras.layers.Layer):
         """Start tracking: scope ``s`` of every decomposition is variable ``s`` (observations, for a leaf)."""
         if input_shape[1] is None or scopes is not None and scopes.log_probabilities:
             return None  # unknown variables, or log-probabilities reshaped (their scopes are not variables)
-        observed = variable_scopes((input_shape[1], 1), log_probabilities=False)
+        observed = variable_scopes((input_shape[1], 1), log_probabilities=False, layout=REGION)
         return observed.with_counts(np.repeat(observed.counts, self.num_decomps, axis=1))
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
@@ -190,6 +190,7 @@ class BasePermuteAndPadScopes(ScopeTracking, keras.layers.Layer):
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Output scope ``s`` of decomposition ``d`` has the scope of input scope ``permutations[d, s]`` (or none)."""
+        scopes = as_region(scopes)
         if scopes is None or self.permutations is None:
             return None
         counts = np.concatenate([scopes.counts, np.zeros_like(scopes.counts[:1])])  # the last scope pads

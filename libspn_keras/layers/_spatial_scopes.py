@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from libspn_keras.layers._scope_tracking import ScopeTracking, tracked_scopes
+from libspn_keras.layers._scope_tracking import ScopeTracking, as_spatial, tracked_scopes
 
 
 def singleton_scopes(height: int, width: int) -> np.ndarray:
@@ -27,8 +27,8 @@ class SpatialScopeMixin(ScopeTracking):
     _input_scopes: np.ndarray | None = None
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        """Capture the scopes a symbolic input carries, then call."""
-        scopes = tracked_scopes(inputs)
+        """Capture the scopes a symbolic input carries (a spatial grid), then call."""
+        scopes = as_spatial(self.name, tracked_scopes(inputs))
         self._input_scopes = None if scopes is None else scopes.counts
         return super().__call__(inputs, *args, **kwargs)
 

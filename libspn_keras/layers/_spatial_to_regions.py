@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking, scope_difference
+from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_spatial, scope_difference
 from libspn_keras.layers._validation import Shape, check_rank
 
 
@@ -46,6 +47,7 @@ class SpatialToRegions(ScopeTracking, keras.layers.Layer):
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Sums above mix all cells, so every cell must have the same scope (completeness): that of the region."""
+        scopes = as_spatial(self.name, scopes)
         if scopes is None:
             return None
         counts = scopes.counts
@@ -54,11 +56,11 @@ class SpatialToRegions(ScopeTracking, keras.layers.Layer):
             if difference is not None:
                 raise ValueError(
                     f"Layer '{self.name}': cell {cell} covers a different scope ({int(counts[cell].sum())} input "
-                    f"cells) than cell (0, 0) ({int(counts[0, 0].sum())} input cells): {difference}. All cells must "
+                    f"cells) than cell (0, 0) ({int(counts[0, 0].sum())} input cells), {difference}; all cells must "
                     "cover the same scope before they are merged into one region (use padding='final' in the top "
                     "Conv2DProduct)."
                 )
-        return scopes.with_counts(counts[:1, :1])
+        return dataclasses.replace(scopes, counts=counts[:1, :1], layout=REGION)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Flatten cells and channels into the node axis."""

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, check_decomposable
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
@@ -91,7 +91,7 @@ class TemporalDenseProduct(ScopeTracking, keras.layers.Layer):
 
     def _propagate_scopes(self, scopes: tuple[Scopes | None, ...], input_shape: list[Shape]) -> Scopes | None:
         """Products per region of two inputs over the same variables must have disjoint scopes."""
-        a, b = scopes
+        a, b = (as_region(input_scopes) for input_scopes in scopes)
         if a is None or b is None or a.origin != b.origin or a.counts.shape != b.counts.shape:
             return None  # different variables (or unknown): nothing to compare
         merged = a.counts + b.counts

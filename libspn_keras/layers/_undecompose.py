@@ -9,7 +9,14 @@ import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._products import ProductFactors, attach_product_factors, product_factors
-from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, describe_cell, scope_difference
+from libspn_keras.layers._scope_tracking import (
+    REGION_CELLS,
+    Scopes,
+    ScopeTracking,
+    as_region,
+    describe_cell,
+    scope_difference,
+)
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
@@ -60,6 +67,7 @@ class Undecompose(ScopeTracking, keras.layers.Layer):
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Decompositions merged into one must have equal scopes, since sums above mix them (completeness)."""
+        scopes = as_region(scopes)
         if scopes is None:
             return None
         num_scopes, num_decomps_in, num_vars = scopes.counts.shape
