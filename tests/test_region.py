@@ -322,17 +322,24 @@ def test_too_deep_unbalanced_graph_is_rejected():
         dense_layout(chain)
 
 
-def test_dense_spn_scopes_rejects_invalid_and_unsupported_models():
-    incomplete = libspn_keras.models.SequentialSumProductNetwork(
-        [
-            keras.Input(shape=(2,)),
-            layers.FlatToRegions(num_decomps=2),
-            layers.IndicatorLeaf(2),
-            layers.PermuteAndPadScopes([[0, 1], [1, 0]]),
-            layers.DenseProduct(num_factors=1),
-            layers.Undecompose(),
-        ]
-    )
+def test_dense_spn_scopes_rejects_invalid_and_unsupported_models(monkeypatch):
+    def incomplete_model() -> libspn_keras.models.SequentialSumProductNetwork:
+        return libspn_keras.models.SequentialSumProductNetwork(
+            [
+                keras.Input(shape=(2,)),
+                layers.FlatToRegions(num_decomps=2),
+                layers.IndicatorLeaf(2),
+                layers.PermuteAndPadScopes([[0, 1], [1, 0]]),
+                layers.DenseProduct(num_factors=1),
+                layers.Undecompose(),
+            ]
+        )
+
+    # Building the model checks its scopes already.
+    with pytest.raises(ValueError, match=r"Layer 'undecompose\w*' merges regions .* \(completeness\)"):
+        incomplete_model()
+    monkeypatch.setattr(layers.Undecompose, "_propagate_scopes", lambda self, scopes, input_shape: None)
+    incomplete = incomplete_model()  # built without the build-time check: dense_spn_scopes checks on its own
     with pytest.raises(ValueError, match="not complete"):
         dense_spn_scopes(incomplete)
     unsupported = keras.Sequential([keras.Input(shape=(4,)), layers.FlatToRegions(), keras.layers.Identity()])

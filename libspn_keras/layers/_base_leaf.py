@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking, variable_scopes
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, pop_input_shape
 from libspn_keras.math._random import Seed
 
@@ -24,7 +26,7 @@ class LeafRepresentation(enum.Enum):
     SAMPLE = "sample"
 
 
-class BaseLeaf(keras.layers.Layer, abc.ABC):
+class BaseLeaf(ScopeTracking, keras.layers.Layer):
     """Turns raw observations into log-probabilities of ``num_components`` components per variable.
 
     The last input axis holds the dimensions of one (possibly multivariate) variable; components factorize
@@ -86,6 +88,18 @@ class BaseLeaf(keras.layers.Layer, abc.ABC):
                 f"Received: input_shape={input_shape}"
             )
         self.input_spec = keras.InputSpec(shape=(None, *input_shape[1:]))  # parameters exist per variable
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Observations in, log-probabilities out; a model input starts tracking with one variable per cell."""
+        if scopes is None:
+            return variable_scopes(input_shape[1:-1], log_probabilities=True, layout=None)
+        if scopes.log_probabilities:
+            raise ValueError(
+                f"Layer '{self.name}' is a leaf: it evaluates observations, but its input holds log-probabilities "
+                f"over scopes of {scopes.counts.shape[-1]} variables (the output of a leaf or of an SPN layer above "
+                "one). Stack sums and products on a leaf, not another leaf."
+            )
+        return dataclasses.replace(scopes, log_probabilities=True)
 
     def _check_input_dtype(self, dtype: tf.DType) -> None:
         """Raise a ``TypeError`` unless the leaf can evaluate inputs of ``dtype`` (floating point by default)."""

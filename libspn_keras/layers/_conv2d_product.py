@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import Scopes, as_spatial
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_number
 from libspn_keras.math import custom_gradient
@@ -150,7 +151,7 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
                 f"Layer '{self.name}': a {self.kernel_size} kernel with dilations {self.dilations} and padding "
                 f"'{self.padding}' does not fit an input of {height}x{width} cells. Received: input_shape={input_shape}"
             )
-        self.output_scopes = self._propagate_scopes(self.input_scopes(height, width))
+        self.output_scopes = self._product_scopes(self.input_scopes(height, width))
         self.input_spec = keras.InputSpec(shape=(None, height, width, channels))  # the geometry checked here
         if self.depthwise:
             self.num_channels = int(channels)
@@ -189,16 +190,21 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         digits = (combos[None, :] // channels ** np.arange(num_cells)[:, None]) % channels
         return digits.reshape(*self.kernel_size, -1).astype(np.int32)
 
-    def _propagate_scopes(self, scopes: np.ndarray) -> np.ndarray:
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Scopes of the output cells: those of each patch's cells merged (checked for decomposability)."""
+        scopes = as_spatial(self.name, scopes)
+        return None if scopes is None else scopes.with_counts(self._product_scopes(scopes.counts))
+
+    def _product_scopes(self, scopes: np.ndarray) -> np.ndarray:
         """Union of the children's scopes per output cell; raise if two children of a product overlap."""
         height, width, num_pixels = scopes.shape
         (top, bottom), (left, right) = self.pad_sizes(height, width)
         padded = np.pad(scopes, ((top, bottom), (left, right), (0, 0)))
         out_h, out_w = self._out_sizes(height, width)
-        count = np.zeros((out_h, out_w, num_pixels), dtype=np.int32)
+        count = np.zeros((out_h, out_w, num_pixels), dtype=np.int64)
         for u in range(self.kernel_size[0]):
             for v in range(self.kernel_size[1]):
-                count += self._patch_slice(padded, u, v, out_h, out_w).astype(np.int32)
+                count += self._patch_slice(padded, u, v, out_h, out_w)
         overlap = np.argwhere(count.max(axis=-1) > 1)
         if len(overlap):
             i, j = overlap[0]
@@ -208,7 +214,7 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
                 f"dilations={self.dilations}, padding='{self.padding}'). Overlapping patches need dilations that "
                 "grow with the patch extent of the previous products (e.g. 1, 2, 4, ... with kernel size 2)."
             )
-        return count > 0
+        return count
 
     def _patch_slice(self, padded: np.ndarray, u: int, v: int, out_h: int, out_w: int) -> np.ndarray:
         row, col = u * self.dilations[0], v * self.dilations[1]

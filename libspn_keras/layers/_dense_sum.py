@@ -7,13 +7,14 @@ import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseWeightedSums
 from libspn_keras.layers._products import product_factors
+from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class DenseSum(BaseWeightedSums):
+class DenseSum(ScopeTracking, BaseWeightedSums):
     """Computes densely connected sums per scope and decomposition.
 
     Every sum of a region (scope, decomposition) is connected to every node of that region. Weights are the
@@ -62,6 +63,10 @@ class DenseSum(BaseWeightedSums):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self._add_accumulators((num_scopes, num_decomps, num_in, self.num_sums))
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """The sums of a region mix its nodes, which share the region's scope: complete by construction."""
+        return scopes
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Compute the weighted sums of ``x``, from the factors of a ``DenseProduct`` output where possible."""

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
+from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype
 
 
@@ -18,7 +18,7 @@ def _is_int(value: Any) -> bool:
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class LogDropout(SpatialScopeMixin, keras.layers.Layer):
+class LogDropout(ScopeTracking, keras.layers.Layer):
     """Log dropout layer.
 
     Applies dropout in log-space during training: a dropped value becomes ``-inf`` (probability 0); kept values
@@ -86,7 +86,7 @@ class LogDropout(SpatialScopeMixin, keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Shape) -> None:
-        """Check ``noise_shape`` and ``axis_at_least_one`` against the input; dropout keeps spatial scopes."""
+        """Check ``noise_shape`` and ``axis_at_least_one`` against the input."""
         input_shape = tuple(input_shape)
         if self.noise_shape is not None and (
             len(self.noise_shape) != len(input_shape)
@@ -104,7 +104,10 @@ class LogDropout(SpatialScopeMixin, keras.layers.Layer):
                 f"Layer '{self.name}' expects axis_at_least_one to be an axis of its rank-{len(input_shape)} input. "
                 f"Received: axis_at_least_one={self.axis_at_least_one}"
             )
-        self.output_scopes = self._input_scopes
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Dropout keeps the scopes."""
+        return scopes
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """Drop values (set them to ``-inf``) with probability ``rate`` when training.

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype, is_number, pop_input_shape
 
 
@@ -31,7 +32,7 @@ class NormalizeAxes(enum.Enum):
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class NormalizeStandardScore(keras.layers.Layer):
+class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
     """Normalizes samples to a standard score: ``(x - mean) / (std + normalization_epsilon)``.
 
     This can be used to achieve the same kind of normalization as used in (Poon and Domingos, 2011).
@@ -223,6 +224,10 @@ class NormalizeStandardScore(keras.layers.Layer):
         x = self._float_input(tf.convert_to_tensor(x))
         mean, scale = self.statistics(x)
         return tf.cast(normalized, x.dtype) * scale + mean
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Normalizing keeps the scopes."""
+        return scopes
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return the input shape."""

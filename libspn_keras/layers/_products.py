@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
 from libspn_keras.math import attach_rows, attached_row_sums, attached_rows, factor_rows, from_rows, log_outer_product
 
@@ -55,8 +56,19 @@ def _check_scopes(layer: keras.layers.Layer, input_shape: Shape, num_factors: in
         )
 
 
+def _merged_scopes(layer: keras.layers.Layer, scopes: Scopes | None, num_factors: int) -> Scopes | None:
+    """Scopes of products of groups of ``num_factors`` consecutive scopes; raise unless they are decomposable."""
+    scopes = as_region(scopes)
+    if scopes is None:
+        return None
+    num_scopes, num_decomps, num_vars = scopes.counts.shape
+    merged = scopes.counts.reshape(num_scopes // num_factors, num_factors, num_decomps, num_vars).sum(axis=1)
+    check_decomposable(layer.name, merged, REGION_CELLS)
+    return scopes.with_counts(merged)
+
+
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class DenseProduct(keras.layers.Layer):
+class DenseProduct(ScopeTracking, keras.layers.Layer):
     """Computes products per decomposition and scope by an 'n-order' outer product.
 
     Scopes ``f * s, ..., f * s + f - 1`` (``f = num_factors``) are merged into output scope ``s``; every
@@ -101,6 +113,10 @@ class DenseProduct(keras.layers.Layer):
             attach_rows(out, log_outer_product(factors, factor_axis=0))
         return attach_product_factors(out, ProductFactors(factors, 1))
 
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Merge groups of ``num_factors`` scopes, which must be disjoint (decomposability)."""
+        return _merged_scopes(self, scopes, self.num_factors)
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, num_scopes // num_factors, num_decomps, num_nodes ** num_factors]``."""
         batch, num_scopes, num_decomps, num_nodes = input_shape
@@ -112,7 +128,7 @@ class DenseProduct(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class ReduceProduct(keras.layers.Layer):
+class ReduceProduct(ScopeTracking, keras.layers.Layer):
     """Computes products per decomposition and scope by reduction.
 
     Node ``n`` of output scope ``s`` is the product of node ``n`` of scopes ``f * s, ..., f * s + f - 1``.
@@ -160,6 +176,10 @@ class ReduceProduct(keras.layers.Layer):
             return from_rows(out_rows, (num_groups, num_decomps), shared=False)
         grouped = tf.reshape(x, [-1, num_groups, self.num_factors, num_decomps, num_nodes])
         return tf.reduce_sum(grouped, axis=2)
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Merge groups of ``num_factors`` scopes, which must be disjoint (decomposability)."""
+        return _merged_scopes(self, scopes, self.num_factors)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, num_scopes // num_factors, num_decomps, num_nodes]``."""

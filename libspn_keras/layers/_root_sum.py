@@ -9,12 +9,13 @@ import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._products import product_factors
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_root
 from libspn_keras.layers._validation import Shape, check_bool, check_float_dtype
 from libspn_keras.sum_ops import SumOpBase
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class RootSum(BaseSum):
+class RootSum(ScopeTracking, BaseSum):
     """Final sum of an SPN. Expects input to be in log-space and produces log-space output.
 
     Args:
@@ -90,6 +91,13 @@ class RootSum(BaseSum):
         if input_shape[-1] is None:
             raise ValueError(f"Layer '{self.name}' needs a known num_in. Received: input_shape={input_shape}")
         self._add_accumulators((input_shape[-1], 1))
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """The root's children must cover every variable exactly once; the output is final (no scopes)."""
+        scopes = as_region(scopes)
+        if scopes is not None and scopes.counts.ndim == 3:
+            check_root(self.name, scopes, REGION_CELLS)
+        return None
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Compute the root (or the weighted children) in log-space."""

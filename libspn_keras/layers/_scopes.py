@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_region, variable_scopes
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, pop_input_shape
 from libspn_keras.math import (
     attach_row_sums,
@@ -24,7 +25,7 @@ REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class FlatToRegions(keras.layers.Layer):
+class FlatToRegions(ScopeTracking, keras.layers.Layer):
     """Flat representation to a dense (region) representation.
 
     Reshapes a flat input of shape ``[batch, num_vars[, var_dimensionality]]`` to
@@ -62,6 +63,13 @@ class FlatToRegions(keras.layers.Layer):
                 f"Layer '{self.name}' expects inputs of shape [batch, num_vars] or "
                 f"[batch, num_vars, var_dimensionality]. Received: input_shape={tuple(input_shape)}"
             )
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Start tracking: scope ``s`` of every decomposition is variable ``s`` (observations, for a leaf)."""
+        if input_shape[1] is None or scopes is not None and scopes.log_probabilities:
+            return None  # unknown variables, or log-probabilities reshaped (their scopes are not variables)
+        observed = variable_scopes((input_shape[1], 1), log_probabilities=False, layout=REGION)
+        return observed.with_counts(np.repeat(observed.counts, self.num_decomps, axis=1))
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Add the decomposition (and variable dimensionality) axes."""
@@ -162,7 +170,7 @@ def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape
     return keras.InputSpec(ndim=4, axes={1: num_scopes, 2: num_decomps})
 
 
-class BasePermuteAndPadScopes(keras.layers.Layer):
+class BasePermuteAndPadScopes(ScopeTracking, keras.layers.Layer):
     """Base of the scope permutation layers: gathers scopes per decomposition, ``-1`` pads.
 
     Padding scopes have log-probability 0 (probability 1), so they do not change the distribution.
@@ -183,6 +191,15 @@ class BasePermuteAndPadScopes(keras.layers.Layer):
         """Permute and pad the scopes of ``x``."""
         assert self.permutations is not None, "build() sets the permutations"
         return _permute_and_pad(x, self.permutations)
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Output scope ``s`` of decomposition ``d`` has the scope of input scope ``permutations[d, s]`` (or none)."""
+        scopes = as_region(scopes)
+        if scopes is None or self.permutations is None:
+            return None
+        counts = np.concatenate([scopes.counts, np.zeros_like(scopes.counts[:1])])  # the last scope pads
+        scope_index = np.where(self.permutations < 0, len(scopes.counts), self.permutations).T
+        return scopes.with_counts(counts[scope_index, np.arange(scope_index.shape[1])])
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, num_scopes_out, num_decomps, num_nodes]``."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import keras
 
 from libspn_keras.layers._base_sum import BaseWeightedSums
-from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
+from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_rank
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 
 
-class BaseSpatialSum(SpatialScopeMixin, BaseWeightedSums):
+class BaseSpatialSum(ScopeTracking, BaseWeightedSums):
     """Sums over the channels of each cell; cells keep their scopes.
 
     Args:
@@ -34,8 +34,11 @@ class BaseSpatialSum(SpatialScopeMixin, BaseWeightedSums):
         _, height, width, channels = input_shape
         if None in (height, width, channels):
             raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
-        self.output_scopes = self.input_scopes(height, width)
         self._add_accumulators(self._accumulator_shape(height, width, channels))
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """The sums of a cell mix its channels, which share the cell's scope: complete by construction."""
+        return scopes
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")

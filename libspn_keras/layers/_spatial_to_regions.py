@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
+from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_spatial, scope_difference
 from libspn_keras.layers._validation import Shape, check_rank
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class SpatialToRegions(SpatialScopeMixin, keras.layers.Layer):
+class SpatialToRegions(ScopeTracking, keras.layers.Layer):
     """Reshapes spatial SPN layer to a dense layer.
 
     All nodes of all cells become the nodes of a single region (scope and decomposition), so the dense output
@@ -37,23 +38,29 @@ class SpatialToRegions(SpatialScopeMixin, keras.layers.Layer):
     """
 
     def build(self, input_shape: Shape) -> None:
-        """Check that every cell has the same scope."""
+        """Check the input shape."""
         check_rank(self.name, input_shape, 4, "[batch, height, width, channels]")
         _, height, width, channels = input_shape
         if None in (height, width, channels):
             raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
-        self.input_spec = keras.InputSpec(shape=(None, height, width, channels))  # the scopes checked here
-        if self._input_scopes is not None:
-            scopes = self.input_scopes(height, width).reshape(height * width, -1)
-            different = np.argwhere(np.any(scopes != scopes[:1], axis=-1))
-            if len(different):
-                cell = divmod(int(different[0][0]), width)
+        self.input_spec = keras.InputSpec(shape=(None, height, width, channels))  # the scopes are checked for it
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Sums above mix all cells, so every cell must have the same scope (completeness): that of the region."""
+        scopes = as_spatial(self.name, scopes)
+        if scopes is None:
+            return None
+        counts = scopes.counts
+        for cell in np.ndindex(*counts.shape[:2]):
+            difference = scope_difference(counts, (0, 0), cell)
+            if difference is not None:
                 raise ValueError(
-                    f"Layer '{self.name}': cell {cell} covers a different scope ({int(scopes[different[0][0]].sum())} "
-                    f"input cells) than cell (0, 0) ({int(scopes[0].sum())} input cells); all cells must cover the "
-                    "same scope before they are merged into one region (use padding='final' in the top "
+                    f"Layer '{self.name}': cell {cell} covers a different scope ({int(counts[cell].sum())} input "
+                    f"cells) than cell (0, 0) ({int(counts[0, 0].sum())} input cells), {difference}; all cells must "
+                    "cover the same scope before they are merged into one region (use padding='final' in the top "
                     "Conv2DProduct)."
                 )
+        return dataclasses.replace(scopes, counts=counts[:1, :1], layout=REGION)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Flatten cells and channels into the node axis."""

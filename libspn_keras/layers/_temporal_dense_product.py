@@ -8,13 +8,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class TemporalDenseProduct(keras.layers.Layer):
+class TemporalDenseProduct(ScopeTracking, keras.layers.Layer):
     """Computes 'temporal' dense products.
 
     This is used to connect an interface stack at :math:`t - 1` of a dynamic SPN with a template SPN at
@@ -87,6 +88,15 @@ class TemporalDenseProduct(keras.layers.Layer):
         num_nodes = a.shape[-1] * b.shape[-1]
         out = a[..., :, tf.newaxis] + b[..., tf.newaxis, :]
         return tf.reshape(out, tf.concat([tf.shape(out)[:-2], [num_nodes]], axis=0))
+
+    def _propagate_scopes(self, scopes: tuple[Scopes | None, ...], input_shape: list[Shape]) -> Scopes | None:
+        """Products per region of two inputs over the same variables must have disjoint scopes."""
+        a, b = (as_region(input_scopes) for input_scopes in scopes)
+        if a is None or b is None or a.origin != b.origin or a.counts.shape != b.counts.shape:
+            return None  # different variables (or unknown): nothing to compare
+        merged = a.counts + b.counts
+        check_decomposable(self.name, merged, REGION_CELLS)
+        return a.with_counts(merged)
 
     def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         """Return ``[batch, num_scopes, num_decomps, n1 * n2]``."""

@@ -5,16 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._products import ProductFactors, attach_product_factors, product_factors
+from libspn_keras.layers._scope_tracking import (
+    REGION_CELLS,
+    Scopes,
+    ScopeTracking,
+    as_region,
+    describe_cell,
+    scope_difference,
+)
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class Undecompose(keras.layers.Layer):
+class Undecompose(ScopeTracking, keras.layers.Layer):
     """Moves decompositions into the node axis, e.g. to mix all decompositions of a RAT-SPN in one sum.
 
     Decompositions ``g * k, ..., g * k + g - 1`` (``g = num_decomps_in // num_decomps``) of output decomposition
@@ -55,6 +64,24 @@ class Undecompose(keras.layers.Layer):
                 f"Layer '{self.name}' expects num_decomps_in to be a multiple of num_decomps={self.num_decomps}. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Decompositions merged into one must have equal scopes, since sums above mix them (completeness)."""
+        scopes = as_region(scopes)
+        if scopes is None:
+            return None
+        num_scopes, num_decomps_in, num_vars = scopes.counts.shape
+        group = num_decomps_in // self.num_decomps
+        for scope, decomp in np.ndindex(num_scopes, num_decomps_in):
+            first = (scope, decomp - decomp % group)
+            difference = scope_difference(scopes.counts, first, (scope, decomp))
+            if difference is not None:
+                raise ValueError(
+                    f"Layer '{self.name}' merges regions ({describe_cell(first, REGION_CELLS)}) and "
+                    f"({describe_cell((scope, decomp), REGION_CELLS)}) with different scopes ({difference}); the "
+                    "sums above mix their nodes, so they need equal scopes (completeness)."
+                )
+        return scopes.with_counts(scopes.counts[:, ::group])
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Reshape decompositions into nodes."""

@@ -16,7 +16,7 @@ from libspn_keras.math import attach_rows, attached_rows, to_rows
 from tests.sum_op_cases import OPS
 
 # Decomposition 1 leaves scope 4 out: its signal must be zero.
-PERMUTATIONS = np.array([[4, 0, -1, 2, 1, 3, -1, -1], [3, -1, 1, 0, -1, -1, 2, -1]])
+PERMUTATIONS = np.array([[4, 0, -1, 2, 1, 3, -1, -1], [3, -1, 1, 0, 4, -1, 2, -1]])  # each covers all 5 scopes
 
 
 def _chain(op_name: str) -> list:
