@@ -117,11 +117,12 @@ def test_root_sum_gradient_matches_hand_derivation(weighted_children, logspace, 
     layer = layers.RootSum(return_weighted_child_logits=weighted_children, logspace_accumulators=logspace)
     layer.build((None, 5))
     acc = rng.normal(size=(5, 1)) if logspace else rng.uniform(0.2, 2.0, size=(5, 1))
-    layer.accumulators.assign(acc)
+    layer.accumulators.assign(acc.reshape(1, 1, 5, 1))  # the original's root accumulator shape
     x = np.log(rng.uniform(0.01, 1.0, size=(4, 5)))
     upstream = rng.normal(size=(4, 5) if weighted_children else (4, 1))
 
     d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tf.constant(x))
+    d_acc = np.reshape(d_acc, (5, 1))
 
     if weighted_children:
         # L = sum_bc u_bc (x_bc + log w_c): dL/dx = u; dL/da_c = sum_b [u_bc - w_c sum_k u_bk] (log-space) or
