@@ -150,8 +150,8 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     leaf.build(x_shape)
     mu = rng.normal(size=(3, 2, 4, 2))
     s = rng.uniform(0.5, 2.0, size=(3, 2, 4, 2))
-    leaf.location.assign(mu)
-    leaf.scale.assign(s)
+    leaf.location.assign(mu[np.newaxis])  # the weights have the original's leading axis
+    leaf.scale.assign(s[np.newaxis])
     x = rng.normal(size=x_shape)
     missing = rng.uniform(size=x_shape) < 0.3
     x[missing] = np.nan
@@ -163,8 +163,8 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     diff = np.where(missing, 0.0, x)[:, :, :, np.newaxis, :] - mu[np.newaxis]
     observed = ~missing[:, :, :, np.newaxis, :]
     c = upstream[..., np.newaxis]
-    expected_mu = (c * observed * diff / s**2).sum(axis=0)
-    expected_s = (c * observed * (-1.0 / s + diff**2 / s**3)).sum(axis=0)
+    expected_mu = (c * observed * diff / s**2).sum(axis=0, keepdims=True)
+    expected_s = (c * observed * (-1.0 / s + diff**2 / s**3)).sum(axis=0, keepdims=True)
     np.testing.assert_allclose(d_mu, expected_mu, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(d_s, expected_s, rtol=1e-10, atol=1e-12)
 

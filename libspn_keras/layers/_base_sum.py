@@ -99,7 +99,7 @@ class BaseSum(keras.layers.Layer):
             initializer = self.accumulator_initializer
             constraint = self.linear_accumulator_constraint
         self.accumulators = self.add_weight(
-            name="accumulators",
+            name="sum_weights",  # the original's name, so weight files list the same variables
             shape=shape,
             initializer=initializer,
             regularizer=self.accumulator_regularizer,

@@ -83,10 +83,9 @@ class RootSum(BaseSum):
     def build(self, input_shape: Shape) -> None:
         """Create accumulators of shape ``[1, 1, num_decomps * num_nodes, 1]``."""
         input_shape = tuple(input_shape)
-        # Later calls must have the same children: the same decompositions and nodes (or the same num_in).
-        axes = dict(enumerate(input_shape))
-        del axes[0]
-        spec = keras.InputSpec(ndim=len(input_shape), axes=axes)
+        # Later calls may pass the same children as [batch, 1, num_decomps, num_nodes] or [batch, num_in] (``call``
+        # checks that their number matches).
+        spec = keras.InputSpec(axes={-1: input_shape[-1]})
         self._add_accumulators((1, 1, self._num_in(input_shape), 1), input_spec=spec)
 
     def _num_in(self, input_shape: tuple[Any, ...]) -> int:
@@ -107,6 +106,12 @@ class RootSum(BaseSum):
         """Compute the root (or the weighted children) in log-space."""
         check_float_dtype(self.name, x.dtype)
         num_in = self._num_in(tuple(x.shape))
+        assert self.accumulators is not None, "build() creates the accumulators"
+        if num_in != self.accumulators.shape[2]:
+            raise ValueError(
+                f"Layer '{self.name}' was built for {self.accumulators.shape[2]} children (num_decomps * num_nodes). "
+                f"Received: input_shape={tuple(x.shape)}"
+            )
         factors = product_factors(x)
         if factors is not None and not self.return_weighted_child_logits and self.sum_op.fuses_products:
             # The products of every decomposition are children of the one sum: num_decomps more groups to mix.

@@ -255,7 +255,7 @@ def hmm_dynamic_spn(pi, transitions, emissions):
     interface_tm1_weights = np.zeros((num_states, num_states, num_states))
     interface_tm1_weights[np.arange(num_states), np.arange(num_states)] = backward
     interface_tm1.layers[0].accumulators.assign(interface_tm1_weights.reshape(1, 1, num_states**2, num_states))
-    top.accumulators.assign(np.diag(pi).reshape(-1, 1))  # sum_z p(z_t = z) p(x_<=t | z_t = z)
+    top.accumulators.assign(np.diag(pi).reshape(1, 1, -1, 1))  # sum_z p(z_t = z) p(x_<=t | z_t = z)
     return model
 
 
