@@ -318,7 +318,8 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
     def permutations(self) -> np.ndarray | None:
         """The permutations ``[num_decomps, num_scopes_out]``: the weight's value once built."""
         if self.permutations_variable is not None:
-            return np.asarray(keras.ops.convert_to_numpy(self.permutations_variable)).astype(np.int64)
+            with tf.init_scope():  # the current value, also when read while a function is traced
+                return np.asarray(self.permutations_variable.numpy()).astype(np.int64)
         return self._initial_permutations
 
     @permutations.setter
