@@ -387,9 +387,26 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         )
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        """Permute and pad the scopes of ``x`` by the permutations the weight holds now."""
+        """Permute and pad the scopes of ``x`` by the permutations the weight holds now.
+
+        Eagerly (and when weights are loaded from a file, ``load_own_variables``) the weight's value is checked as
+        ``PermuteAndPadScopes`` checks its argument, so that permutations copied by ``set_weights`` cannot silently
+        break decomposability.
+        """
         assert self.permutations_variable is not None, "build() creates the permutations weight"
+        if tf.executing_eagerly():
+            self._check_weight()
         return _permute_and_pad_by_weight(x, tf.convert_to_tensor(self.permutations_variable))
+
+    def load_own_variables(self, store: Any) -> None:
+        """Load the permutations weight (e.g. from a ``.weights.h5`` file) and check it."""
+        super().load_own_variables(store)
+        self._check_weight()
+
+    def _check_weight(self) -> None:
+        permutations = self.permutations
+        assert permutations is not None, "build() creates the permutations weight"
+        _check_permutations(self.name, permutations, self._input_shape_built)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, including generated permutations."""

@@ -300,3 +300,17 @@ def test_weight_file_round_trip_restores_outputs(tmp_path, float64, make):
     np.testing.assert_allclose(target(x).numpy(), source(x).numpy(), rtol=1e-12)
     for a, b in zip(source.get_weights(), target.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_invalid_permutations_from_weights_are_rejected(tmp_path, float64):
+    model = small_region(seed=1)
+    weights = model.get_weights()
+    weights[2] = np.array([[3, 1, 0, 0], [2, 0, 3, 1]])  # scope 0 twice in decomposition 0
+    model.set_weights(weights)
+    match = r"Layer 'permute_and_pad_scopes_random.*': decomposition 0 uses a scope more than once"
+    with pytest.raises(ValueError, match=match):
+        model(np.zeros((2, 4)))
+    path = str(tmp_path / "bad.weights.h5")
+    model.save_weights(path)
+    with pytest.raises(ValueError, match=match):
+        small_region(seed=2).load_weights(path)
