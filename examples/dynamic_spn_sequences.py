@@ -121,7 +121,7 @@ def hmm_weighted_dynamic_spn() -> models.DynamicSumProductNetwork:
     weights = np.zeros((num_states, num_states, num_states))
     weights[np.arange(num_states), np.arange(num_states)] = reversed_chain
     model.interface_network_t_minus_1.layers[0].accumulators.assign(weights.reshape(1, 1, num_states**2, -1))
-    model.top_network.accumulators.assign(np.diag(PI).reshape(-1, 1))
+    model.top_network.accumulators.assign(np.diag(PI).reshape(1, 1, -1, 1))  # RootSum: [1, 1, num_in, 1]
     return model
 
 

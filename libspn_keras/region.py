@@ -696,11 +696,14 @@ def dense_spn_scopes(dense_spn: keras.Model) -> list[LayerScopes]:
                 merged.append(tuple(out))
             current = tuple(merged)
         elif isinstance(layer, RootSum):
-            if len(current) != 1 or len(current[0]) != 1:
+            if len(current) != 1:
+                raise ValueError(f"{where} needs a single scope. Received: {len(current)} scopes.")
+            if len(set(current[0])) != 1:  # its children are every decomposition's nodes
                 raise ValueError(
-                    f"{where} needs a single scope and decomposition. Received: {len(current)} scopes, "
-                    f"{len(current[0])} decompositions."
+                    f"{where} is not complete: it mixes decompositions with different scopes "
+                    f"{[sorted(part) for part in current[0]]}."
                 )
+            current = ((current[0][0],),)
         elif not isinstance(layer, BaseLeaf | DenseSum | LogDropout):
             raise ValueError(
                 f"{where} is not supported: dense SPNs here consist of FlatToRegions, leaf, PermuteAndPadScopes, "

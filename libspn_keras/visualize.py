@@ -222,6 +222,8 @@ def dense_spn_graph(dense_spn: keras.Model) -> DenseSpnGraph:
                     out[-1].append(ids)
             frontier = out
         elif isinstance(layer, DenseSum | RootSum):
+            if isinstance(layer, RootSum):  # the root's children are every decomposition's nodes
+                frontier = [[list(itertools.chain.from_iterable(row))] for row in frontier]
             new_row(layer, layer_index)
             num_out = layer.num_sums if isinstance(layer, DenseSum) else 1
             kind = "sum" if isinstance(layer, DenseSum) else "root"

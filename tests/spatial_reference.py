@@ -169,8 +169,10 @@ def normalized_log_weights(accumulators: np.ndarray, logspace: bool) -> np.ndarr
 
 
 def spatial_sum(x: np.ndarray, log_weights: np.ndarray) -> np.ndarray:
-    """Weighted sums per cell; ``log_weights`` is ``[H, W, C, O]`` (local) or ``[C, O]`` (shared)."""
+    """Weighted sums per cell; ``log_weights`` is ``[H, W, C, O]`` (local) or ``[1, 1, C, O]`` / ``[C, O]`` (shared)."""
     batch, height, width, _ = x.shape
+    if log_weights.ndim == 4 and log_weights.shape[:2] == (1, 1):  # Conv2DSum's [1, 1, C, O]: one 1x1 kernel
+        log_weights = log_weights[0, 0]
     num_out = log_weights.shape[-1]
     out = np.zeros((batch, height, width, num_out), x.dtype)
     for i, j, o in itertools.product(range(height), range(width), range(num_out)):

@@ -327,17 +327,12 @@ WRONG_SHAPES = [
     (
         lambda: layers.RootSum(name="root"),
         np.zeros((2, 2, 1, 3), "float32"),
-        r"Layer 'root' expects inputs of shape \[batch, 1, 1, num_in\] or \[batch, num_in\].*\(2, 2, 1, 3\)",
-    ),
-    (
-        lambda: layers.RootSum(return_weighted_child_logits=False, name="root"),
-        np.zeros((2, 1, 2, 3), "float32"),
-        r"Layer 'root' expects inputs of shape \[batch, 1, 1, num_in\].*Undecompose",
+        r"Layer 'root' expects inputs of shape \[batch, 1, num_decomps, num_nodes\] or \[batch, num_in\].*\(2, 2, 1, 3",
     ),
     (
         lambda: layers.RootSum(name="root"),
         np.zeros((2, 1, 3), "float32"),
-        r"Layer 'root' expects inputs of shape \[batch, 1, 1, num_in\] or \[batch, num_in\]",
+        r"Layer 'root' expects inputs of shape \[batch, 1, num_decomps, num_nodes\] or \[batch, num_in\]",
     ),
     (
         lambda: layers.FlatToRegions(name="f"),
@@ -495,7 +490,7 @@ def test_permutations_set_after_construction_are_validated():
     ("make", "input_shape", "match"),
     [
         (lambda: layers.DenseSum(2, name="s"), (None, 1, 3), r"Layer 's' needs known num_scopes, num_decomps"),
-        (lambda: layers.RootSum(name="root"), (1, 1, None), r"Layer 'root' needs a known num_in"),
+        (lambda: layers.RootSum(name="root"), (1, 1, None), r"Layer 'root' needs known num_decomps and num_nodes"),
         (lambda: layers.ReduceProduct(2, name="r"), (None, 1, 3), r"Layer 'r' .*known multiple of 2"),
         (lambda: layers.NormalLeaf(2, name="leaf"), (None, 1, 1), r"Layer 'leaf' .*known non-batch sizes"),
         (

@@ -159,7 +159,7 @@ def numpy_forward(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
         elif isinstance(layer, layers.DenseSum):
             h = logsumexp(h[..., :, None] + log_weights(layer)[0, 0], axis=-2)
         elif isinstance(layer, layers.RootSum):
-            h = logsumexp(h[:, 0, 0, :, None] + log_weights(layer), axis=-2)
+            h = logsumexp(h[:, 0, 0, :, None] + log_weights(layer)[0, 0], axis=-2)  # accumulators [1, 1, in, 1]
         values.append(h)
     return values
 
@@ -187,9 +187,9 @@ def top_down_counts(model: keras.Model, x: np.ndarray, rule: str) -> dict[str, n
     for index in range(len(model.layers) - 1, 0, -1):
         layer, below, out = model.layers[index], inputs[index], values[index]
         if isinstance(layer, layers.RootSum):
-            share = select(below[:, 0, 0], log_weights(layer), out, rule)  # [batch, in, 1]
+            share = select(below[:, 0, 0], log_weights(layer)[0, 0], out, rule)  # [batch, in, 1]
             edge = share * counts[:, None, :]
-            edge_counts[layer.name] = edge.sum(axis=0)
+            edge_counts[layer.name] = edge.sum(axis=0)[np.newaxis, np.newaxis]  # accumulators [1, 1, in, 1]
             counts = edge.sum(axis=-1)[:, None, None, :]
         elif isinstance(layer, layers.DenseSum):
             share = select(below, log_weights(layer)[0, 0], out, rule)  # [batch, 1, 1, in, out]
@@ -200,12 +200,13 @@ def top_down_counts(model: keras.Model, x: np.ndarray, rule: str) -> dict[str, n
             counts = counts[:, 0, 0].reshape(below.shape)
         elif isinstance(layer, layers.BaseSpatialSum):
             lw = log_weights(layer)
+            shared = isinstance(layer, layers.Conv2DSum)  # one [1, 1, in, out] kernel for every cell
             batch, height, width, _ = below.shape
             edge = np.zeros((batch, height, width, *lw.shape[-2:]))
             for i, j in itertools.product(range(height), range(width)):
-                w = lw if lw.ndim == 2 else lw[i, j]
+                w = lw[0, 0] if shared else lw[i, j]
                 edge[:, i, j] = select(below[:, i, j], w, out[:, i, j], rule) * counts[:, i, j, None, :]
-            edge_counts[layer.name] = edge.sum(axis=(0, 1, 2)) if lw.ndim == 2 else edge.sum(axis=0)
+            edge_counts[layer.name] = edge.sum(axis=(0, 1, 2))[np.newaxis, np.newaxis] if shared else edge.sum(axis=0)
             counts = edge.sum(axis=-1)
         elif isinstance(layer, layers.Conv2DProduct):
             counts = product_counts_down(layer, counts, below.shape)
@@ -438,7 +439,8 @@ def test_save_and_load_round_trip(tmp_path):
             np.testing.assert_array_equal(w_before.numpy(), w_after.numpy())
         if isinstance(before, layers.BaseSum):
             assert after.sum_op == before.sum_op
-    kernel_indices = [layer.kernel_indices.numpy() for layer in loaded.layers if hasattr(layer, "kernel_indices")]
+    products = [layer for layer in loaded.layers if isinstance(layer, layers.Conv2DProduct) and not layer.depthwise]
+    kernel_indices = [layer.kernel_indices.numpy() for layer in products]
     assert len(kernel_indices) == 2 and kernel_indices[0].shape == (2, 2, 9)
 
 

@@ -117,11 +117,12 @@ def test_root_sum_gradient_matches_hand_derivation(weighted_children, logspace, 
     layer = layers.RootSum(return_weighted_child_logits=weighted_children, logspace_accumulators=logspace)
     layer.build((None, 5))
     acc = rng.normal(size=(5, 1)) if logspace else rng.uniform(0.2, 2.0, size=(5, 1))
-    layer.accumulators.assign(acc)
+    layer.accumulators.assign(acc.reshape(1, 1, 5, 1))  # the original's root accumulator shape
     x = np.log(rng.uniform(0.01, 1.0, size=(4, 5)))
     upstream = rng.normal(size=(4, 5) if weighted_children else (4, 1))
 
     d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tf.constant(x))
+    d_acc = np.reshape(d_acc, (5, 1))
 
     if weighted_children:
         # L = sum_bc u_bc (x_bc + log w_c): dL/dx = u; dL/da_c = sum_b [u_bc - w_c sum_k u_bk] (log-space) or
@@ -149,8 +150,8 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     leaf.build(x_shape)
     mu = rng.normal(size=(3, 2, 4, 2))
     s = rng.uniform(0.5, 2.0, size=(3, 2, 4, 2))
-    leaf.location.assign(mu)
-    leaf.scale.assign(s)
+    leaf.location.assign(mu[np.newaxis])  # the weights have the original's leading axis
+    leaf.scale.assign(s[np.newaxis])
     x = rng.normal(size=x_shape)
     missing = rng.uniform(size=x_shape) < 0.3
     x[missing] = np.nan
@@ -162,8 +163,8 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     diff = np.where(missing, 0.0, x)[:, :, :, np.newaxis, :] - mu[np.newaxis]
     observed = ~missing[:, :, :, np.newaxis, :]
     c = upstream[..., np.newaxis]
-    expected_mu = (c * observed * diff / s**2).sum(axis=0)
-    expected_s = (c * observed * (-1.0 / s + diff**2 / s**3)).sum(axis=0)
+    expected_mu = (c * observed * diff / s**2).sum(axis=0, keepdims=True)
+    expected_s = (c * observed * (-1.0 / s + diff**2 / s**3)).sum(axis=0, keepdims=True)
     np.testing.assert_allclose(d_mu, expected_mu, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(d_s, expected_s, rtol=1e-10, atol=1e-12)
 

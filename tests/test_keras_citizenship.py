@@ -197,8 +197,8 @@ def test_summary_shapes_and_parameter_counts_of_a_small_rat_spn():
     # name: (output shape, parameters). 4 variables, 2 decompositions, 3 components, 4 sums.
     expected = {
         "flat_to_regions": ((None, 4, 2, 1), 0),
-        "normal_leaf": ((None, 4, 2, 3), 2 * 4 * 2 * 3 * 1),  # location and scale [4, 2, 3, 1]
-        "permute_and_pad_scopes_random": ((None, 4, 2, 3), 0),
+        "normal_leaf": ((None, 4, 2, 3), 2 * 4 * 2 * 3 * 1),  # location and scale [1, 4, 2, 3, 1]
+        "permute_and_pad_scopes_random": ((None, 4, 2, 3), 2 * 4),  # int32 permutations [decomps, scopes]
         "dense_product": ((None, 2, 2, 9), 0),  # 3 ** 2 products of two scopes
         "dense_sum": ((None, 2, 2, 4), 2 * 2 * 9 * 4),  # accumulators [scopes, decomps, in, sums]
         "reduce_product": ((None, 1, 2, 4), 0),
@@ -213,11 +213,11 @@ def test_summary_shapes_and_parameter_counts_of_a_small_rat_spn():
         assert re.search(rf"\b{params}\b", row.split(str(shape))[1]), row
         assert tuple(layer.output.shape) == shape
         assert layer.count_params() == params
-    assert model.count_params() == 24 + 24 + 144 + 8
+    assert model.count_params() == 24 + 24 + 8 + 144 + 8
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 24 + 144 + 8  # the scale is fixed
-    assert re.search(r"Total params: 200\b", summary)
+    assert re.search(r"Total params: 208\b", summary)
     assert re.search(r"Trainable params: 176\b", summary)
-    assert re.search(r"Non-trainable params: 24\b", summary)
+    assert re.search(r"Non-trainable params: 32\b", summary)  # the scale and the permutations
     assert model.output_shape == (None, 1)
 
 
@@ -343,5 +343,7 @@ def test_fit_in_float64(float64):
     x, _ = _blobs(16)
     history = model.fit(x.astype("float64"), epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0])
-    assert all(weight.dtype == "float64" for weight in model.weights)
+    # Every weight but the scope permutations (int32, as in the original) follows floatx.
+    assert [weight.dtype for weight in model.weights if weight.name == "permutations"] == ["int32"]
+    assert all(weight.dtype == "float64" for weight in model.weights if weight.name != "permutations")
     assert model.predict(x, verbose=0).dtype == np.float64

@@ -664,7 +664,9 @@ def test_round_trip_check_detects_a_changed_weight():
     x = all_states(3, 2).astype("float32")
     assert_same_outputs(model, other, x)
     accumulators = other.layers[-1].accumulators
-    accumulators.assign(accumulators.numpy() * np.array([[2.0]] + [[1.0]] * (accumulators.shape[0] - 1)))
+    factors = np.ones(accumulators.shape)
+    factors[..., 0, :] = 2.0  # the root's first child, accumulators [1, 1, num_in, 1]
+    accumulators.assign(accumulators.numpy() * factors)
 
     with pytest.raises(AssertionError, match="Arrays are not equal"):
         assert_same_outputs(model, other, x)

@@ -236,8 +236,16 @@ def test_every_public_class_has_a_round_trip_case(module):
 
 
 def _perturb_weights(model):
-    """Move every weight away from its initial value (multiplicatively, so positive weights stay positive)."""
-    model.set_weights([w * RNG.uniform(0.5, 1.5, size=w.shape).astype(w.dtype) for w in model.get_weights()])
+    """Move every float weight away from its initial value (multiplicatively, so positive weights stay positive).
+
+    Integer weights (the scope permutations of ``PermuteAndPadScopesRandom``) are structure and stay as they are.
+    """
+    model.set_weights(
+        [
+            w * RNG.uniform(0.5, 1.5, size=w.shape).astype(w.dtype) if w.dtype.kind == "f" else w
+            for w in model.get_weights()
+        ]
+    )
 
 
 def _normal_rat_spn(unsupervised=None):

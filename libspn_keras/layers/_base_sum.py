@@ -110,8 +110,14 @@ class BaseSum(keras.layers.Layer):
         )
         self.accumulators: keras.Variable | None = None
 
-    def _add_accumulators(self, shape: tuple[Any, ...]) -> None:
-        """Create the accumulator variable of ``shape`` (``[..., num_in, num_out]``)."""
+    def _add_accumulators(self, shape: tuple[Any, ...], input_spec: keras.InputSpec | None = None) -> None:
+        """Create the accumulator variable of ``shape`` (``[..., num_in, num_out]``).
+
+        Args:
+            shape: Shape of the accumulators, ``[..., num_in, num_out]``.
+            input_spec: The inputs later calls accept; by default those whose leading axes are ``shape[:-2]`` and
+                whose last axis is ``num_in``.
+        """
         if self.logspace_accumulators:
             initializer = logspace_wrapper_initializer(self.accumulator_initializer)
             constraint = self.logspace_accumulator_constraint
@@ -119,7 +125,7 @@ class BaseSum(keras.layers.Layer):
             initializer = self.accumulator_initializer
             constraint = self.linear_accumulator_constraint
         self.accumulators = self.add_weight(
-            name="accumulators",
+            name="sum_weights",  # the original's name, so weight files list the same variables
             shape=shape,
             initializer=_constrained(
                 shape_checked_initializer(self.name, "accumulator_initializer", initializer), constraint
@@ -132,7 +138,7 @@ class BaseSum(keras.layers.Layer):
             check_linear_accumulators(self.name, self.accumulators, constraint)
         # Later calls must match the accumulators: leading axes index regions or cells, the last one the children.
         axes = {axis + 1: size for axis, size in enumerate(shape[:-2])}
-        self.input_spec = keras.InputSpec(ndim=len(shape) if axes else None, axes={**axes, -1: shape[-2]})
+        self.input_spec = input_spec or keras.InputSpec(ndim=len(shape) if axes else None, axes={**axes, -1: shape[-2]})
         if self.sum_op.has_custom_backward:
             mark_em_statistic(self.accumulators, outcome_axis=-2, normalized_counts=self.sum_op.normalizes_counts)
         else:

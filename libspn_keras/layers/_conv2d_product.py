@@ -41,10 +41,15 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
     * ``depthwise=True``: output channel ``c`` multiplies channel ``c`` of every cell of the patch (sum pooling
       in log-space); ``num_channels`` is ignored and equals the number of input channels.
     * ``depthwise=False``: output channel ``o`` multiplies, for each kernel cell, the input channel chosen by the
-      layer's non-trainable ``kernel_indices`` weight ``[kernel_h, kernel_w, num_channels]``. With
-      ``num_channels=None`` all ``C ** (kernel_h * kernel_w)`` combinations are used (channel ``o`` takes channel
-      ``(o // C**t) % C`` at kernel cell ``t`` in row-major order); otherwise ``num_channels`` distinct random
-      combinations (seeded by ``seed``).
+      layer's ``kernel_indices`` ``[kernel_h, kernel_w, num_channels]``. With ``num_channels=None`` all
+      ``C ** (kernel_h * kernel_w)`` combinations are used (channel ``o`` takes channel ``(o // C**t) % C`` at
+      kernel cell ``t`` in row-major order); otherwise ``num_channels`` distinct random combinations (seeded by
+      ``seed``).
+
+    The layer's one non-trainable weight is the original's ``onehot_kernel``: ``[kernel_h, kernel_w, C,
+    num_channels]`` with a one at the selected input channel (``kernel_indices`` is its argmax over ``C``), or
+    ``[kernel_h, kernel_w, 1, 1]`` ones if depthwise, so that weight files of the original load here and copying
+    weights copies the channel selection.
 
     Padding cells have log-probability 0 (probability 1, an empty scope):
 
@@ -155,7 +160,9 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         self.input_spec = keras.InputSpec(shape=(None, height, width, channels))  # the geometry checked here
         if self.depthwise:
             self.num_channels = int(channels)
-            self.kernel = self.add_weight(name="kernel", shape=self.kernel_size, initializer="ones", trainable=False)
+            self.onehot_kernel = self.add_weight(
+                name="onehot_kernel", shape=(*self.kernel_size, 1, 1), initializer="ones", trainable=False
+            )
             return
         total = int(channels) ** (self.kernel_size[0] * self.kernel_size[1])
         if self.num_channels is None and total > MAX_ALL_COMBINATIONS:
@@ -172,13 +179,18 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
                 f"Layer '{self.name}' can form at most {total} distinct channel combinations from {channels} input "
                 f"channels. Received: num_channels={self.num_channels}"
             )
-        self.kernel_indices = self.add_weight(
-            name="kernel_indices",
-            shape=(*self.kernel_size, self.num_channels),
-            initializer=keras.initializers.Constant(self._combinations(int(channels), total)),
-            dtype="int32",
+        onehot = np.eye(int(channels))[self._combinations(int(channels), total)]  # [kh, kw, out, C]
+        self.onehot_kernel = self.add_weight(
+            name="onehot_kernel",
+            shape=(*self.kernel_size, int(channels), self.num_channels),
+            initializer=keras.initializers.Constant(np.swapaxes(onehot, -1, -2)),
             trainable=False,
         )
+
+    @property
+    def kernel_indices(self) -> tf.Tensor:
+        """The input channel each output channel takes per kernel cell, ``[kernel_h, kernel_w, num_channels]``."""
+        return tf.argmax(self.onehot_kernel, axis=2, output_type=tf.int32)
 
     def _combinations(self, channels: int, total: int) -> np.ndarray:
         num_cells = self.kernel_size[0] * self.kernel_size[1]
@@ -269,14 +281,16 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         check_float_dtype(self.name, x.dtype)
         out_h, out_w = self._out_sizes(x.shape[1], x.shape[2])
         view = self._strided_view(x, out_h, out_w)
+        # The one-hot kernels as channel indices (an argmax over a few thousand values at most, once per call).
+        kernel = tf.cast(self.onehot_kernel[:, :, 0, 0], x.dtype) if self.depthwise else self.kernel_indices
         terms = []
         for u in range(self.kernel_size[0]):
             for v in range(self.kernel_size[1]):
                 cells = self._cells(view, u, v, out_h, out_w)
                 if self.depthwise:
-                    terms.append(cells * tf.cast(self.kernel[u, v], x.dtype))
+                    terms.append(cells * kernel[u, v])
                 else:
-                    terms.append(gather_channels(cells, self.kernel_indices[u, v]))
+                    terms.append(gather_channels(cells, kernel[u, v]))
         return tf.add_n(terms)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import keras
@@ -22,13 +23,33 @@ from libspn_keras.layers._validation import Shape, check_bool, checked_initializ
 from libspn_keras.math import custom_gradient
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 
+
+def _without_leading_axis(variable: keras.Variable) -> tf.Tensor:
+    """A leaf parameter ``[1, *variables, K, var_dim]`` (the original's weight) as ``[*variables, K, var_dim]``."""
+    return tf.reshape(variable, variable.shape[1:])
+
+
+def _with_leading_axis(initializer: Callable[..., Any]) -> Callable[..., Any]:
+    """Initialize a ``[1, *variables, K, var_dim]`` weight by ``initializer`` of ``[*variables, K, var_dim]``.
+
+    Leaf initializers (``Equidistant``, ``PoonDomingos...``, ``KMeans``) see the parameter shape without the
+    weight's leading axis.
+    """
+
+    def initialize(shape: Any, dtype: Any = None) -> Any:
+        return keras.ops.reshape(initializer(tuple(shape)[1:], dtype=dtype), shape)
+
+    return initialize
+
+
 _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initializer", "scale_constraint")
 
 
 class BaseLocationScaleLeaf(BaseLeaf):
     """Leaf whose components are location-scale distributions with diagonal scale over the variable dimensions.
 
-    Parameters ``location`` and ``scale`` have shape ``[*variables, num_components, var_dimensionality]``. An
+    Parameters ``location`` and ``scale`` are the weights ``[1, *variables, num_components, var_dimensionality]``
+    (the original's shape, with its leading axis; ``parameters()`` returns them without it). An
     observed ``+-inf`` has density zero under every component: its log-probability is ``-inf`` and it contributes
     no gradient (``NaN`` still marks a missing value, see ``BaseLeaf``).
 
@@ -87,19 +108,30 @@ class BaseLocationScaleLeaf(BaseLeaf):
         )
 
     def build(self, input_shape: Shape) -> None:
-        """Create ``location`` and ``scale`` of shape ``[*variables, num_components, var_dimensionality]``.
+        """Create ``location`` and ``scale`` of shape ``[1, *variables, num_components, var_dimensionality]``.
 
         With ``use_accumulators``, ``location`` holds the first-moment accumulator ``s1`` instead and is
-        accompanied by ``count`` (and ``second_moment`` for an EM-estimated normal scale).
+        preceded by ``count`` (and ``scale`` followed by ``second_moment`` for an EM-estimated normal scale). The
+        weights are created in the order of the original's (count, first moment, then scale or the second
+        moment's pair), so that ``get_weights()`` lists them alike.
         """
         self._check_input_shape(input_shape)
-        shape = (*tuple(input_shape)[1:-1], self.num_components, input_shape[-1])
+        shape = (1, *tuple(input_shape)[1:-1], self.num_components, input_shape[-1])
         em = self.use_accumulators
+        self.count: keras.Variable | None = None
+        self.second_moment: keras.Variable | None = None
+        if em:
+            self.count = self.add_weight(
+                name="first_order_moment_denom_accum",
+                shape=shape,
+                initializer=_with_leading_axis(self.accumulator_initializer),
+                trainable=self.location_trainable,
+            )
         self.location = self.add_weight(
-            name="location",
+            name="first_order_moment_num_accum" if em else "location",
             shape=shape,
             initializer=checked_initializer(
-                self.location_initializer,
+                _with_leading_axis(self.location_initializer),
                 self.name,
                 "location_initializer",
                 "finite locations",
@@ -112,7 +144,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
             name="scale",
             shape=shape,
             initializer=checked_initializer(
-                self.scale_initializer,
+                _with_leading_axis(self.scale_initializer),
                 self.name,
                 "scale_initializer",
                 "finite, positive scales",
@@ -122,19 +154,14 @@ class BaseLocationScaleLeaf(BaseLeaf):
             trainable=self.scale_trainable and not em,
             constraint=self.scale_constraint,
         )
-        self.count: keras.Variable | None = None
-        self.second_moment: keras.Variable | None = None
-        if not em:
+        if self.count is None:
             return
-        self.count = self.add_weight(
-            name="count", shape=shape, initializer=self.accumulator_initializer, trainable=self.location_trainable
-        )
         location, scale, count = (tf.convert_to_tensor(v) for v in (self.location, self.scale, self.count))
         self.location.assign(location * count)
         mark_em_statistic(self.count)
         mark_em_statistic(self.location)
         if self.scale_trainable:
-            self.second_moment = self.add_weight(name="second_moment", shape=shape, initializer="zeros")
+            self.second_moment = self.add_weight(name="second_order_moment_num_accum", shape=shape, initializer="zeros")
             self.second_moment.assign((tf.square(scale) + tf.square(location)) * count)
             mark_em_statistic(self.second_moment)
 
@@ -145,9 +172,9 @@ class BaseLocationScaleLeaf(BaseLeaf):
         sufficient statistics (counts are floored at 1e-12, the variance at the scale constraint).
         """
         if not self.use_accumulators:
-            return tf.convert_to_tensor(self.location), tf.convert_to_tensor(self.scale)
+            return _without_leading_axis(self.location), _without_leading_axis(self.scale)
         return self._parameters_from_statistics(
-            *(tf.convert_to_tensor(v) for v in (self.count, self.location, self._second_or_scale()))
+            *(_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale()))
         )
 
     def _second_or_scale(self) -> keras.Variable:
@@ -230,7 +257,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
         if not self.use_accumulators:
             return super()._log_prob(x, observed)
         observed_f = tf.ones_like(x) if observed is None else tf.cast(observed, x.dtype)
-        statistics = [tf.convert_to_tensor(v) for v in (self.count, self.location, self._second_or_scale())]
+        statistics = [_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale())]
 
         @custom_gradient
         def em_log_prob(count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor) -> tuple[tf.Tensor, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseSum
@@ -34,8 +35,11 @@ class RootSum(ScopeTracking, BaseSum):
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
 
     Input shape:
-        ``[batch, 1, 1, num_in]`` (a region-layer output with a single scope and decomposition) or
-        ``[batch, num_in]``.
+        ``[batch, 1, num_decomps, num_nodes]`` (a region-layer output with a single scope and any number of
+        decompositions) or ``[batch, num_in]``. The children of the root are all decompositions x nodes, in the
+        order ``decomp * num_nodes + node`` (``num_in = num_decomps * num_nodes``), as in the original library: a
+        RAT-SPN may end in ``DenseSum(num_sums=1) -> RootSum`` or ``DenseProduct -> RootSum`` over several
+        decompositions, without an ``Undecompose``.
 
     Over the output of a ``DenseProduct``, or of an ``Undecompose`` of one (the root of a RAT-SPN), the sum is
     computed from the product's factors when the sum op allows (``SumOpBase.fuses_products``) and
@@ -44,8 +48,8 @@ class RootSum(ScopeTracking, BaseSum):
     log-space. The values are the same.
 
     Output shape:
-        ``[batch, num_in]`` if ``return_weighted_child_logits`` else ``[batch, 1]``. Accumulators have shape
-        ``[num_in, 1]``.
+        ``[batch, num_in]`` if ``return_weighted_child_logits`` else ``[batch, 1]``. Accumulators have the
+        original's shape ``[1, 1, num_in, 1]``.
 
     Example:
         >>> import numpy as np
@@ -80,17 +84,26 @@ class RootSum(ScopeTracking, BaseSum):
         )
 
     def build(self, input_shape: Shape) -> None:
-        """Create accumulators of shape ``[num_in, 1]``."""
+        """Create accumulators of shape ``[1, 1, num_decomps * num_nodes, 1]``."""
         input_shape = tuple(input_shape)
-        if len(input_shape) == 4 and input_shape[1:3] != (1, 1) or len(input_shape) not in (2, 4):
+        # Later calls may pass the same children as [batch, 1, num_decomps, num_nodes] or [batch, num_in] (``call``
+        # checks that their number matches).
+        spec = keras.InputSpec(axes={-1: input_shape[-1]})
+        self._add_accumulators((1, 1, self._num_in(input_shape), 1), input_spec=spec)
+
+    def _num_in(self, input_shape: tuple[Any, ...]) -> int:
+        """The number of children, ``num_decomps * num_nodes``, of an input of ``input_shape``."""
+        if len(input_shape) == 4 and input_shape[1] != 1 or len(input_shape) not in (2, 4):
             raise ValueError(
-                f"Layer '{self.name}' expects inputs of shape [batch, 1, 1, num_in] or [batch, num_in]; use "
-                "ReduceProduct/DenseProduct to reach a single scope and Undecompose to merge decompositions. "
+                f"Layer '{self.name}' expects inputs of shape [batch, 1, num_decomps, num_nodes] or "
+                "[batch, num_in]; use ReduceProduct/DenseProduct to reach a single scope. "
                 f"Received: input_shape={input_shape}"
             )
-        if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' needs a known num_in. Received: input_shape={input_shape}")
-        self._add_accumulators((input_shape[-1], 1))
+        if None in input_shape[1:]:
+            raise ValueError(
+                f"Layer '{self.name}' needs known num_decomps and num_nodes. Received: input_shape={input_shape}"
+            )
+        return int(np.prod(input_shape[1:]))
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """The root's children must cover every variable exactly once; the output is final (no scopes)."""
@@ -102,22 +115,31 @@ class RootSum(ScopeTracking, BaseSum):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """Compute the root (or the weighted children) in log-space."""
         check_float_dtype(self.name, x.dtype)
+        num_in = self._num_in(tuple(x.shape))
+        assert self.accumulators is not None, "build() creates the accumulators"
+        if num_in != self.accumulators.shape[2]:
+            raise ValueError(
+                f"Layer '{self.name}' was built for {self.accumulators.shape[2]} children (num_decomps * num_nodes). "
+                f"Received: input_shape={tuple(x.shape)}"
+            )
         factors = product_factors(x)
         if factors is not None and not self.return_weighted_child_logits and self.sum_op.fuses_products:
-            accumulators = tf.reshape(self.accumulators, [1, 1, x.shape[-1], 1])
+            # The products of every decomposition are children of the one sum: num_decomps more groups to mix.
+            num_mixed = factors.num_mixed * x.shape[2]
             out = self.sum_op.weighted_sum_of_products(
-                factors.rows, accumulators, self.logspace_accumulators, factors.num_mixed
+                factors.rows, self.accumulators, self.logspace_accumulators, num_mixed
             )
             return tf.reshape(out, [-1, 1])
-        if x.shape.rank == 4:
-            x = tf.reshape(x, [-1, x.shape[-1]])
+        x = tf.reshape(x, [-1, num_in])  # decomposition-major: child d * num_nodes + n
+        accumulators = tf.reshape(self.accumulators, [num_in, 1])
         if self.return_weighted_child_logits:
-            return self.sum_op.weighted_children(x, self.accumulators, self.logspace_accumulators)
-        return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)
+            return self.sum_op.weighted_children(x, accumulators, self.logspace_accumulators)
+        return self.sum_op.weighted_sum(x, accumulators, self.logspace_accumulators)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        """Return ``[batch, num_in]`` or ``[batch, 1]``."""
-        return (input_shape[0], input_shape[-1] if self.return_weighted_child_logits else 1)
+        """Return ``[batch, num_decomps * num_nodes]`` or ``[batch, 1]``."""
+        input_shape = tuple(input_shape)
+        return (input_shape[0], self._num_in(input_shape) if self.return_weighted_child_logits else 1)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument."""

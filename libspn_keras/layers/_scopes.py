@@ -111,6 +111,27 @@ def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
     return tf.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
 
 
+def _permute_and_pad_by_weight(x: tf.Tensor, permutations: tf.Tensor) -> tf.Tensor:
+    """``_permute_and_pad`` with the permutations read from a weight when the layer runs (an int tensor).
+
+    The same gathers as ``_permute_and_pad`` with a run-time index computed from ``permutations``
+    (``[num_decomps, num_scopes_out]``; a few integer ops): position rows attached to ``x`` are gathered as rows,
+    others as ``[batch, scopes * decomps, nodes]`` blocks.
+    """
+    _, num_scopes, num_decomps, num_nodes = x.shape
+    num_scopes_out = permutations.shape[1]
+    scope_index = tf.transpose(tf.where(permutations < 0, num_scopes, permutations))  # [scopes_out, decomps]
+    flat_index = tf.reshape(scope_index * num_decomps + tf.range(num_decomps)[tf.newaxis], [-1])
+    rows = attached_rows(x)
+    if rows is not None:  # [scopes * decomps, batch, nodes]: index scopes * decomps is the padding row
+        row_index = tf.minimum(flat_index, num_scopes * num_decomps)
+        return from_rows(gather_or_zero(rows, row_index), (num_scopes_out, num_decomps), shared=False)
+    padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
+    flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
+    gathered = tf.gather(flat, flat_index, axis=1)
+    return tf.reshape(gathered, [-1, num_scopes_out, num_decomps, num_nodes])
+
+
 def _gather_rows(rows: tf.Tensor, index: np.ndarray) -> tf.Tensor:
     """``rows[index]`` where no row is taken twice, and ``index >= len(rows)`` yields a row of zeros (padding).
 
@@ -267,7 +288,9 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
 
     Each decomposition gets its own random permutation of the variables (as in RAT-SPNs); padding scopes are
     spread evenly among the real ones. The generated permutations are part of the layer's config, so a saved
-    model reloads with the same structure.
+    model reloads with the same structure, and, as in the original, the layer's one weight: a non-trainable int32
+    ``permutations`` variable ``[num_decomps, prod(factors)]`` that the layer reads when it runs, so that
+    ``set_weights`` / ``load_weights`` with another model's weights copy its structure too.
 
     Args:
         factors: Number of factors in the preceding product layers, from bottom to top. Needed to compute the
@@ -307,9 +330,29 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         if factors is not None:
             self.generate_factors(factors)
         self.seed = seed
-        self.permutations = (
+        self.permutations_variable: keras.Variable | None = None
+        self._initial_permutations = (
             None if permutations is None else _as_permutations("PermuteAndPadScopesRandom", permutations)
         )
+
+    @property  # type: ignore[override]
+    def permutations(self) -> np.ndarray | None:
+        """The permutations ``[num_decomps, num_scopes_out]``: the weight's value once built."""
+        if self.permutations_variable is not None:
+            with tf.init_scope():  # the current value, also when read while a function is traced
+                return np.asarray(self.permutations_variable.numpy()).astype(np.int64)
+        return self._initial_permutations
+
+    @permutations.setter
+    def permutations(self, permutations: Any) -> None:
+        array = None if permutations is None else _as_permutations(f"Layer '{self.name}'", permutations)
+        if self.permutations_variable is None:
+            self._initial_permutations = array
+            return
+        if array is None:
+            raise ValueError(f"Layer '{self.name}' is built; its permutations cannot be removed.")
+        _check_permutations(self.name, array, self._input_shape_built)
+        self.permutations_variable.assign(array.astype(np.int32))
 
     def generate_factors(self, factors: Sequence[int]) -> None:
         """Set the factors of the product layers that follow (bottom to top).
@@ -339,8 +382,10 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         self.generate_factors(factors)
 
     def _num_scopes_out(self, input_shape: Shape) -> int:
-        if self.permutations is not None:
-            return int(self.permutations.shape[1])
+        if self.permutations_variable is not None:
+            return int(self.permutations_variable.shape[1])
+        if self._initial_permutations is not None:
+            return int(self._initial_permutations.shape[1])
         if self.factors is None:
             raise ValueError(
                 f"Layer '{self.name}' needs factors: pass factors=[...] or use it in a SequentialSumProductNetwork "
@@ -349,11 +394,12 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         return int(np.prod(self.factors))
 
     def build(self, input_shape: Shape) -> None:
-        """Generate (or validate restored) permutations."""
+        """Generate (or validate restored) permutations and store them in the ``permutations`` weight."""
         input_shape = tuple(input_shape)
         check_rank(self.name, input_shape, 4, REGION_LAYOUT)
         _, num_scopes, num_decomps, _ = input_shape
-        if self.permutations is None:
+        perms = self._initial_permutations
+        if perms is None:
             num_out = self._num_scopes_out(input_shape)
             if num_scopes is None or num_decomps is None or num_out < num_scopes:
                 raise ValueError(
@@ -365,8 +411,37 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             perms = np.full((num_decomps, num_out), -1, dtype=np.int64)
             for decomp in range(num_decomps):
                 perms[decomp, positions] = rng.permutation(num_scopes)
-            self.permutations = perms
-        self.input_spec = _check_permutations(self.name, self.permutations, input_shape)
+        self.input_spec = _check_permutations(self.name, perms, input_shape)
+        self._input_shape_built = input_shape
+        self.permutations_variable = self.add_weight(
+            name="permutations",
+            shape=perms.shape,
+            initializer=keras.initializers.Constant(perms.astype(np.int32)),
+            dtype="int32",
+            trainable=False,
+        )
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Permute and pad the scopes of ``x`` by the permutations the weight holds now.
+
+        Eagerly (and when weights are loaded from a file, ``load_own_variables``) the weight's value is checked as
+        ``PermuteAndPadScopes`` checks its argument, so that permutations copied by ``set_weights`` cannot silently
+        break decomposability.
+        """
+        assert self.permutations_variable is not None, "build() creates the permutations weight"
+        if tf.executing_eagerly():
+            self._check_weight()
+        return _permute_and_pad_by_weight(x, tf.convert_to_tensor(self.permutations_variable))
+
+    def load_own_variables(self, store: Any) -> None:
+        """Load the permutations weight (e.g. from a ``.weights.h5`` file) and check it."""
+        super().load_own_variables(store)
+        self._check_weight()
+
+    def _check_weight(self) -> None:
+        permutations = self.permutations
+        assert permutations is not None, "build() creates the permutations weight"
+        _check_permutations(self.name, permutations, self._input_shape_built)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, including generated permutations."""

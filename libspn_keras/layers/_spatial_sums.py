@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseWeightedSums
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
-from libspn_keras.layers._validation import Shape, check_rank
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 
@@ -28,13 +29,18 @@ class BaseSpatialSum(ScopeTracking, BaseWeightedSums):
     def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def _accepted_inputs(self, height: int, width: int, channels: int) -> keras.InputSpec | None:
+        """The inputs later calls accept; ``None``: those with the accumulators' leading axes (``BaseSum``)."""
+        return None
+
     def build(self, input_shape: Shape) -> None:
         """Create the accumulators; the output cells have the input cells' scopes."""
         check_rank(self.name, input_shape, 4, SPATIAL_LAYOUT)
         _, height, width, channels = input_shape
         if None in (height, width, channels):
             raise ValueError(f"Layer '{self.name}' needs known height, width and channels. Received: {input_shape}")
-        self._add_accumulators(self._accumulator_shape(height, width, channels))
+        shape = self._accumulator_shape(height, width, channels)
+        self._add_accumulators(shape, input_spec=self._accepted_inputs(height, width, channels))
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """The sums of a cell mix its channels, which share the cell's scope: complete by construction."""
@@ -68,7 +74,8 @@ class Local2DSum(BaseSpatialSum):
 class Conv2DSum(BaseSpatialSum):
     """Computes a convolutional sum, i.e. weights are shared across the spatial axes.
 
-    Accumulators have shape ``[channels, num_sums]``. See ``BaseSpatialSum`` for the arguments.
+    Accumulators have the original's shape ``[1, 1, channels, num_sums]`` (a 1x1 kernel). See ``BaseSpatialSum``
+    for the arguments.
 
     Input shape:
         ``[batch, height, width, channels]`` log-probabilities.
@@ -83,4 +90,14 @@ class Conv2DSum(BaseSpatialSum):
     """
 
     def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
-        return (channels, self.num_sums)
+        return (1, 1, channels, self.num_sums)
+
+    def _accepted_inputs(self, height: int, width: int, channels: int) -> keras.InputSpec | None:
+        return keras.InputSpec(axes={-1: channels})  # any height and width: the weights are shared
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """Compute the weighted sums of every cell with the shared ``[channels, num_sums]`` weights."""
+        check_float_dtype(self.name, x.dtype)
+        assert self.accumulators is not None, "build() creates the accumulators"
+        accumulators = tf.reshape(self.accumulators, self.accumulators.shape[2:])
+        return self.sum_op.weighted_sum(x, accumulators, self.logspace_accumulators)

@@ -41,7 +41,9 @@ def test_samplewise_normalization_and_use_in_a_leaf():
     z = (data - data.mean(1, keepdims=True)) / (data.std(1, keepdims=True) + 1e-2)
     leaf = layers.NormalLeaf(num_components=2, location_initializer=init)
     leaf.build((None, 4, 1, 1))
-    np.testing.assert_allclose(leaf.location.numpy()[:, 0, :, 0], [reference(z[:, v], 2) for v in range(4)], rtol=1e-5)
+    np.testing.assert_allclose(
+        leaf.location.numpy()[0, :, 0, :, 0], [reference(z[:, v], 2) for v in range(4)], rtol=1e-5
+    )
 
 
 def test_mismatched_data_raises():

@@ -37,8 +37,8 @@ def make_location_scale_leaf(leaf_cls, x_shape, num_components, rng, dtype):
     param_shape = (*x_shape[1:-1], num_components, x_shape[-1])
     location = rng.normal(size=param_shape).astype(dtype)
     scale = rng.uniform(0.3, 2.0, size=param_shape).astype(dtype)
-    leaf.location.assign(location)
-    leaf.scale.assign(scale)
+    leaf.location.assign(location[np.newaxis])  # the weights have the original's leading axis
+    leaf.scale.assign(scale[np.newaxis])
     return leaf, location, scale
 
 
@@ -79,7 +79,7 @@ def test_location_scale_leaf_image_layout(leaf_cls, dist, mode):
 
     out = run(leaf, mode, tf.constant(x))
 
-    assert tuple(leaf.location.shape) == (2, 3, 4, 2)
+    assert tuple(leaf.location.shape) == (1, 2, 3, 4, 2)
     np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale), rtol=1e-5, atol=1e-5)
 
 

@@ -284,7 +284,7 @@ def make_root_sum(num_in, return_weighted_child_logits, logspace, rng, dtype, su
     )
     layer.build((None, num_in))
     accumulators = rng.normal(size=(num_in, 1)) if logspace else rng.uniform(0.1, 3.0, size=(num_in, 1))
-    layer.accumulators.assign(accumulators.astype(dtype))
+    layer.accumulators.assign(accumulators.reshape(1, 1, num_in, 1).astype(dtype))  # the original's shape
     return layer, accumulators.astype(dtype)
 
 

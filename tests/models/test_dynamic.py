@@ -74,6 +74,7 @@ def weights(layer):
 def reference_log_probs(networks, x):
     """Log-roots of every prefix of unpadded sequences ``x`` [n, T, 2], computed step by step in linear space."""
     w_leaf, w_template, w_t0, w_tm1, w_top = (weights(layer) for layer in sum_layers(networks))
+    w_top = w_top[0, 0]  # the RootSum's [1, 1, num_in, 1]
     indicators = np.eye(2)[x.astype(int)]  # [n, T, var, state]
     mixtures = np.einsum("ntvs,vso->ntvo", indicators, w_leaf[:, 0])  # [n, T, var, 2]
     products = np.einsum("nti,ntj->ntij", mixtures[:, :, 0], mixtures[:, :, 1]).reshape(*x.shape[:2], 4)
@@ -255,7 +256,7 @@ def hmm_dynamic_spn(pi, transitions, emissions):
     interface_tm1_weights = np.zeros((num_states, num_states, num_states))
     interface_tm1_weights[np.arange(num_states), np.arange(num_states)] = backward
     interface_tm1.layers[0].accumulators.assign(interface_tm1_weights.reshape(1, 1, num_states**2, num_states))
-    top.accumulators.assign(np.diag(pi).reshape(-1, 1))  # sum_z p(z_t = z) p(x_<=t | z_t = z)
+    top.accumulators.assign(np.diag(pi).reshape(1, 1, -1, 1))  # sum_z p(z_t = z) p(x_<=t | z_t = z)
     return model
 
 

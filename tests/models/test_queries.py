@@ -97,7 +97,7 @@ def _max_product(spn, x):
             w = _log_weights(layer, axis=2)
             h = np.max(h[..., :, None] + w[None], axis=-2)
         elif isinstance(layer, layers.RootSum):
-            w = _log_weights(layer, axis=0)[:, 0]
+            w = _log_weights(layer, axis=2).reshape(-1)  # accumulators [1, 1, num_in, 1]
             h = np.max(h.reshape(len(x), -1) + w, axis=-1)
         else:
             h = layer(h).numpy()
@@ -160,7 +160,7 @@ def test_continuous_posterior_completion_and_samples(float64):
             layers.RootSum(return_weighted_child_logits=False),
         ]
     )
-    spn.layers[-1].accumulators.assign(np.log([[0.3], [0.7]]))
+    spn.layers[-1].accumulators.assign(np.log([0.3, 0.7]).reshape(1, 1, 2, 1))
     x = np.array([[0.5, np.nan]])
     like = 0.3 * scipy.stats.norm.pdf(0.5, -2.0, 0.7), 0.7 * scipy.stats.norm.pdf(0.5, 3.0, 0.7)
     post = np.array(like) / np.sum(like)

@@ -60,11 +60,11 @@ def fit_one_batch(model: models.SequentialSumProductNetwork, optimizer, x: np.nd
 def test_one_step_equals_closed_form(float64, compiled, op, gliding_average):
     model = mixture_model(op)
     root = model.layers[-1]
-    before = root.accumulators.numpy()[:, 0].copy()
+    before = root.accumulators.numpy().reshape(-1).copy()
     np.testing.assert_allclose(before, 0.1)  # epsilon / fan-in
     fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.25, gliding_average=gliding_average))
     expected = 0.75 * before + 0.25 * FREQUENCIES if gliding_average else before + 0.25 * FREQUENCIES
-    np.testing.assert_allclose(root.accumulators.numpy()[:, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(root.accumulators.numpy().reshape(-1), expected, rtol=1e-12)
     # With cumulative counts and EpsilonInverseFanIn, weights are the paper's additively smoothed estimate.
     if not gliding_average:
         weights = np.exp(model.log_marginal(np.array([[0.0], [1.0], [2.0]])).numpy())
@@ -78,10 +78,10 @@ def test_one_step_equals_closed_form(float64, compiled, op, gliding_average):
 def test_normalized_update_interpolates_the_weights(float64, compiled, op):
     model = mixture_model(op)
     root = model.layers[-1]
-    root.accumulators.assign(np.array([[0.5], [0.3], [0.2]]) * 7.0)  # unnormalized on purpose
+    root.accumulators.assign(np.array([0.5, 0.3, 0.2]).reshape(1, 1, 3, 1) * 7.0)  # unnormalized on purpose
     fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.25, normalized_update=True))
     expected = 0.75 * np.array([0.5, 0.3, 0.2]) + 0.25 * FREQUENCIES
-    np.testing.assert_allclose(root.accumulators.numpy()[:, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(root.accumulators.numpy().reshape(-1), expected, rtol=1e-12)
 
 
 def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64, compiled):
@@ -98,7 +98,7 @@ def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64, 
     dense, root = model.layers[2], model.layers[3]
     dense_before = np.array([[1.0, 2.0], [3.0, 2.0], [4.0, 4.0]])
     dense.accumulators.assign(dense_before[np.newaxis, np.newaxis])
-    root.accumulators.assign(np.array([[1e6], [1e-6]]))
+    root.accumulators.assign(np.array([1e6, 1e-6]).reshape(1, 1, 2, 1))
     x = np.array([[0], [1], [1], [2]], "float64")
     fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=True), x)
     after = dense.accumulators.numpy()[0, 0]

@@ -44,7 +44,7 @@ def make_model(ref: ReferenceSPN, op: sum_ops.SumOpBase) -> models.SequentialSum
     )
     dense, root = model.layers[4], model.layers[7]
     dense.accumulators.assign(ref.sum_weights[0] * 3.0)  # unnormalized accumulators on purpose
-    root.accumulators.assign(ref.root_weights[:, None] * 2.0)
+    root.accumulators.assign(ref.root_weights.reshape(1, 1, -1, 1) * 2.0)
     return model
 
 
@@ -53,8 +53,8 @@ def counts_and_child_signal(model, x, observed=None):
     with tf.GradientTape() as tape:
         out = model(x) if observed is None else model((x, observed))
         total = tf.reduce_sum(out)
-    acc_grads = tape.gradient(total, [dense.accumulators, root.accumulators])
-    return [g.numpy() for g in acc_grads]
+    dense_grad, root_grad = tape.gradient(total, [dense.accumulators, root.accumulators])
+    return dense_grad.numpy(), root_grad.numpy().reshape(-1, 1)  # the root's [1, 1, n, 1] as [n, 1]
 
 
 # Selection logits per output of the model's DenseSum: (2 scopes x NUM_DECOMPS groups) x NUM_STATES**2 children.
