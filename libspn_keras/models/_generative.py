@@ -108,7 +108,13 @@ class GenerativeTrainingMixin:
         sample_weight: Any = None,
         training: bool = True,
     ) -> Any:
-        """Compute the compiled loss; ``y`` may be ``None`` for unsupervised models."""
+        """Compute the compiled loss; ``y`` may be ``None`` for unsupervised models.
+
+        A model compiled without a loss (only metrics, as LibSPN Keras' completion models are) evaluates to a loss
+        of 0, as ``tf.keras`` 2 did; Keras 3 raises there. Training without a loss still raises.
+        """
+        if not training and getattr(self, "loss", None) is None and not self.losses:  # type: ignore[attr-defined]
+            return tf.zeros((), y_pred.dtype if hasattr(y_pred, "dtype") else keras.config.floatx())
         check_labels_given(self, y)  # type: ignore[arg-type]
         if self.unsupervised:
             y = _dummy_targets(y, y_pred)
