@@ -157,7 +157,7 @@ QUERY_WORKER = WORKER_START + textwrap.dedent(
     """
     case, repeats = sys.argv[2], int(sys.argv[3])
     keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).uniform(size=(64, demo.NUM_PIXELS)).astype("float32")
+    x = demo.pixel_levels(np.random.default_rng(0).uniform(size=(64, demo.NUM_PIXELS)))  # the demo's int inputs
     if case == "sample":
         spn = demo.build_density_estimator(demo.QUICK)
 

@@ -146,7 +146,7 @@ def mixture_sampler(leaf_representation) -> tuple[models.SequentialSumProductNet
             layers.FlatToRegions(num_decomps=1),
             layers.NormalLeaf(
                 num_components=2,
-                location_initializer=keras.initializers.Constant(locations.T[:, None, :, None]),
+                location_initializer=keras.initializers.Constant(locations.T[None, :, None, :, None]),
                 scale_initializer=keras.initializers.Constant(0.5),
                 leaf_representation=leaf_representation,
             ),
@@ -155,7 +155,7 @@ def mixture_sampler(leaf_representation) -> tuple[models.SequentialSumProductNet
         ],
         infer_no_evidence=True,
     )
-    spn.layers[-1].accumulators.assign([[0.3], [0.7]])
+    spn.layers[-1].accumulators.assign(np.reshape([0.3, 0.7], (1, 1, 2, 1)))
     return spn, locations
 
 
@@ -213,7 +213,7 @@ def normalized_mixture(sample_wise: bool) -> tuple[models.SequentialSumProductNe
             layers.FlatToRegions(num_decomps=1),
             layers.NormalLeaf(
                 num_components=2,
-                location_initializer=keras.initializers.Constant(locations.T[:, None, :, None]),
+                location_initializer=keras.initializers.Constant(locations.T[None, :, None, :, None]),
                 scale_initializer=keras.initializers.Constant(0.6),
             ),
             layers.ReduceProduct(num_factors=2),
@@ -221,7 +221,7 @@ def normalized_mixture(sample_wise: bool) -> tuple[models.SequentialSumProductNe
         ],
         infer_no_evidence=True,
     )
-    spn.layers[-1].accumulators.assign(np.log([[0.4], [0.6]]))
+    spn.layers[-1].accumulators.assign(np.log(np.reshape([0.4, 0.6], (1, 1, 2, 1))))
     return spn, locations
 
 

@@ -281,13 +281,13 @@ def test_poon_domingos_initialize_a_leaf_and_round_trip():
     leaf.build((None, 4, 1, 1))
     z = (data - data.mean(1, keepdims=True)) / (data.std(1, keepdims=True) + 1e-2)  # sample-wise, the default
     for var in range(4):
-        np.testing.assert_allclose(leaf.location.numpy()[var, 0, :, 0], _quantiles(z[:, var], 3, np.mean), rtol=1e-5)
-        np.testing.assert_allclose(leaf.scale.numpy()[var, 0, :, 0], _quantiles(z[:, var], 3, np.std), rtol=1e-5)
+        np.testing.assert_allclose(leaf.location.numpy()[0, var, 0, :, 0], _quantiles(z[:, var], 3, np.mean), rtol=1e-5)
+        np.testing.assert_allclose(leaf.scale.numpy()[0, var, 0, :, 0], _quantiles(z[:, var], 3, np.std), rtol=1e-5)
     config = keras.saving.serialize_keras_object(scale)
     clone = keras.saving.deserialize_keras_object(config)
     assert type(clone) is initializers.PoonDomingosStddevOfQuantileSplit and clone.samplewise_normalization
     with pytest.raises(ValueError, match="PoonDomingosStddevOfQuantileSplit needs data"):
-        clone((4, 1, 3, 1))
+        clone((1, 4, 1, 3, 1))
 
 
 # ------------------------------------------------------------------------ Keras 3: initializers of the wrong shape
@@ -300,10 +300,12 @@ def test_wrong_shaped_constant_names_the_layer_and_both_shapes(logspace):
     root = layers.RootSum(
         return_weighted_child_logits=False,
         logspace_accumulators=logspace,
-        accumulator_initializer=keras.initializers.Constant(weights),  # broadcast to (4, 4) by Keras 3
+        accumulator_initializer=keras.initializers.Constant(weights),  # broadcast to (1, 1, 4, 4) by Keras 3
         name="root",
     )
-    with pytest.raises(ValueError, match=r"Layer 'root' expects accumulator_initializer .* shape \(4, 1\).*\(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"Layer 'root' expects accumulator_initializer .* shape \(1, 1, 4, 1\).*\(1, 1, 4, 4\)"
+    ):
         root(children)
     dense = layers.DenseSum(
         num_sums=2, logspace_accumulators=logspace, accumulator_initializer=keras.initializers.Constant(weights)
@@ -326,7 +328,7 @@ def test_wrong_shaped_initializer_is_caught_when_fit_builds_the_model():
         ]
     )
     spn.compile(optimizer="adam", loss=spnk.losses.NegativeLogLikelihood())
-    with pytest.raises(ValueError, match=r"Layer 'root' expects .* shape \(4, 1\)"):
+    with pytest.raises(ValueError, match=r"Layer 'root' expects .* shape \(1, 1, 4, 1\)"):
         spn.fit(np.zeros((4, 2), "int32"), epochs=1, verbose=0)
 
 
@@ -336,7 +338,7 @@ def test_exactly_shaped_constant_is_the_port(floatx):
     root = layers.RootSum(
         return_weighted_child_logits=False,
         logspace_accumulators=False,
-        accumulator_initializer=keras.initializers.Constant(weights.reshape(4, 1)),
+        accumulator_initializer=keras.initializers.Constant(weights.reshape(1, 1, 4, 1)),
     )
     children = np.log(rng.uniform(0.1, 1.0, size=(3, 1, 1, 4))).astype(floatx)
     expected = np.log(np.exp(children.astype(np.float64)).reshape(3, 4) @ weights)[:, None]

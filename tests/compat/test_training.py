@@ -40,7 +40,7 @@ def two_variable_spn(op: sum_ops.SumOpBase, **compile_kwargs: object) -> models.
         ]
     )
     model.layers[2].accumulators.assign(DENSE[:, np.newaxis])
-    model.layers[4].accumulators.assign(ROOT[:, np.newaxis])
+    model.layers[4].accumulators.assign(ROOT[np.newaxis, np.newaxis, :, np.newaxis])  # [1, 1, child, 1]
     return model
 
 
@@ -81,7 +81,7 @@ def test_default_update_is_the_originals(floatx, kind, jit_compile):
     expected_root = original_update(ROOT[:, np.newaxis], root_counts[:, np.newaxis], 0.3, normalize)
     rtol = 1e-10 if floatx == "float64" else 1e-5
     np.testing.assert_allclose(model.layers[2].accumulators.numpy()[:, 0], expected_dense, rtol=rtol)
-    np.testing.assert_allclose(model.layers[4].accumulators.numpy(), expected_root, rtol=rtol)
+    np.testing.assert_allclose(model.layers[4].accumulators.numpy()[0, 0], expected_root, rtol=rtol)
     # The rules differ on this data: the dense sums' counts do not sum to one.
     assert not np.allclose(original_update(DENSE, dense_counts, 0.3, not normalize), expected_dense)
 
@@ -125,7 +125,7 @@ def test_leaf_parameters_get_the_originals_update(float64):
             layers.RootSum(return_weighted_child_logits=False, sum_op=sum_ops.SumOpEMBackprop()),
         ]
     )
-    model.layers[-1].accumulators.assign(root[:, np.newaxis])
+    model.layers[-1].accumulators.assign(root[np.newaxis, np.newaxis, :, np.newaxis])
     model.compile(optimizer=optimizers.OnlineExpectationMaximization(lr), loss=losses.NegativeLogLikelihood())
     model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
     z = (x[:, :, np.newaxis] - location) / scale  # [batch, variable, component]

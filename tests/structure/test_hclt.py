@@ -43,6 +43,12 @@ def weights_of(layer, axis):
     return values / values.sum(axis=axis, keepdims=True)
 
 
+def root_prior(root):
+    """p(z_root = k): the RootSum's accumulators, of the original layout ``[1, 1, num_latents, 1]``, normalized."""
+    assert tuple(root.accumulators.shape) == (1, 1, root.accumulators.shape[2], 1)
+    return weights_of(root, axis=-2)[0, 0, :, 0]
+
+
 def brute_force_log_likelihood(spn, x, tree_accumulators=None):
     """log sum_z p(z_root) prod_c p(z_c | z_parent) prod_i p(x_i | z_i), enumerating every z (NaN: marginalized)."""
     _, _, leaf_sum, tree_sum, root = spn.layers
@@ -50,7 +56,7 @@ def brute_force_log_likelihood(spn, x, tree_accumulators=None):
     # [E, K child, K parent]: p(z_c = k' | z_parent = k)
     custom = tree_accumulators is not None
     transitions = softmax(tree_accumulators, axis=1) if custom else weights_of(tree_sum, axis=1)
-    prior = weights_of(root, axis=0)[:, 0]
+    prior = root_prior(root)
     num_vars, _, num_latents = leaf.shape
     parents = tree_sum.parents
     z = np.array(list(itertools.product(range(num_latents), repeat=num_vars)))  # [M, n]
@@ -293,7 +299,7 @@ def test_mpe_completion_maximizes_the_joint_over_latents_and_missing_values():
     completed = np.asarray(spn.mpe(x))
     _, _, leaf_sum, tree_sum, root = spn.layers
     leaf = weights_of(leaf_sum, axis=-2)[:, 0]
-    transitions, prior = weights_of(tree_sum, axis=1), weights_of(root, axis=0)[:, 0]
+    transitions, prior = weights_of(tree_sum, axis=1), root_prior(root)
     for row, result in zip(x, completed, strict=True):
         best, best_value = None, -np.inf
         missing = np.flatnonzero(np.isnan(row))
