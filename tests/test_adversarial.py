@@ -219,30 +219,6 @@ def test_initial_values_are_checked_when_the_model_is_built_inside_fit(kwargs, m
     assert first_line(error).startswith(f"Layer 'leaf' expects {match}")
 
 
-def test_sum_accumulators_are_checked_when_the_model_is_built_inside_fit():
-    # Linear accumulators that are still invalid after the constraint (all zero: no weights) were checked only when
-    # the layer was built eagerly; built in the first traced train step, the loss was NaN.
-    spn = models.SequentialSumProductNetwork(
-        [
-            layers.FlatToRegions(num_decomps=1),
-            layers.NormalLeaf(num_components=2),
-            layers.DenseSum(
-                num_sums=2,
-                name="sums",
-                logspace_accumulators=False,
-                accumulator_initializer=keras.initializers.Constant(-1.0),
-                linear_accumulator_constraint=keras.constraints.NonNeg(),
-            ),
-            layers.ReduceProduct(num_factors=4),
-            layers.RootSum(return_weighted_child_logits=False),
-        ]
-    )
-    spn.compile(optimizer="adam", loss=losses.NegativeLogLikelihood())
-    with pytest.raises(tf.errors.InvalidArgumentError) as error:
-        spn.fit(np.zeros((8, 4), "float32"), epochs=1, verbose=0)
-    assert first_line(error).startswith("Layer 'sums' expects accumulator_initializer to give finite, non-negative")
-
-
 # --- Item 7: unclear crashes ---------------------------------------------------------------------------------------
 
 

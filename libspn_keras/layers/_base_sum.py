@@ -20,7 +20,6 @@ from libspn_keras.layers._validation import (
     check_float_dtype,
     check_linear_accumulators,
     check_positive_int,
-    checked_initializer,
     shape_checked_initializer,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
@@ -128,8 +127,8 @@ class BaseSum(keras.layers.Layer):
         self.accumulators = self.add_weight(
             name="sum_weights",  # the original's name, so weight files list the same variables
             shape=shape,
-            initializer=self._checked_when_traced(
-                _constrained(shape_checked_initializer(self.name, "accumulator_initializer", initializer), constraint)
+            initializer=_constrained(
+                shape_checked_initializer(self.name, "accumulator_initializer", initializer), constraint
             ),
             regularizer=self.accumulator_regularizer,
             constraint=constraint,
@@ -144,31 +143,6 @@ class BaseSum(keras.layers.Layer):
             mark_em_statistic(self.accumulators, outcome_axis=-2, normalized_counts=self.sum_op.normalizes_counts)
         else:
             mark_gradient_sum_accumulators(self.accumulators)
-
-    def _checked_when_traced(self, initializer: Callable[..., Any]) -> Callable[..., Any]:
-        """``initializer`` that checks linear accumulators also where the layer is built inside a traced function.
-
-        Built eagerly, ``check_linear_accumulators`` checks the values after the variable exists. Built lazily inside
-        a traced function (the first step of ``fit`` on a model without ``keras.Input``), the values exist only when
-        the graph runs: ``checked_initializer`` then adds the same check to the variable's initialization.
-        """
-        if self.logspace_accumulators:
-            return initializer
-        checked = checked_initializer(
-            initializer,
-            self.name,
-            "accumulator_initializer",
-            "finite, non-negative linear accumulators with a positive total over the inputs of every sum",
-            lambda values: (
-                tf.math.is_finite(values) & (values >= 0) & (tf.reduce_sum(values, axis=-2, keepdims=True) > 0)
-            ),
-            "accumulator",
-        )
-
-        def initialize(shape: Any, dtype: Any = None) -> Any:
-            return initializer(shape, dtype=dtype) if tf.executing_eagerly() else checked(shape, dtype=dtype)
-
-        return initialize
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, nested objects serialized."""
