@@ -143,7 +143,8 @@ def test_root_sum_gradient_matches_hand_derivation(weighted_children, logspace, 
 @pytest.mark.parametrize("mode", MODES)
 def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     # d/dmu log N(x | mu, s) = (x - mu) / s^2;  d/ds log N(x | mu, s) = -1 / s + (x - mu)^2 / s^3. Missing
-    # dimensions contribute nothing.
+    # dimensions contribute nothing. The trainable scale is stored as r = softplus^-1(s) (LibSPN Keras 0.6):
+    # d/dr = d/ds * sigmoid(r).
     rng = np.random.default_rng(3)
     x_shape = (6, 3, 2, 2)
     leaf = layers.NormalLeaf(num_components=4, scale_trainable=True)
@@ -151,22 +152,24 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     mu = rng.normal(size=(3, 2, 4, 2))
     s = rng.uniform(0.5, 2.0, size=(3, 2, 4, 2))
     leaf.location.assign(mu[np.newaxis])  # the weights have the original's leading axis
-    leaf.scale.assign(s[np.newaxis])
+    r = np.log(np.expm1(s))
+    leaf.scale.assign(r[np.newaxis])
     x = rng.normal(size=x_shape)
     missing = rng.uniform(size=x_shape) < 0.3
     x[missing] = np.nan
     upstream = rng.normal(size=(6, 3, 2, 4))
 
     fn = gradient_of_weighted_output(leaf, x, upstream, [leaf.location, leaf.scale])
-    _, d_mu, d_s = run(fn, mode, tf.constant(x))
+    _, d_mu, d_r = run(fn, mode, tf.constant(x))
 
     diff = np.where(missing, 0.0, x)[:, :, :, np.newaxis, :] - mu[np.newaxis]
     observed = ~missing[:, :, :, np.newaxis, :]
     c = upstream[..., np.newaxis]
     expected_mu = (c * observed * diff / s**2).sum(axis=0, keepdims=True)
     expected_s = (c * observed * (-1.0 / s + diff**2 / s**3)).sum(axis=0, keepdims=True)
+    expected_r = expected_s / (1.0 + np.exp(-r))
     np.testing.assert_allclose(d_mu, expected_mu, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(d_s, expected_s, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(d_r, expected_r, rtol=1e-10, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------------- Whole SPNs, finite differences
@@ -227,7 +230,8 @@ def randomize(model, rng):
             layer.accumulators.assign(values)
         elif isinstance(layer, layers.BaseLocationScaleLeaf):
             layer.location.assign(rng.normal(size=layer.location.shape))
-            layer.scale.assign(rng.uniform(0.5, 1.5, size=layer.scale.shape))
+            # Trainable scales in [0.5, 1.5], stored as softplus^-1(scale).
+            layer.scale.assign(np.log(np.expm1(rng.uniform(0.5, 1.5, size=layer.scale.shape))))
 
 
 @pytest.mark.parametrize(

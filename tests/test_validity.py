@@ -202,7 +202,7 @@ def test_continuous_spn_integrates_to_one_and_marginalizes(leaf_cls, float64):
     randomize_accumulators(model, rng)
     leaf = model.layers[1]
     leaf.location.assign(rng.uniform(-2, 2, size=leaf.location.shape))
-    leaf.scale.assign(rng.uniform(0.5, 1.5, size=leaf.scale.shape))
+    leaf.scale.assign(np.log(np.expm1(rng.uniform(0.5, 1.5, size=leaf.scale.shape))))  # softplus^-1(scale)
     grid = np.linspace(-25.0, 25.0, 2001)
 
     # p(x0) by marginalizing x1 (NaN) equals the integral of the joint over x1, and p(x0) integrates to one.

@@ -42,6 +42,36 @@ def _with_leading_axis(initializer: Callable[..., Any]) -> Callable[..., Any]:
     return initialize
 
 
+def softplus_inverse(x: Any) -> Any:
+    """``log(exp(x) - 1)``, the inverse of ``softplus``, for positive ``x``, computed as ``x + log(-expm1(-x))``.
+
+    Stable for tiny ``x`` (``expm1`` keeps its precision) and for large ``x``: above ``-log(eps)`` the correction
+    ``log(1 - exp(-x))`` is below the dtype's resolution of ``x`` and ``x`` itself is returned (it would otherwise
+    become ``-inf`` once ``exp(-x)`` underflows).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([1e-6, 1.0, 200.0], "float32")
+        >>> np.allclose(ops.softplus(softplus_inverse(x)), x, rtol=1e-6, atol=0)
+        True
+    """
+    x = ops.convert_to_tensor(x)
+    large = ops.greater(x, -math.log(float(np.finfo(keras.backend.standardize_dtype(x.dtype)).eps)))
+    safe = ops.where(large, ops.ones_like(x), x)
+    return ops.where(large, x, safe + ops.log(-ops.expm1(-safe)))
+
+
+#: Floor of the raw value ``softplus^-1(scale)`` of a trainable scale: the original's weight constraint
+#: ``GreaterEqualEpsilon(-2.0)`` (here ``GreaterEqualEpsilon`` requires a positive epsilon), so that a trained scale
+#: stays at or above ``softplus(-2) ~ 0.127``.
+RAW_SCALE_FLOOR = -2.0
+
+
+def _floor_raw_scale(raw: Any) -> Any:
+    """The weight constraint of a trainable scale's raw value: clip it from below at ``RAW_SCALE_FLOOR``."""
+    return ops.maximum(raw, ops.cast(RAW_SCALE_FLOOR, raw.dtype))
+
+
 _SERIALIZED = ("location_initializer", "scale_initializer", "accumulator_initializer", "scale_constraint")
 
 
@@ -49,7 +79,8 @@ class BaseLocationScaleLeaf(BaseLeaf):
     """Leaf whose components are location-scale distributions with diagonal scale over the variable dimensions.
 
     Parameters ``location`` and ``scale`` are the weights ``[1, *variables, num_components, var_dimensionality]``
-    (the original's shape, with its leading axis; ``parameters()`` returns them without it). An
+    (the original's shape, with its leading axis; ``parameters()`` returns them without it). A trainable scale
+    without accumulators is stored, as in LibSPN Keras 0.6, as its softplus inverse (see ``scale_trainable``). An
     observed ``+-inf`` has density zero under every component: its log-probability is ``-inf`` and it contributes
     no gradient (``NaN`` still marks a missing value, see ``BaseLeaf``).
 
@@ -58,7 +89,13 @@ class BaseLocationScaleLeaf(BaseLeaf):
         location_initializer: Initializer for location variable (default ``TruncatedNormal(stddev=1.0)``).
         location_trainable: Whether location is trainable.
         scale_initializer: Initializer for scale variable (default ``Ones``).
-        scale_trainable: Whether scale is trainable.
+        scale_trainable: Whether scale is trainable. Without accumulators the ``scale`` weight then holds
+            ``softplus^-1(scale)``, as in LibSPN Keras 0.6: it is initialized to ``softplus^-1`` of the initializer's
+            (checked) scales, kept at or above ``-2.0`` after each update (the original's ``GreaterEqualEpsilon(-2.0)``
+            on that raw value), and the scale is ``scale_constraint(softplus(raw))``. An optimizer, ``get_weights`` and
+            ``set_weights`` see the raw value, so the original's weights and its ``OnlineExpectationMaximization``
+            update ``(1 - lr) raw - lr grad`` carry over. A fixed scale, and the scale of a leaf with accumulators,
+            is stored as is.
         accumulator_initializer: Initializer of the EM count accumulators (used with ``use_accumulators``;
             default ``Ones``: the initial location and scale count as one observation).
         use_accumulators: Whether parameters are estimated by (online) EM from accumulated sufficient
@@ -68,8 +105,9 @@ class BaseLocationScaleLeaf(BaseLeaf):
             posterior-weighted statistics of the batch (the E-step) and ``OnlineExpectationMaximization``
             updates the accumulators (the M-step). For Cauchy and Laplace leaves the posterior-weighted mean is
             used as location update and the scale stays fixed.
-        scale_constraint: Constraint applied to scale after each update (default
-            ``GreaterEqualEpsilon(1e-4)``, which keeps the scale positive).
+        scale_constraint: Constraint of the scale (default ``GreaterEqualEpsilon(1e-4)``, which keeps the scale
+            positive): the weight constraint of a stored scale, applied to ``softplus(raw)`` for a softplus-stored
+            one (see ``scale_trainable``).
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
     """
 
@@ -140,20 +178,31 @@ class BaseLocationScaleLeaf(BaseLeaf):
             ),
             trainable=self.location_trainable,
         )
-        self.scale = self.add_weight(
-            name="scale",
-            shape=shape,
-            initializer=checked_initializer(
-                _with_leading_axis(self.scale_initializer),
-                self.name,
-                "scale_initializer",
-                "finite, positive scales",
-                lambda scale: tf.math.is_finite(scale) & (scale > 0),
-                "scale",
-            ),
-            trainable=self.scale_trainable and not em,
-            constraint=self.scale_constraint,
+        checked_scale = checked_initializer(
+            _with_leading_axis(self.scale_initializer),
+            self.name,
+            "scale_initializer",
+            "finite, positive scales",
+            lambda scale: tf.math.is_finite(scale) & (scale > 0),
+            "scale",
         )
+        if self._softplus_scale:
+            self.scale = self.add_weight(
+                name="scale",
+                shape=shape,
+                # The scales are checked before the softplus inverse, which maps them to the raw value.
+                initializer=lambda shape, dtype=None: softplus_inverse(checked_scale(shape, dtype=dtype)),
+                trainable=True,
+                constraint=_floor_raw_scale,
+            )
+        else:
+            self.scale = self.add_weight(
+                name="scale",
+                shape=shape,
+                initializer=checked_scale,
+                trainable=self.scale_trainable and not em,
+                constraint=self.scale_constraint,
+            )
         if self.count is None:
             return
         location, scale, count = (tf.convert_to_tensor(v) for v in (self.location, self.scale, self.count))
@@ -165,14 +214,23 @@ class BaseLocationScaleLeaf(BaseLeaf):
             self.second_moment.assign((tf.square(scale) + tf.square(location)) * count)
             mark_em_statistic(self.second_moment)
 
+    @property
+    def _softplus_scale(self) -> bool:
+        """Whether the ``scale`` weight holds ``softplus^-1(scale)`` (a trainable scale without accumulators)."""
+        return self.scale_trainable and not self.use_accumulators
+
     def parameters(self) -> tuple[tf.Tensor, tf.Tensor]:
         """Return the current ``(location, scale)``, each ``[*variables, num_components, var_dimensionality]``.
 
-        Without accumulators these are the variables themselves; with accumulators they are derived from the
+        Without accumulators these are the variables themselves, except a trainable scale:
+        ``scale_constraint(softplus(raw))`` of its raw weight. With accumulators they are derived from the
         sufficient statistics (counts are floored at 1e-12, the variance at the scale constraint).
         """
         if not self.use_accumulators:
-            return _without_leading_axis(self.location), _without_leading_axis(self.scale)
+            scale = _without_leading_axis(self.scale)
+            if self._softplus_scale:
+                scale = self.scale_constraint(ops.softplus(scale))
+            return _without_leading_axis(self.location), scale
         return self._parameters_from_statistics(
             *(_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale()))
         )

@@ -107,24 +107,32 @@ def test_accumulate_batches_applies_the_mean_of_k_batches_every_kth_step(float64
 
 
 def test_leaf_parameters_get_the_originals_update(float64):
-    """Locations and scales without accumulators: ``v <- (1 - lr) v - lr g`` with ``g`` the loss gradient."""
+    """Locations and raw scales without accumulators: ``v <- (1 - lr) v - lr g`` with ``g`` the loss gradient.
+
+    A trainable scale is stored as ``r = softplus^-1(scale)`` (the original's weight), so the update acts on ``r``
+    with ``g = dloss/dscale * sigmoid(r)``; the scale is then ``softplus(r)``.
+    """
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 2))
     location = np.array([[-0.5, 0.8], [0.3, -0.2]])  # [variable, component]
-    scale, root, lr = 0.9, np.array([0.4, 0.6]), 0.1
+    scale = np.array([[0.9, 0.6], [1.3, 0.75]])
+    root, lr = np.array([0.4, 0.6]), 0.1
     model = models.SequentialSumProductNetwork(
         [
             layers.FlatToRegions(num_decomps=1, input_shape=(2,)),
             layers.NormalLeaf(
                 num_components=2,
                 location_initializer=keras.initializers.Constant(location[:, np.newaxis, :, np.newaxis]),
-                scale_initializer=keras.initializers.Constant(scale),
+                scale_initializer=keras.initializers.Constant(scale[:, np.newaxis, :, np.newaxis]),
                 scale_trainable=True,
             ),
             layers.ReduceProduct(num_factors=2),
             layers.RootSum(return_weighted_child_logits=False, sum_op=sum_ops.SumOpEMBackprop()),
         ]
     )
+    leaf = model.layers[1]
+    raw = np.log(np.expm1(scale))
+    np.testing.assert_allclose(leaf.scale.numpy()[0, :, 0, :, 0], raw, rtol=1e-12)
     model.layers[-1].accumulators.assign(root[np.newaxis, np.newaxis, :, np.newaxis])
     model.compile(optimizer=optimizers.OnlineExpectationMaximization(lr), loss=losses.NegativeLogLikelihood())
     model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
@@ -133,10 +141,26 @@ def test_leaf_parameters_get_the_originals_update(float64):
     joint = np.log(root) + log_normal.sum(axis=1)
     posterior = np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))[:, np.newaxis]
     grad_location = -np.mean(posterior * z / scale, axis=0)
-    grad_scale = -np.mean(posterior * (z**2 - 1.0) / scale, axis=0)
-    new_location, new_scale = model.layers[1].parameters()
+    grad_raw = -np.mean(posterior * (z**2 - 1.0) / scale, axis=0) / (1.0 + np.exp(-raw))
+    new_raw = (1 - lr) * raw - lr * grad_raw
+    np.testing.assert_allclose(leaf.scale.numpy()[0, :, 0, :, 0], new_raw, rtol=1e-7)
+    new_location, new_scale = leaf.parameters()
     np.testing.assert_allclose(new_location.numpy()[:, 0, :, 0], (1 - lr) * location - lr * grad_location, rtol=1e-7)
-    np.testing.assert_allclose(new_scale.numpy()[:, 0, :, 0], (1 - lr) * scale - lr * grad_scale, rtol=1e-7)
+    np.testing.assert_allclose(new_scale.numpy()[:, 0, :, 0], np.log1p(np.exp(new_raw)), rtol=1e-7)
+
+
+def test_raw_scale_is_floored_at_minus_two_after_an_update(float64):
+    """The original's ``GreaterEqualEpsilon(-2.0)`` on the raw scale: the scale stays >= ``softplus(-2)``."""
+    leaf = layers.NormalLeaf(num_components=2, scale_trainable=True)
+    leaf.build((None, 3, 1, 1))
+    optimizer = optimizers.OnlineExpectationMaximization(0.5)
+    gradient = np.zeros(leaf.scale.shape)
+    gradient[0, 0] = 10.0  # (1 - 0.5) r - 0.5 * 10 < -2 for the first variable
+    optimizer.apply([gradient], [leaf.scale])
+    raw = np.log(np.expm1(1.0))
+    np.testing.assert_allclose(leaf.scale.numpy()[0, 0], -2.0)
+    np.testing.assert_allclose(leaf.scale.numpy()[0, 1:], 0.5 * raw, rtol=1e-12)
+    np.testing.assert_allclose(leaf.parameters()[1].numpy()[0], np.log1p(np.exp(-2.0)), rtol=1e-12)
 
 
 def test_random_uniform_initial_accumulators_pass_through_the_constraint(floatx):

@@ -120,13 +120,13 @@ def readme_dgcspn() -> keras.Sequential:
     )
 
 
-def small_region(seed: int = 0) -> models.SequentialSumProductNetwork:
+def small_region(seed: int = 0, scale_trainable: bool = False) -> models.SequentialSumProductNetwork:
     """A RAT-SPN ending ``DenseProduct -> RootSum`` over two decompositions (no ``Undecompose``)."""
     return models.SequentialSumProductNetwork(
         [
             keras.Input(shape=(4,)),
             layers.FlatToRegions(num_decomps=2),
-            layers.NormalLeaf(num_components=2),
+            layers.NormalLeaf(num_components=2, scale_trainable=scale_trainable),
             layers.PermuteAndPadScopesRandom(factors=[2, 2], seed=seed),
             layers.DenseProduct(num_factors=2),
             layers.DenseSum(num_sums=2, **LINEAR),
@@ -227,6 +227,21 @@ def test_set_weights_in_the_originals_layout_gives_the_reference_log_likelihood(
     np.testing.assert_allclose(model(x).numpy()[:, 0], expected, rtol=1e-10)
     np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], expected, rtol=1e-10)
     np.testing.assert_array_equal(model.layers[2].permutations, weights[2])
+
+
+def test_trainable_scale_weights_are_the_originals_softplus_inverse(float64):
+    """The original stores a trainable scale as ``r = softplus^-1(scale)``: its weight ``r`` means ``softplus(r)``."""
+    rng = np.random.default_rng(5)
+    weights = original_region_weights(rng)
+    weights[1] = rng.uniform(-1.9, 2.0, size=weights[1].shape)  # raw values, negative ones included
+    model = small_region(seed=5, scale_trainable=True)
+    assert weight_list(model) == SMALL_REGION
+    model.set_weights(weights)
+    x = rng.normal(size=(6, 4))
+    expected = region_reference(x, [weights[0], np.log1p(np.exp(weights[1])), *weights[2:]])
+    np.testing.assert_allclose(model(x).numpy()[:, 0], expected, rtol=1e-10)
+    np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], expected, rtol=1e-10)
+    np.testing.assert_array_equal(model.get_weights()[1], weights[1])
 
 
 def test_copied_permutations_make_another_random_model_compute_the_same_values(float64):

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -192,6 +193,29 @@ def test_cauchy_log_density_is_finite_far_in_the_tails(dtype, mode):
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, expected, rtol=1e-6)
     np.testing.assert_allclose(out[1], -139.29, atol=0.01)
+
+
+@pytest.mark.parametrize("leaf_cls", [cls for cls, _ in LOCATION_SCALE], ids=LEAF_IDS)
+def test_initial_scale_is_the_initializers_value(leaf_cls, floatx):
+    # A trainable scale is stored as softplus^-1(scale) (LibSPN Keras 0.6); the scale is the initializer's value.
+    initializer = keras.initializers.RandomUniform(1e-3, 30.0, seed=3)
+    expected = np.asarray(initializer((4, 2, 3, 2), dtype=floatx), np.float64)
+    leaf = leaf_cls(num_components=3, scale_trainable=True, scale_initializer=initializer)
+    leaf.build((None, 4, 2, 2))
+    np.testing.assert_allclose(leaf.parameters()[1].numpy(), expected, **tolerance(floatx))
+    np.testing.assert_allclose(leaf.scale.numpy()[0], np.log(np.expm1(expected)), **tolerance(floatx))
+    assert leaf.scale.trainable and leaf.scale.name == "scale" and leaf.scale.shape == (1, 4, 2, 3, 2)
+    # A fixed scale is stored as is.
+    fixed = leaf_cls(num_components=3, scale_initializer=initializer)
+    fixed.build((None, 4, 2, 2))
+    np.testing.assert_allclose(fixed.scale.numpy()[0], expected, **tolerance(floatx))
+    np.testing.assert_allclose(fixed.parameters()[1].numpy(), expected, **tolerance(floatx))
+
+
+def test_trainable_scale_initializer_is_checked_before_the_softplus_inverse():
+    leaf = layers.NormalLeaf(2, scale_trainable=True, scale_initializer=keras.initializers.Constant(-1.0), name="s")
+    with pytest.raises(ValueError, match=r"Layer 's' expects scale_initializer to give finite, positive scales"):
+        leaf.build((None, 3, 1, 1))
 
 
 @pytest.mark.parametrize(("leaf_cls", "dist"), LOCATION_SCALE, ids=LEAF_IDS)
