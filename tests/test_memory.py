@@ -16,7 +16,8 @@ sampler created a new random-op kernel, which TensorFlow keeps; the draws are no
 (``libspn_keras.math.stateless_seed``). Building 40 RAT-SPNs (each built, called through ``predict`` and dropped
 after ``keras.backend.clear_session()``) grew it by about 100 MB: every graph-mode call of a
 ``tf.custom_gradient`` function registers its gradient function, which holds the traced graph, in TensorFlow's
-global gradient registry for good; ``libspn_keras.math.custom_gradient`` ties it to the graph instead.
+global gradient registry for good. TensorFlow has no public API to release them, so that case is a known failure
+until the backend-neutral core (issue 19) replaces ``tf.custom_gradient``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,68 +202,12 @@ def test_repeated_sampling_under_a_global_seed_does_not_grow_memory():
     check_growth(repeat_and_record("sample", 160), warm=10, bound=20.0)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="tf.custom_gradient keeps each traced graph in TensorFlow's gradient registry (no public API frees it); "
+    "fixed when keras.ops.custom_gradient replaces it (issue 19)",
+)
 def test_building_model_after_model_does_not_grow_memory():
     # 30 RAT-SPNs (QUICK sizes) built, run through predict and dropped, about 60 s: each kept 2.5 MB of traced
     # graphs (110 MB over 40 models), none now.
     check_growth(repeat_and_record("build", 30), warm=5, bound=20.0)
-
-
-def test_custom_gradient_frees_its_graph_and_keeps_its_gradient():
-    """Graph-mode gradients equal ``tf.custom_gradient``'s; the registry entry goes when the graph is freed."""
-    import gc
-
-    import tensorflow as tf
-    from tensorflow.python.framework import ops as tf_ops
-
-    from libspn_keras.math import custom_gradient
-
-    def scaled_identity(x):
-        return tf.identity(x), lambda dy: 3.0 * dy
-
-    ours, reference = custom_gradient(scaled_identity), tf.custom_gradient(scaled_identity)
-
-    def gradient_of(f):
-        @tf.function
-        def gradient(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = tf.reduce_sum(tf.map_fn(lambda row: f(row) ** 2, x))
-            return tape.gradient(y, x), tf.gradients(tf.reduce_sum(f(x)), x)[0]
-
-        return gradient
-
-    x = tf.constant([[1.0, -2.0], [0.5, 4.0]])
-    for got, expected in zip(gradient_of(ours)(x), gradient_of(reference)(x), strict=True):
-        np.testing.assert_allclose(got.numpy(), expected.numpy())
-    np.testing.assert_allclose(gradient_of(ours)(x)[0].numpy(), 6.0 * x.numpy())
-    registry = tf_ops._gradient_registry._registry
-    gc.collect()
-    before = len(registry)
-    for _ in range(5):
-        gradient_of(ours)(x)
-    gc.collect()
-    assert len(registry) == before
-    for _ in range(5):
-        gradient_of(reference)(x)
-    gc.collect()
-    assert len(registry) > before  # tf.custom_gradient keeps one entry (and its graph) per traced call
-
-
-def test_custom_gradient_falls_back_to_tf_custom_gradient_without_the_private_registry(monkeypatch):
-    """Where TensorFlow has no gradient registry to read, the decorator is plain ``tf.custom_gradient``."""
-    import tensorflow as tf
-
-    from libspn_keras.math import _custom_gradient
-
-    monkeypatch.setattr(_custom_gradient, "_registry", lambda: None)
-    scaled = _custom_gradient.custom_gradient(lambda x: (tf.identity(x), lambda dy: 3.0 * dy))
-
-    @tf.function
-    def gradient(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reduce_sum(scaled(x) ** 2)
-        return tape.gradient(y, x)
-
-    x = tf.constant([1.0, -2.0])
-    np.testing.assert_allclose(gradient(x).numpy(), 6.0 * x.numpy())
