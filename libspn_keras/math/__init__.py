@@ -1,6 +1,15 @@
 """Log-space kernels shared by layers and sum ops."""
 
-from libspn_keras.math._custom_gradient import custom_gradient
+from libspn_keras.math._backend import (
+    attach,
+    attached,
+    backend,
+    check,
+    custom_gradient,
+    in_traced_function,
+    values_known,
+    vjp,
+)
 from libspn_keras.math._indicators import (
     IndicatorRows,
     attach_indicator_index,
@@ -38,6 +47,14 @@ from libspn_keras.math._log_weighted_sum import (
 from libspn_keras.math._random import check_seed, seed_generator, stateless_seed
 
 __all__ = [
+    "Tensor",
+    "vjp",
+    "values_known",
+    "in_traced_function",
+    "check",
+    "backend",
+    "attached",
+    "attach",
     "IndicatorRows",
     "WeightedSumParts",
     "attach_indicator_index",

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from libspn_keras.math._custom_gradient import custom_gradient
+from libspn_keras.math._backend import custom_gradient
 
 
 def normalized_weights(accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:

@@ -1,0 +1,271 @@
+"""The one backend switch: what ``keras.ops`` does not cover, written once per backend.
+
+Everything numerical in the package is written against ``keras.ops`` and ``keras.random``. The few things Keras
+has no public op for live here, each with one implementation per backend (TensorFlow, JAX, PyTorch):
+
+- ``custom_gradient``: a forward pass with its own backward rule. ``keras.ops.custom_gradient`` gives the
+  gradient function a different signature per backend; here it is always ``grad_fn(upstream)`` returning one
+  gradient per input, as a tuple.
+- ``vjp``: the vector-Jacobian product of a function (queries take the backward pass of a model down to its
+  leaves).
+- ``values_known`` / ``check``: value checks that raise a ``ValueError`` where values are concrete (eager
+  calls, NumPy inputs). In a TensorFlow graph (``tf.function``) the check is a graph assertion
+  (``InvalidArgumentError``, dropped by XLA); in a traced JAX function (``jit``, the default for ``fit`` on JAX)
+  values are not known while tracing and the check is skipped: see ``docs/errors.md``.
+- ``attach`` / ``attached``: metadata carried on a tensor from one layer to the next, the way Keras attaches
+  masks (e.g. the row indices of an indicator leaf, which let the sums above look their values up). Where the
+  backend's tensors take no attributes (JAX tracers), nothing is attached and the layers above compute the same
+  values the general way.
+
+Nothing here imports a backend's framework at module level: ``import libspn_keras`` with ``KERAS_BACKEND=jax``
+does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
+
+import keras
+import numpy as np
+
+#: A tensor of the Keras backend (``tf.Tensor``, ``jax.Array``, ``torch.Tensor``) or a NumPy array.
+Tensor: TypeAlias = Any
+
+
+def backend() -> str:
+    """The name of the Keras backend: ``"tensorflow"``, ``"jax"``, ``"torch"`` or ``"numpy"``."""
+    return str(keras.backend.backend())
+
+
+def custom_gradient(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., Any]:
+    """Decorate ``f(*inputs) -> (outputs, grad_fn)``, where ``grad_fn(upstream)`` returns one gradient per input.
+
+    Every tensor the gradient flows to must be an explicit input of ``f``: values ``f`` closes over get no
+    gradient (and on JAX must not depend on differentiated values). ``grad_fn`` may return a single tensor for a
+    function of one input.
+
+    Args:
+        f: The forward pass, returning its outputs and the backward rule.
+
+    Returns:
+        A function returning ``f``'s outputs, whose gradient is given by ``grad_fn``.
+
+    Example:
+        >>> import keras
+        >>> @custom_gradient
+        ... def clip_gradient(x):
+        ...     return keras.ops.multiply(x, 1.0), lambda dy: keras.ops.clip(dy, -1.0, 1.0)
+        >>> _, (g,) = vjp(lambda x: 5.0 * clip_gradient(x), [keras.ops.convert_to_tensor(2.0)], 1.0)
+        >>> float(g)
+        1.0
+    """
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def tf_wrapped(*inputs: Any) -> Any:
+            outputs, grad_fn = f(*inputs)
+
+            def grad(upstream: Any, variables: Any = None) -> Any:
+                grads = _as_tuple(grad_fn(upstream), len(inputs))
+                return grads if len(inputs) > 1 else grads[0]
+
+            return outputs, grad
+
+        return tf_wrapped
+    if name == "jax":
+        import jax
+
+        @jax.custom_gradient
+        def jax_wrapped(*inputs: Any) -> Any:
+            outputs, grad_fn = f(*inputs)
+            return outputs, lambda upstream: _as_tuple(grad_fn(upstream), len(inputs))
+
+        return jax_wrapped
+    if name == "torch":
+        import torch
+
+        class Function(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, *inputs: Any) -> Any:
+                outputs, grad_fn = f(*inputs)
+                ctx.grad_fn = grad_fn
+                ctx.num_inputs = len(inputs)
+                return outputs
+
+            @staticmethod
+            def backward(ctx: Any, upstream: Any) -> Any:
+                return _as_tuple(ctx.grad_fn(upstream), ctx.num_inputs)
+
+        return Function.apply
+    raise NotImplementedError(f"libspn_keras needs gradients, which the '{name}' Keras backend does not compute.")
+
+
+def _as_tuple(grads: Any, num_inputs: int) -> tuple[Any, ...]:
+    grads = tuple(grads) if isinstance(grads, list | tuple) else (grads,)
+    if len(grads) != num_inputs:
+        raise ValueError(f"A custom gradient returned {len(grads)} gradients for {num_inputs} inputs.")
+    return grads
+
+
+def vjp(fn: Callable[..., Any], primals: Sequence[Any], cotangent: Any) -> tuple[Any, list[Any]]:
+    """``fn(*primals)`` and the gradient of ``sum(cotangent * fn(*primals))`` with respect to each primal.
+
+    Args:
+        fn: A function of tensors returning one tensor.
+        primals: Its inputs (tensors).
+        cotangent: The signal arriving at its output: a tensor shaped like the output, or a scalar (broadcast).
+
+    Returns:
+        ``(output, gradients)``; a gradient is zeros where the output does not depend on that input.
+
+    Example:
+        >>> import keras
+        >>> out, (g,) = vjp(lambda x: x * x, [keras.ops.convert_to_tensor([1.0, 3.0])], 1.0)
+        >>> keras.ops.convert_to_numpy(g).tolist()
+        [2.0, 6.0]
+    """
+    primals = [keras.ops.convert_to_tensor(p) for p in primals]
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(primals)
+            out = fn(*primals)
+        cot = keras.ops.broadcast_to(keras.ops.cast(cotangent, out.dtype), keras.ops.shape(out))
+        grads = tape.gradient(out, primals, output_gradients=cot, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return out, list(grads)
+    if name == "jax":
+        import jax
+
+        out, pullback = jax.vjp(fn, *primals)
+        cot = keras.ops.broadcast_to(keras.ops.cast(cotangent, out.dtype), keras.ops.shape(out))
+        return out, list(pullback(cot))
+    if name == "torch":
+        import torch
+
+        leaves = [p.detach().requires_grad_(True) if p.is_floating_point() else p for p in primals]
+        with torch.enable_grad():
+            out = fn(*leaves)
+            cot = keras.ops.broadcast_to(keras.ops.cast(cotangent, out.dtype), keras.ops.shape(out))
+            wanted = [p for p in leaves if p.requires_grad]
+            found = torch.autograd.grad(out, wanted, grad_outputs=cot, allow_unused=True)
+        found_iter = iter(found)
+        grads = []
+        for p in leaves:
+            g = next(found_iter) if p.requires_grad else None
+            grads.append(torch.zeros_like(p) if g is None else g)
+        return out, grads
+    raise NotImplementedError(f"libspn_keras needs gradients, which the '{name}' Keras backend does not compute.")
+
+
+def values_known(*tensors: Any) -> bool:
+    """Whether the values of all ``tensors`` are concrete (eager tensors, arrays), not symbolic or traced.
+
+    Example:
+        >>> values_known(np.ones(2), keras.ops.ones(2))
+        True
+        >>> values_known(keras.KerasTensor((None, 2)))
+        False
+    """
+    for x in tensors:
+        if isinstance(x, keras.KerasTensor):
+            return False
+        if isinstance(x, np.ndarray | np.generic | int | float | bool) or x is None:
+            continue
+        name = backend()
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            if not tf.executing_eagerly() or (isinstance(x, tf.Tensor) and not hasattr(x, "numpy")):
+                return False
+        elif name == "jax":
+            import jax
+
+            if isinstance(x, jax.core.Tracer):
+                return False
+    return True
+
+
+def in_traced_function() -> bool:
+    """Whether code runs while a TensorFlow graph is traced (``tf.function``); ``False`` on other backends.
+
+    On TensorFlow, work that nothing reads is pruned from a traced graph, so layers may offer alternative
+    layouts of their output for free there (``libspn_keras.math.attach_rows``); eagerly they would be computed.
+    """
+    if backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
+def check(ok: Any, message: str, error: type[Exception] = ValueError, depends: Any = None) -> Any:
+    """Check that the boolean tensor ``ok`` is all ``True``; return ``depends`` (ordered after the check).
+
+    Where values are known the check raises ``error(message)`` at once. In a TensorFlow graph it is a graph
+    assertion that raises ``tf.errors.InvalidArgumentError`` with ``message`` when the graph runs (XLA drops it),
+    and ``depends`` is returned with a control dependency on it. In a traced JAX or PyTorch function (values
+    unknown) the check is skipped.
+
+    Args:
+        ok: Boolean tensor (or anything ``keras.ops.all`` takes).
+        message: The error message.
+        error: The exception raised where values are known.
+        depends: A tensor to return, ordered after the check in a TensorFlow graph.
+
+    Returns:
+        ``depends``.
+
+    Example:
+        >>> check(np.array([True, False]), "all must hold")
+        Traceback (most recent call last):
+        ...
+        ValueError: all must hold
+    """
+    if values_known(ok):
+        if not bool(np.all(keras.ops.convert_to_numpy(ok))):
+            raise error(message)
+        return depends
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(ok, keras.KerasTensor):
+            return depends
+        assertion = tf.debugging.Assert(tf.reduce_all(ok), [message])
+        if depends is None:
+            return None
+        with tf.control_dependencies([assertion]):
+            return tf.identity(depends)
+    return depends
+
+
+_ATTACHED = "_libspn_keras_attached"
+
+
+def attach(x: Any, key: str, value: Any) -> Any:
+    """Attach ``value`` under ``key`` to the tensor ``x`` and return ``x``; nothing happens where ``x`` takes none.
+
+    Example:
+        >>> x = keras.ops.ones(2)
+        >>> attached(attach(x, "note", 3), "note") in (3, None)  # None where the backend's tensors take none
+        True
+    """
+    table = getattr(x, _ATTACHED, None)
+    if table is None:
+        table = {}
+        try:
+            setattr(x, _ATTACHED, table)
+        except (AttributeError, TypeError):
+            return x
+    table[key] = value
+    return x
+
+
+def attached(x: Any, key: str) -> Any:
+    """The value ``attach`` attached to ``x`` under ``key``, or ``None``."""
+    table = getattr(x, _ATTACHED, None)
+    return None if table is None else table.get(key)
