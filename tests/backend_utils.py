@@ -28,8 +28,15 @@ def backend() -> str:
     return str(keras.backend.backend())
 
 
-def function(fn: Callable[..., Any], jit_compile: bool = False) -> Callable[..., Any]:
-    """``fn`` traced: ``tf.function(fn, jit_compile=jit_compile)`` on TensorFlow, ``jax.jit(fn)`` on JAX."""
+def function(
+    fn: Callable[..., Any], jit_compile: bool = False, variables: Sequence[keras.Variable] | None = None
+) -> Callable[..., Any]:
+    """``fn`` traced: ``tf.function(fn, jit_compile=jit_compile)`` on TensorFlow, ``jax.jit(fn)`` on JAX.
+
+    ``jax.jit`` bakes the values of the Keras variables ``fn`` reads into the compiled function; where a test
+    assigns variables between calls, name them in ``variables``: on JAX their current values are then passed in
+    at every call (through a ``keras.StatelessScope``), as a ``tf.function`` reads them at every call.
+    """
     name = backend()
     if name == "tensorflow":
         import tensorflow as tf
@@ -38,13 +45,22 @@ def function(fn: Callable[..., Any], jit_compile: bool = False) -> Callable[...,
     if name == "jax":
         import jax
 
-        return jax.jit(fn)
+        if variables is None:
+            return jax.jit(fn)
+        variables = list(variables)
+
+        def pure(values: list[Any], *args: Any) -> Any:
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return fn(*args)
+
+        jitted = jax.jit(pure)
+        return lambda *args: jitted([v.value for v in variables], *args)
     raise NotImplementedError(f"no traced functions for the '{name}' backend in the tests")
 
 
-def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+def jit(fn: Callable[..., Any], variables: Sequence[keras.Variable] | None = None) -> Callable[..., Any]:
     """``fn`` XLA-compiled: ``tf.function(fn, jit_compile=True)`` on TensorFlow, ``jax.jit(fn)`` on JAX."""
-    return function(fn, jit_compile=True)
+    return function(fn, jit_compile=True, variables=variables)
 
 
 def run(fn: Callable[..., Any], mode: str, *args: Any) -> Any:
@@ -137,3 +153,28 @@ def grad(
 ) -> list[Any]:
     """Gradients of ``sum(cotangent * fn(*inputs))`` with respect to each input, then each variable."""
     return value_and_grad(fn, *inputs, variables=variables, cotangent=cotangent)[1]
+
+
+def dtype_name(x: Any) -> str:
+    """The standardized dtype name of a tensor (``"float32"``, ``"int32"``...)."""
+    return str(keras.backend.standardize_dtype(x.dtype))
+
+
+def eager_check_errors() -> tuple[type[Exception], ...]:
+    """What a failed eager value check raises: ``ValueError`` (``libspn_keras.math.check``).
+
+    On TensorFlow the checks not yet ported to ``math.check`` (issue 19) raise ``tf.errors.InvalidArgumentError``
+    eagerly; once every check is ported this is ``(ValueError,)`` on every backend.
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return (ValueError, tf.errors.InvalidArgumentError)
+    return (ValueError,)
+
+
+def graph_check_error() -> type[Exception]:
+    """What a failed value check raises in a TensorFlow graph (``tf.function``): ``InvalidArgumentError``."""
+    import tensorflow as tf
+
+    return tf.errors.InvalidArgumentError
