@@ -1,13 +1,48 @@
-"""Test configuration: TensorFlow backend, quiet logs, deterministic seeds."""
+"""Test configuration: the Keras backend (TensorFlow unless ``KERAS_BACKEND`` says otherwise), quiet logs,
+deterministic seeds, and the markers of backend-specific tests.
+
+The suite runs on the TensorFlow and on the JAX backend (``KERAS_BACKEND=jax python -m pytest``). Tests of what only
+one backend has (``tf.function`` graph assertions, ``tf.data``, ``tf.distribute``, ``GradientTape`` behaviour,
+TensorFlow's memory) carry ``@pytest.mark.requires_tensorflow`` (or ``requires_jax``) and are skipped elsewhere.
+"""
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+if os.environ["KERAS_BACKEND"] == "jax":
+    # JAX computes in 32 bits unless told otherwise; the float64 tests (``float64``, ``floatx``) need 64 bits.
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+#: marker -> the backend its tests need
+BACKEND_MARKERS = {"requires_tensorflow": "tensorflow", "requires_jax": "jax"}
+
+
+def pytest_report_header(config):
+    return f"Keras backend: {keras.backend.backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND')})"
+
+
+def pytest_collection_modifyitems(config, items):
+    current = keras.backend.backend()
+    for item in items:
+        for marker, needed in BACKEND_MARKERS.items():
+            if needed != current and item.get_closest_marker(marker) is not None:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"{needed}-specific test (marked {marker}); the backend is {current}")
+                )
+
+
+@pytest.fixture
+def backend():
+    """The name of the Keras backend the tests run on (``"tensorflow"``, ``"jax"``)."""
+    return keras.backend.backend()
 
 
 @pytest.fixture(autouse=True)

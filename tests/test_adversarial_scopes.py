@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy.special import logsumexp
 
 from libspn_keras import layers, models
+from tests.backend_utils import tensor
 from tests.test_validity import all_states, randomize_accumulators
 
 LayerFactory = Callable[[], list[keras.layers.Layer]]
@@ -32,7 +32,7 @@ def states(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
 def eager_log_partition(make_layers: LayerFactory, shape: tuple[int, ...]) -> float:
     """``log Z`` of the layers called eagerly on every binary state (no scope tracking, as before the check)."""
     spn_layers = make_layers()
-    x = tf.constant(states(shape))
+    x = tensor(states(shape))
     out = x
     for layer in spn_layers:
         out = layer(out)
@@ -46,8 +46,8 @@ def eager_log_partition(make_layers: LayerFactory, shape: tuple[int, ...]) -> fl
 def model_log_partition(model: keras.Model, shape: tuple[int, ...], dtype: str = "float32", jit: bool = False) -> float:
     """``log Z`` of a built model by enumerating every binary state (child logits of the root are summed out)."""
     randomize_accumulators(model, np.random.default_rng(1))
-    forward = tf.function(model, jit_compile=True) if jit else model
-    out = np.asarray(forward(tf.constant(states(shape, dtype))), np.float64)
+    forward = jit(model) if jit else model
+    out = np.asarray(forward(tensor(states(shape, dtype))), np.float64)
     return float(logsumexp(out))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from libspn_keras import layers, losses, models, optimizers, sum_ops
+from tests.backend_utils import to_numpy
 
 EM_OPS = [sum_ops.SumOpEMBackprop, sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop]
 X = np.array([[0, 1], [1, 1], [0, 0], [1, 0]], "float32")
@@ -48,21 +49,21 @@ def allow_gradient_optimizers():
 def test_em_op_with_a_gradient_optimizer_raises_at_the_first_train_step(op, make_optimizer, allow_gradient_optimizers):
     # The case: with the check off, the counts are taken for gradients and the weights move.
     model = small_spn(op())
-    before = model.layers[2].accumulators.numpy().copy()
+    before = to_numpy(model.layers[2].accumulators).copy()
     model.compile(optimizer=make_optimizer(0.1), loss=losses.NegativeLogLikelihood())
     model.fit(X, epochs=1, verbose=0)
-    assert not np.allclose(model.layers[2].accumulators.numpy(), before)
+    assert not np.allclose(to_numpy(model.layers[2].accumulators), before)
     # The check: the first train step raises, names the layers and says what to do; nothing is updated.
     optimizers.allow_gradient_optimizers_with_em_statistics(False)
     model = small_spn(op())
-    before = model.layers[2].accumulators.numpy().copy()
+    before = to_numpy(model.layers[2].accumulators).copy()
     model.compile(optimizer=make_optimizer(0.1), loss=losses.NegativeLogLikelihood())
     with pytest.raises(ValueError, match=r"gradient optimizer.*em_sums/sum_weights.*em_root/sum_weights") as error:
         model.fit(X, epochs=1, verbose=0)
     message = str(error.value)
     assert "OnlineExpectationMaximization()" in message and "SumOpGradBackprop()" in message
     assert "allow_gradient_optimizers_with_em_statistics()" in message
-    np.testing.assert_array_equal(model.layers[2].accumulators.numpy(), before)
+    np.testing.assert_array_equal(to_numpy(model.layers[2].accumulators), before)
 
 
 def test_leaf_accumulators_with_a_gradient_optimizer_raise():

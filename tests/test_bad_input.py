@@ -6,10 +6,11 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+import tensorflow as tf  # string tensors for the TensorFlow-only dtype cases (a default dependency)
 
 import libspn_keras as spnk
 from libspn_keras import constraints, initializers, layers, losses, models, optimizers, region, sum_ops
+from tests.backend_utils import dtype_name, eager_check_errors, function, grad, graph_check_error, tensor
 
 REGION = np.zeros((2, 4, 1, 3), "float32")  # [batch, num_scopes, num_decomps, num_nodes]
 OBSERVATIONS = np.zeros((2, 4, 1, 1), "float32")  # [batch, num_vars, num_decomps, var_dim]
@@ -620,7 +621,11 @@ def test_built_layer_rejects_an_input_that_does_not_fit(make, built_for, x, matc
     [
         (np.zeros((2, 5), "float32"), r"layer 'normal_leaf\w*' is incompatible.*expected shape=\(None, 4, 2, 1\)"),
         # (log_marginal hands the data to the leaf, which names itself)
-        (tf.constant([["a"] * 4]), r"(expects numeric data|expects floating-point observations).*dtype=string"),
+        pytest.param(  # string tensors: TensorFlow only
+            tf.constant([["a"] * 4]),
+            r"(expects numeric data|expects floating-point observations).*dtype=string",
+            marks=pytest.mark.requires_tensorflow,
+        ),
     ],
 )
 def test_model_rejects_data_of_the_wrong_width_or_dtype(x, match):
@@ -659,13 +664,24 @@ WRONG_DTYPES = [
         np.zeros((2, 4, 1, 1), "int32"),
         r"floating-point observations \(NaN marks a missing value\); cast integer data first.*dtype=int32",
     ),
-    (lambda: layers.LaplaceLeaf(2, name="s"), tf.constant([[[["a"]]]]), r"floating-point observations.*dtype=string"),
-    (
+    pytest.param(
+        lambda: layers.LaplaceLeaf(2, name="s"),
+        tf.constant([[[["a"]]]]),
+        r"floating-point observations.*dtype=string",
+        marks=pytest.mark.requires_tensorflow,  # string tensors: TensorFlow only
+    ),
+    pytest.param(
         lambda: layers.IndicatorLeaf(2, name="s"),
         tf.constant([[[["a"]]]]),
         r"integer states \(or floats, where NaN marks a missing value\).*dtype=string",
+        marks=pytest.mark.requires_tensorflow,
     ),
-    (lambda: layers.NormalizeStandardScore(name="s"), tf.constant([["a"]]), r"floating-point or integer.*string"),
+    pytest.param(
+        lambda: layers.NormalizeStandardScore(name="s"),
+        tf.constant([["a"]]),
+        r"floating-point or integer.*string",
+        marks=pytest.mark.requires_tensorflow,
+    ),
     (
         lambda: layers.NormalLeaf(2, name="s"),
         np.zeros((2, 4, 1, 1), bool),
@@ -678,7 +694,12 @@ WRONG_DTYPES = [
         r"integer states \(or floats, where NaN marks a missing value\).*dtype=complex64",
     ),
     (lambda: layers.DenseSum(2, name="s"), np.zeros((2, 4, 1, 3), bool), r"floating-point log-probabilities.*bool"),
-    (lambda: layers.DenseSum(2, name="s"), tf.constant([[[["a"]]]]), r"floating-point log-probabilities.*string"),
+    pytest.param(
+        lambda: layers.DenseSum(2, name="s"),
+        tf.constant([[[["a"]]]]),
+        r"floating-point log-probabilities.*string",
+        marks=pytest.mark.requires_tensorflow,
+    ),
     (
         lambda: layers.Conv2DProduct(strides=1, dilations=1, kernel_size=2, depthwise=True, name="s"),
         np.zeros((2, 4, 4, 3), "int32"),
@@ -707,7 +728,7 @@ def test_other_float_and_integer_dtypes_reach_the_leaves_as_documented():
     expected = np.asarray(leaf(x.astype("float32")))
     for dtype in ("float16", "float64"):
         out = leaf(x.astype(dtype))
-        assert out.dtype == tf.float32
+        assert dtype_name(out) == "float32"
         np.testing.assert_allclose(np.asarray(out), expected, atol=5e-3 if dtype == "float16" else 1e-6)
     # Indicator states may be bool (False/True = states 0/1), any integer type, or floats (NaN = missing).
     states = np.array([[[[0]], [[1]]]])
@@ -722,14 +743,14 @@ def test_float16_spn_runs_and_marginalizes():
     keras.config.set_dtype_policy("float16")  # restored by the conftest fixture
     spn = _small_spn()
     out = spn(np.array([[np.nan, np.nan, np.nan, np.nan], [0.1, -0.2, 0.3, 0.0]], "float16"))
-    assert out.dtype == tf.float16
+    assert dtype_name(out) == "float16"
     np.testing.assert_allclose(np.asarray(out, np.float32)[0], 0.0, atol=1e-2)
     assert np.all(np.isfinite(np.asarray(out)))
 
 
 def test_integer_inputs_are_cast_by_normalize_standard_score():
     out = layers.NormalizeStandardScore()(np.array([[1, 3]], "uint8"))
-    assert out.dtype == tf.float32
+    assert dtype_name(out) == "float32"
     np.testing.assert_allclose(np.asarray(out), [[-1.0, 1.0]], atol=1e-6)
 
 
@@ -756,12 +777,14 @@ IND = r"Layer \\?'ind\\?'"
         (np.full((2, 3, 1, 1), 255, "uint8"), rf"{IND} expects integer states in \[0, 3\).*larger value"),
     ],
 )
-@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize(
+    "graph", [False, pytest.param(True, marks=pytest.mark.requires_tensorflow)], ids=["eager", "tf_function"]
+)
 def test_indicator_leaf_rejects_states_out_of_range(states, match, graph):
     layer = layers.IndicatorLeaf(num_components=3, dtype=states.dtype, name="ind")
-    call = tf.function(layer) if graph else layer
-    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
-        call(tf.constant(states))
+    call = function(layer) if graph else layer
+    with pytest.raises(graph_check_error() if graph else eager_check_errors(), match=match):
+        call(tensor(states))
 
 
 # --- Evidence masks --------------------------------------------------------------------------------------------
@@ -917,10 +940,9 @@ def test_infinite_observations_have_probability_zero_and_no_gradient(leaf_cls, u
     x[0, 1, 0, 0] = np.inf  # one dimension of a bivariate variable
     x[1, 2, 1] = -np.inf
     leaf = leaf_cls(num_components=3, use_accumulators=use_accumulators)
-    with tf.GradientTape() as tape:
-        out = leaf(x)
-        total = tf.reduce_sum(tf.exp(out))  # like an SPN above the leaf: an impossible value gets no signal
-    grads = tape.gradient(total, leaf.trainable_weights)
+    out = leaf(x)  # (builds the leaf)
+    # like an SPN above the leaf: an impossible value gets no signal
+    grads = grad(lambda: keras.ops.exp(leaf(x)), variables=leaf.trainable_weights)
 
     out = np.asarray(out)
     assert not np.isnan(out).any()
@@ -971,16 +993,15 @@ def test_log_space_layers_keep_zero_probabilities_without_nan(make, x):
     x[0] = -np.inf  # every input of sample 0 has probability zero
     x[1, ..., 0] = -np.inf  # one child of every sum (one channel of every cell) of sample 1
     layer = make()
-    with tf.GradientTape() as tape:
-        out = layer(x)
-        total = tf.reduce_sum(tf.exp(out))
+    out = layer(x)  # (builds the layer)
+    gradients = grad(lambda: keras.ops.exp(layer(x)), variables=layer.trainable_weights)
     out = np.asarray(out)
 
     assert not np.isnan(out).any()
     assert np.all(out[0] == -np.inf)
     np.testing.assert_allclose(out[2], np.asarray(layer(x[2:]))[0], rtol=1e-6)  # samples do not mix
     if layer.trainable_weights:  # documented: an all -inf region has -inf sums with a zero gradient
-        assert all(np.all(np.isfinite(np.asarray(g))) for g in tape.gradient(total, layer.trainable_weights))
+        assert all(np.all(np.isfinite(np.asarray(g))) for g in gradients)
 
 
 @pytest.mark.parametrize(("make", "x"), LOG_SPACE_LAYERS)
@@ -1031,7 +1052,7 @@ def test_empty_batches_give_empty_results_of_the_right_shape(make, shape):
     assert tuple(spn.zero_evidence_inference(0).shape) == shape
     assert tuple(spn.sample(num_samples=0, seed=0).shape) == shape
     assert tuple(spn.sample(num_samples=np.int64(2), seed=0).shape) == (2, *shape[1:])
-    assert tuple(spn.zero_evidence_inference(tf.constant(1)).shape) == (1, *shape[1:])
+    assert tuple(spn.zero_evidence_inference(tensor(1)).shape) == (1, *shape[1:])
     for layer in spn.layers:  # every layer on its own
         x = layer(x)
         assert tuple(x.shape) == (0, *layer.output.shape[1:]), layer.name

@@ -6,10 +6,10 @@ Hand-derived numpy derivatives for single layers, central finite differences (fl
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy.special import softmax
 
 from libspn_keras import layers, models
+from tests.backend_utils import function, grad, run, tensor, to_numpy
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
 pytestmark = pytest.mark.usefixtures("weight_normalization")
@@ -17,21 +17,11 @@ pytestmark = pytest.mark.usefixtures("weight_normalization")
 MODES = ["eager", "function", "jit"]
 
 
-def run(fn, mode, *args):
-    """Call ``fn(*args)`` eagerly, in a ``tf.function`` or in an XLA-compiled ``tf.function``."""
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=mode == "jit")(*args)
-
-
 def gradient_of_weighted_output(layer, x, upstream, variables):
     """Gradients of ``sum(upstream * layer(x))`` with respect to ``x`` and ``variables``."""
 
     def fn(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(upstream * layer(x))
-        return tape.gradient(loss, [x, *variables])
+        return grad(layer, x, variables=variables, cotangent=upstream)
 
     return fn
 
@@ -70,7 +60,7 @@ def test_dense_sum_gradient_matches_hand_derivation(logspace, mode, float64):
     x = np.log(rng.uniform(0.01, 1.0, size=x_shape))
     upstream = rng.normal(size=(5, 3, 2, 3))
 
-    d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tf.constant(x))
+    d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tensor(x))
 
     expected_x, expected_acc = dense_sum_gradients(x, acc, upstream, logspace)
     np.testing.assert_allclose(d_x, expected_x, rtol=1e-10, atol=1e-12)
@@ -93,7 +83,7 @@ def test_dense_sum_gradient_is_finite_for_impossible_children(logspace, mode, fl
     x[1, 1, 0, :] = -np.inf
     upstream = rng.normal(size=(3, 2, 1, 2))  # the -inf sums of sample 1, scope 1 get a non-zero signal too
 
-    d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tf.constant(x))
+    d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tensor(x))
 
     d_x, d_acc = np.asarray(d_x), np.asarray(d_acc)
     assert np.all(np.isfinite(d_x))
@@ -121,7 +111,7 @@ def test_root_sum_gradient_matches_hand_derivation(weighted_children, logspace, 
     x = np.log(rng.uniform(0.01, 1.0, size=(4, 5)))
     upstream = rng.normal(size=(4, 5) if weighted_children else (4, 1))
 
-    d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tf.constant(x))
+    d_x, d_acc = run(gradient_of_weighted_output(layer, x, upstream, [layer.accumulators]), mode, tensor(x))
     d_acc = np.reshape(d_acc, (5, 1))
 
     if weighted_children:
@@ -160,7 +150,7 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
     upstream = rng.normal(size=(6, 3, 2, 4))
 
     fn = gradient_of_weighted_output(leaf, x, upstream, [leaf.location, leaf.scale])
-    _, d_mu, d_r = run(fn, mode, tf.constant(x))
+    _, d_mu, d_r = run(fn, mode, tensor(x))
 
     diff = np.where(missing, 0.0, x)[:, :, :, np.newaxis, :] - mu[np.newaxis]
     observed = ~missing[:, :, :, np.newaxis, :]
@@ -176,16 +166,14 @@ def test_normal_leaf_gradient_matches_hand_derivation(mode, float64):
 
 
 def finite_difference_check(loss_fn, variables, rng, num_coordinates=4, eps=1e-6):
-    """Compare ``tf.GradientTape`` gradients with central differences on random coordinates of each variable."""
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-    gradients = tape.gradient(loss, variables)
+    """Compare backend gradients with central differences on random coordinates of each variable."""
+    gradients = grad(loss_fn, variables=variables)
     checked = 0
     for variable, gradient in zip(variables, gradients, strict=True):
         assert gradient is not None, f"no gradient for {variable.path}"
-        gradient = np.asarray(tf.convert_to_tensor(gradient))
+        gradient = to_numpy(gradient)
         assert np.all(np.isfinite(gradient)), variable.path
-        value = np.asarray(variable.numpy())
+        value = np.asarray(to_numpy(variable))
         flat_indices = rng.choice(value.size, size=min(num_coordinates, value.size), replace=False)
         for flat in flat_indices:
             index = np.unravel_index(flat, value.shape)
@@ -201,7 +189,7 @@ def finite_difference_check(loss_fn, variables, rng, num_coordinates=4, eps=1e-6
             np.testing.assert_allclose(gradient[index], numeric, rtol=1e-5, atol=1e-7, err_msg=variable.path)
             checked += 1
     assert checked >= len(variables)
-    assert max(np.abs(np.asarray(tf.convert_to_tensor(g))).max() for g in gradients) > 1e-3
+    assert max(np.abs(to_numpy(g)).max() for g in gradients) > 1e-3
 
 
 def continuous_spn(leaf_cls, logspace):
@@ -249,7 +237,7 @@ def test_spn_gradient_matches_finite_differences(leaf_cls, logspace, float64):
     randomize(model, rng)
     x = rng.normal(size=(8, 5))
     x[0, 1] = x[3, 4] = np.nan
-    loss = tf.function(lambda: tf.reduce_sum(model(x)))
+    loss = function(lambda: keras.ops.sum(model(x)), variables=model.trainable_variables)
 
     variables = model.trainable_variables
     assert len(variables) == 5  # location, scale and three sum accumulators
@@ -278,7 +266,7 @@ def test_indicator_spn_gradient_matches_finite_differences(logspace, float64):
     randomize(model, rng)
     x = rng.integers(0, 3, size=(10, 5)).astype("float64")
     x[2, 0] = np.nan
-    loss = tf.function(lambda: tf.reduce_sum(model(x)))
+    loss = function(lambda: keras.ops.sum(model(x)), variables=model.trainable_variables)
     finite_difference_check(loss, model.trainable_variables, rng, num_coordinates=8)
 
 
@@ -287,12 +275,10 @@ def test_spn_gradient_is_the_same_in_graph_and_xla(mode, float64):
     rng = np.random.default_rng(6)
     model = continuous_spn(layers.NormalLeaf, True)
     randomize(model, rng)
-    x = tf.constant(rng.normal(size=(8, 5)))
+    x = tensor(rng.normal(size=(8, 5)))
 
     def gradients(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model(x))
-        return tape.gradient(loss, model.trainable_variables)
+        return grad(model, x, variables=model.trainable_variables)[1:]
 
     eager = gradients(x)
     compiled = run(gradients, mode, x)

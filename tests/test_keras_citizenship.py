@@ -5,9 +5,9 @@ import re
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import initializers, layers, losses, metrics, models
+from tests.backend_utils import function, jit
 
 RNG = np.random.default_rng(0)
 
@@ -133,15 +133,15 @@ def test_layer_in_tf_function_and_under_xla(case):
     make, x = LAYER_CASES[case]
     layer = make()
     expected = layer(x)
-    _assert_close(tf.function(layer)(x), expected)
-    _assert_close(tf.function(layer, jit_compile=True)(x), expected, rtol=1e-5)
+    _assert_close(function(layer)(x), expected)
+    _assert_close(jit(layer)(x), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_log_dropout_when_training_in_tf_function(jit_compile):
     layer = layers.LogDropout(rate=0.5, seed=3, axis_at_least_one=-1)
     x = _region((64, 2, 1, 3))
-    out = np.asarray(tf.function(lambda t: layer(t, training=True), jit_compile=jit_compile)(x))
+    out = np.asarray(function(lambda t: layer(t, training=True), jit_compile=jit_compile)(x))
     dropped = np.isneginf(out)
     np.testing.assert_array_equal(out[~dropped], x[~dropped])
     assert 0.2 < dropped.mean() < 0.5  # at least one of three survives per node group
@@ -225,9 +225,9 @@ def test_model_in_tf_function_and_with_evidence():
     model = _rat_spn()
     x = RNG.normal(size=(8, 4)).astype("float32")
     mask = RNG.uniform(size=(8, 4)) > 0.3
-    _assert_close(tf.function(model)(x), model(x))
-    _assert_close(tf.function(lambda a, m: model((a, m)))(x, mask), model((x, mask)))
-    _assert_close(tf.function(model, jit_compile=True)(x), model(x), rtol=1e-5)
+    _assert_close(function(model)(x), model(x))
+    _assert_close(function(lambda a, m: model((a, m)))(x, mask), model((x, mask)))
+    _assert_close(jit(model)(x), model(x), rtol=1e-5)
 
 
 def test_jit_compiled_fit_and_predict_match_the_graph_path():
@@ -261,7 +261,10 @@ class _BatchCounter(keras.callbacks.Callback):
         self.predict_batches += 1
 
 
+@pytest.mark.requires_tensorflow  # tf.data pipelines
 def test_fit_evaluate_predict_with_datasets_and_callbacks(tmp_path):
+    import tensorflow as tf
+
     model = _rat_spn(dropout=True)
     model.compile(
         optimizer=keras.optimizers.Adam(0.05), loss=losses.NegativeLogLikelihood(), metrics=[metrics.LogLikelihood()]
@@ -314,8 +317,8 @@ def test_supervised_discriminative_fit():
         metrics=["accuracy"],
     )
     x, y = _blobs(64)
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=0).batch(16)
-    history = model.fit(dataset, epochs=3, shuffle=False, verbose=0).history
+    order = np.random.default_rng(0).permutation(len(x))  # shuffled (once) in place of a shuffling pipeline
+    history = model.fit(x[order], y[order], batch_size=16, epochs=3, shuffle=False, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
     result = model.evaluate(x, y, verbose=0, return_dict=True)
     assert result["accuracy"] >= 0.9

@@ -6,7 +6,6 @@ import itertools
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy.special import logsumexp
 
 import libspn_keras
@@ -18,6 +17,7 @@ from libspn_keras.region import (
     random_region_graph,
     ratspn,
 )
+from tests.backend_utils import function, tensor
 
 
 def v(*indices):
@@ -273,8 +273,8 @@ def test_marginalizing_a_variable_equals_summing_it_out(name, float64):
 @pytest.mark.parametrize("mode", ["function", "jit"])
 def test_validity_in_graph_mode(mode):
     model = build(unbalanced6(), num_classes=2)
-    states = tf.constant(all_states(6))
-    out = tf.function(model, jit_compile=mode == "jit")(states)
+    states = tensor(all_states(6))
+    out = function(model, jit_compile=mode == "jit")(states)
     np.testing.assert_allclose(np.exp(logsumexp(np.asarray(out, np.float64))), 1.0, atol=1e-5)
 
 

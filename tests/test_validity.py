@@ -5,22 +5,15 @@ import itertools
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy.special import logsumexp
 
 from libspn_keras import layers, models
+from tests.backend_utils import run, tensor
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
 pytestmark = pytest.mark.usefixtures("weight_normalization")
 
 MODES = ["eager", "function", "jit"]
-
-
-def run(fn, mode, *args):
-    """Call ``fn(*args)`` eagerly, in a ``tf.function`` or in an XLA-compiled ``tf.function``."""
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=mode == "jit")(*args)
 
 
 def randomize_accumulators(model, rng):
@@ -99,7 +92,7 @@ def build_discrete_spn(structure, num_vars, num_states, logspace, rng):
 
 def log_joint(model, states, mode="eager"):
     """``log p`` of every row of ``states`` (a ``RootSum`` returning child logits is marginalized)."""
-    out = np.asarray(run(model, mode, tf.constant(states)), np.float64)
+    out = np.asarray(run(model, mode, tensor(states)), np.float64)
     return logsumexp(out, axis=-1)
 
 

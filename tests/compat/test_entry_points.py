@@ -24,6 +24,7 @@ from libspn_keras.sum_ops import (
     SumOpSampleBackprop,
     SumOpUnweightedHardEMBackprop,
 )
+from tests.backend_utils import to_numpy
 from tests.models.test_queries import _max_product
 from tests.reference_spn import all_states
 
@@ -51,7 +52,7 @@ def completer(sum_op, num_decomps: int = 2, **kwargs) -> tuple[models.Sequential
     """An ``infer_no_evidence`` model and the joint probability of every state (from the same layers)."""
     keras.utils.set_random_seed(0)
     spn = models.SequentialSumProductNetwork(discrete_layers(sum_op, num_decomps), infer_no_evidence=True, **kwargs)
-    joint = np.exp(spn.log_marginal(all_states(NUM_VARS, NUM_STATES).astype("float64")).numpy())
+    joint = np.exp(to_numpy(spn.log_marginal(all_states(NUM_VARS, NUM_STATES).astype("float64"))))
     return spn, joint
 
 
@@ -76,20 +77,20 @@ def test_defaults_are_the_original_ones():
 def test_gradient_and_soft_em_ops_give_the_posterior_mean(sum_op, float64):
     spn, joint = completer(sum_op)
     states = all_states(NUM_VARS, NUM_STATES)
-    completed = spn((X, MASK)).numpy()
+    completed = to_numpy(spn((X, MASK)))
     for row in range(len(X)):
         match = consistent(states, X[row], MASK[row])
         expected = joint[match] @ states[match] / joint[match].sum()
         np.testing.assert_allclose(completed[row], np.where(MASK[row], X[row], expected), rtol=1e-9)
     prior_mean = joint @ states
-    np.testing.assert_allclose(spn.zero_evidence_inference(2).numpy(), np.tile(prior_mean, (2, 1)), rtol=1e-9)
+    np.testing.assert_allclose(to_numpy(spn.zero_evidence_inference(2)), np.tile(prior_mean, (2, 1)), rtol=1e-9)
 
 
 def test_argmax_of_the_signals_without_infer_weighted_sum(float64):
     """One decomposition: the signal of state k of a variable is its posterior marginal; the argmax is taken."""
     spn, joint = completer(SumOpGradBackprop(), num_decomps=1, infer_weighted_sum=False)
     states = all_states(NUM_VARS, NUM_STATES)
-    completed = spn((X, MASK)).numpy()
+    completed = to_numpy(spn((X, MASK)))
     for row in range(len(X)):
         match = consistent(states, X[row], MASK[row])
         marginals = [np.bincount(states[match, v], joint[match], NUM_STATES) for v in range(NUM_VARS)]
@@ -101,13 +102,13 @@ def test_argmax_of_the_signals_without_infer_weighted_sum(float64):
 def test_hard_em_ops_give_the_max_path(sum_op, float64):
     spn, _ = completer(sum_op)
     states = all_states(NUM_VARS, NUM_STATES).astype("float64")
-    completed = spn((X, MASK)).numpy()
+    completed = to_numpy(spn((X, MASK)))
     for row in range(len(X)):
         candidates = states[consistent(states, X[row], MASK[row])]
         np.testing.assert_array_equal(completed[row][MASK[row]], X[row][MASK[row]])
         best = _max_product(spn, candidates).max()
         np.testing.assert_allclose(_max_product(spn, completed[row : row + 1])[0], best, rtol=1e-12)
-    mpe = spn.zero_evidence_inference(3).numpy()
+    mpe = to_numpy(spn.zero_evidence_inference(3))
     assert len(np.unique(mpe, axis=0)) == 1  # deterministic
     np.testing.assert_allclose(_max_product(spn, mpe[:1])[0], _max_product(spn, states).max(), rtol=1e-12)
 
@@ -122,15 +123,15 @@ def chi_square_pvalue(samples: np.ndarray, probabilities: np.ndarray, states: np
 def test_sample_op_draws_from_the_joint_and_the_conditional(float64):
     spn, joint = completer(SumOpSampleBackprop())
     states = all_states(NUM_VARS, NUM_STATES)
-    calls = [spn.zero_evidence_inference(1).numpy() for _ in range(6)]
+    calls = [to_numpy(spn.zero_evidence_inference(1)) for _ in range(6)]
     assert len(np.unique(np.concatenate(calls), axis=0)) > 1  # 0.6.0's tutorial: a new sample per call
-    samples = spn.zero_evidence_inference(30000).numpy()
+    samples = to_numpy(spn.zero_evidence_inference(30000))
     assert chi_square_pvalue(samples, joint, states) > 1e-3
     # A wrong distribution (uniform) fails the same test.
     uniform = np.random.default_rng(0).integers(0, NUM_STATES, samples.shape)
     assert chi_square_pvalue(uniform, joint, states) < 1e-3
     x, mask = np.tile(X[:1], (30000, 1)), np.tile(MASK[:1], (30000, 1))
-    conditional = spn((x, mask)).numpy()
+    conditional = to_numpy(spn((x, mask)))
     np.testing.assert_array_equal(conditional[:, [1, 3]], x[:, [1, 3]])
     match = consistent(states, X[0], MASK[0])
     free = states[match][:, [0, 2]]
@@ -161,7 +162,7 @@ def mixture_sampler(leaf_representation) -> tuple[models.SequentialSumProductNet
 
 def test_leaf_representation_mode_gives_the_modes_of_sampled_components(float64):
     spn, locations = mixture_sampler("mode")
-    samples = spn.zero_evidence_inference(20000).numpy()
+    samples = to_numpy(spn.zero_evidence_inference(20000))
     first = np.isclose(samples, locations[0]).all(axis=1)
     assert np.all(first | np.isclose(samples, locations[1]).all(axis=1))
     assert abs(first.mean() - 0.3) < 4 * np.sqrt(0.21 / len(samples))
@@ -169,7 +170,7 @@ def test_leaf_representation_mode_gives_the_modes_of_sampled_components(float64)
 
 def test_leaf_representation_sample_draws_from_the_components(float64):
     spn, locations = mixture_sampler(LeafRepresentation.SAMPLE)
-    samples = spn.zero_evidence_inference(20000).numpy()
+    samples = to_numpy(spn.zero_evidence_inference(20000))
     mean = np.array([0.3, 0.7]) @ locations
     variance = np.array([0.3, 0.7]) @ (0.25 + locations**2) - mean**2
     np.testing.assert_array_less(np.abs(samples.mean(axis=0) - mean), 4 * np.sqrt(variance / len(samples)))
@@ -187,16 +188,16 @@ def test_leaf_representation_argument_and_accessors(floatx):
     assert leaf.get_config()["leaf_representation"] == "sample"
     revived = layers.NormalLeaf.from_config(leaf.get_config())
     assert revived.leaf_representation is LeafRepresentation.SAMPLE
-    np.testing.assert_array_equal(leaf.get_modes().numpy(), np.arange(6.0).reshape(1, 3, 1, 2, 1))
+    np.testing.assert_array_equal(to_numpy(leaf.get_modes()), np.arange(6.0).reshape(1, 3, 1, 2, 1))
     modes = layers.NormalLeaf.from_config({**leaf.get_config(), "leaf_representation": "mode"})
     modes.build((None, 3, 1, 1))
     modes.set_weights(leaf.get_weights())
     np.testing.assert_array_equal(
-        modes.get_leaf_representation(4).numpy(), np.tile(leaf.get_modes().numpy(), (4, 1, 1, 1, 1))
+        to_numpy(modes.get_leaf_representation(4)), np.tile(to_numpy(leaf.get_modes()), (4, 1, 1, 1, 1))
     )
     indicator = layers.IndicatorLeaf(num_components=3, leaf_representation=LeafRepresentation.MODE)
     indicator.build((None, 2, 1, 1))
-    np.testing.assert_array_equal(indicator.get_modes().numpy()[0, 1, 0, :, 0], [0, 1, 2])
+    np.testing.assert_array_equal(to_numpy(indicator.get_modes())[0, 1, 0, :, 0], [0, 1, 2])
     with pytest.raises(
         ValueError, match=r"NormalLeaf expects leaf_representation .* Received: leaf_representation='median'"
     ):
@@ -234,13 +235,13 @@ def test_normalization_before_the_leaf_is_undone_on_the_completion(float64):
     z = (31.0 - mean) / scale
     like = np.array([0.4, 0.6]) * scipy.stats.norm.pdf(z, locations[:, 0], 0.6)
     posterior = like / like.sum()
-    completed = spn((x, np.array([[True, False]]))).numpy()
+    completed = to_numpy(spn((x, np.array([[True, False]]))))
     # The adapted statistics are stored in float32.
     np.testing.assert_allclose(completed[0], [31.0, mean + scale * (posterior @ locations[:, 1])], rtol=1e-7)
-    mpe = spn.mpe(x, np.array([[True, False]])).numpy()
+    mpe = to_numpy(spn.mpe(x, np.array([[True, False]])))
     np.testing.assert_allclose(mpe[0, 1], mean + scale * locations[np.argmax(posterior), 1], rtol=1e-7)
     np.testing.assert_allclose(
-        spn.zero_evidence_inference(1).numpy()[0], mean + scale * (np.array([0.4, 0.6]) @ locations), rtol=1e-7
+        to_numpy(spn.zero_evidence_inference(1))[0], mean + scale * (np.array([0.4, 0.6]) @ locations), rtol=1e-7
     )
 
 
@@ -250,7 +251,7 @@ def test_sample_wise_normalization_uses_the_statistics_of_the_evidence(float64):
     # One observed value: mean 4, standard deviation 0, so z = 0 and values map back as 4 + 1e-3 * z.
     like = np.array([0.4, 0.6]) * scipy.stats.norm.pdf(0.0, locations[:, 0], 0.6)
     posterior = like / like.sum()
-    completed = spn((x, np.array([[True, False]]))).numpy()
+    completed = to_numpy(spn((x, np.array([[True, False]]))))
     np.testing.assert_allclose(completed[0], [4.0, 4.0 + 1e-3 * (posterior @ locations[:, 1])], rtol=1e-10)
 
 
@@ -274,11 +275,11 @@ def test_dgcspn_sampling_as_in_the_tutorial():
         infer_no_evidence=True,
         unsupervised=False,
     )
-    rows = [spn.zero_evidence_inference(1).numpy() for _ in range(6)]
+    rows = [to_numpy(spn.zero_evidence_inference(1)) for _ in range(6)]
     assert rows[0].shape == (1, 4, 4, 1)
     assert len({row.tobytes() for row in rows}) > 1
-    mean, std = float(normalize.mean.numpy()), float(normalize.stddev.numpy())
-    locations = spn.layers[1].get_modes().numpy()[0, ..., 0]  # [4, 4, components]
+    mean, std = float(to_numpy(normalize.mean)), float(to_numpy(normalize.stddev))
+    locations = to_numpy(spn.layers[1].get_modes())[0, ..., 0]  # [4, 4, components]
     # Every pixel is the mode of one of its leaf components, mapped back to the data's units.
     pixels = (np.concatenate(rows)[..., 0] - mean) / (std + 1e-3)
     assert np.all(np.min(np.abs(pixels[..., None] - locations[None]), axis=-1) < 1e-4)
@@ -310,4 +311,4 @@ def test_predict_and_xla_give_the_eager_inference(sum_op, jit_compile, floatx):
         assert np.all(np.isin(predicted, range(NUM_STATES)))
         assert not np.array_equal(predicted, spn.predict([x, mask], verbose=0))  # a new sample per call
     else:
-        np.testing.assert_allclose(predicted, spn((x, mask)).numpy(), rtol=1e-5 if floatx == "float32" else 1e-12)
+        np.testing.assert_allclose(predicted, to_numpy(spn((x, mask))), rtol=1e-5 if floatx == "float32" else 1e-12)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import libspn_keras as spnk
 from libspn_keras import initializers, layers, region
 from libspn_keras.layers import NormalizeAxes
+from tests.backend_utils import grad, tensor, to_numpy
 from tests.layers.test_region_layers_values import MODES, SUM_OPS, run, tolerance
 
 # ------------------------------------------------------------------------------------------------ config, top level
@@ -146,21 +146,25 @@ def test_weighted_conv_matches_conv2d_sum_and_gradient():
     expected = layer(x)
     np.testing.assert_allclose(layer.sum_op.weighted_conv(x, layer.accumulators, False), expected, rtol=1e-12)
     # Unnormalized linear weights: d/dw[c, k] of sum over cells of log sum_c exp(x_c) w[c, k].
-    accumulators = tf.Variable(rng.uniform(0.2, 2.0, size=(1, 1, 4, 2)))
-    with tf.GradientTape() as tape:
-        total = tf.reduce_sum(spnk.SumOpGradBackprop().weighted_conv(x, accumulators, False, False))
-    sums = np.einsum("bhwc,ck->bhwk", np.exp(x), accumulators.numpy()[0, 0])
+    accumulators = keras.Variable(rng.uniform(0.2, 2.0, size=(1, 1, 4, 2)), dtype="float64")
+    (gradient,) = grad(
+        lambda: spnk.SumOpGradBackprop().weighted_conv(x, accumulators, False, False), variables=[accumulators]
+    )
+    sums = np.einsum("bhwc,ck->bhwk", np.exp(x), to_numpy(accumulators)[0, 0])
     reference = np.einsum("bhwc,bhwk->ck", np.exp(x), 1.0 / sums)
-    np.testing.assert_allclose(tape.gradient(total, accumulators).numpy()[0, 0], reference, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(gradient)[0, 0], reference, rtol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------------- NormalizeStandardScore
 
 
 def _dataset(data, batch_size=7):
+    import tensorflow as tf
+
     return tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
 
 
+@pytest.mark.requires_tensorflow  # a tf.data pipeline
 def test_normalize_axes_variable_wise_adapts_to_a_dataset(floatx):
     rng = np.random.default_rng(7)
     data = rng.normal(loc=np.arange(6).reshape(2, 3), scale=np.arange(1, 7).reshape(2, 3), size=(40, 2, 3))
@@ -169,15 +173,16 @@ def test_normalize_axes_variable_wise_adapts_to_a_dataset(floatx):
     layer = layers.NormalizeStandardScore(normalization_epsilon=eps, axes=NormalizeAxes.VARIABLE_WISE)
     layer.adapt(_dataset(data.astype("float32")))
     mean, std = np.nanmean(data.astype("float32"), axis=0), np.nanstd(data.astype("float32"), axis=0)
-    np.testing.assert_allclose(layer.mean.numpy(), mean, rtol=1e-5)
-    np.testing.assert_allclose(layer.stddev.numpy(), std, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.mean), mean, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.stddev), std, rtol=1e-5)
     x = rng.normal(size=(4, 2, 3)).astype(floatx)
     for mode in MODES:
-        out = run(layer, mode, tf.constant(x))
+        out = run(layer, mode, tensor(x))
         assert out.dtype == floatx
         np.testing.assert_allclose(np.asarray(out), (x - mean) / (std + eps), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.requires_tensorflow  # a tf.data pipeline
 def test_normalize_axes_global_and_sample_wise_are_the_sample_wise_argument():
     rng = np.random.default_rng(8)
     data = rng.normal(2.0, 3.0, size=(30, 4)).astype("float32")
@@ -187,8 +192,8 @@ def test_normalize_axes_global_and_sample_wise_are_the_sample_wise_argument():
     by_axes.adapt(_dataset(data))
     by_flag.adapt(data)
     np.testing.assert_allclose(by_axes(x), by_flag(x), rtol=1e-6)
-    np.testing.assert_allclose(by_axes.mean.numpy(), data.astype(np.float64).mean(), rtol=1e-5)
-    np.testing.assert_allclose(by_axes.stddev.numpy(), data.astype(np.float64).std(), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(by_axes.mean), data.astype(np.float64).mean(), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(by_axes.stddev), data.astype(np.float64).std(), rtol=1e-5)
     sample_wise = layers.NormalizeStandardScore(axes="sample-wise")
     assert sample_wise.sample_wise and layers.NormalizeStandardScore().axes is NormalizeAxes.SAMPLE_WISE
     np.testing.assert_allclose(sample_wise(x), layers.NormalizeStandardScore()(x), rtol=1e-6)
@@ -250,8 +255,11 @@ def _quantiles(column, k, reduce):
     return np.array([reduce(chunk) for chunk in np.array_split(np.sort(column), k)])
 
 
+@pytest.mark.requires_tensorflow  # a tf.data pipeline
 @pytest.mark.parametrize("with_labels", [False, True])
 def test_poon_domingos_accept_a_dataset(with_labels):
+    import tensorflow as tf
+
     rng = np.random.default_rng(10)
     data = (rng.normal(size=(48, 3)) * [1.0, 2.0, 5.0]).astype("float32")  # 4 quantiles of 12 samples
     items = (data, np.zeros(48, "int32")) if with_labels else data
@@ -271,7 +279,10 @@ def test_poon_domingos_accept_a_dataset(with_labels):
         np.testing.assert_allclose(np.asarray(from_array((3, 2, 4, 1))), values, rtol=1e-6)
 
 
+@pytest.mark.requires_tensorflow  # a tf.data pipeline
 def test_poon_domingos_initialize_a_leaf_and_round_trip():
+    import tensorflow as tf
+
     rng = np.random.default_rng(11)
     data = rng.normal(3.0, 2.0, size=(60, 4))
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(16)
@@ -281,8 +292,10 @@ def test_poon_domingos_initialize_a_leaf_and_round_trip():
     leaf.build((None, 4, 1, 1))
     z = (data - data.mean(1, keepdims=True)) / (data.std(1, keepdims=True) + 1e-2)  # sample-wise, the default
     for var in range(4):
-        np.testing.assert_allclose(leaf.location.numpy()[0, var, 0, :, 0], _quantiles(z[:, var], 3, np.mean), rtol=1e-5)
-        np.testing.assert_allclose(leaf.scale.numpy()[0, var, 0, :, 0], _quantiles(z[:, var], 3, np.std), rtol=1e-5)
+        np.testing.assert_allclose(
+            to_numpy(leaf.location)[0, var, 0, :, 0], _quantiles(z[:, var], 3, np.mean), rtol=1e-5
+        )
+        np.testing.assert_allclose(to_numpy(leaf.scale)[0, var, 0, :, 0], _quantiles(z[:, var], 3, np.std), rtol=1e-5)
     config = keras.saving.serialize_keras_object(scale)
     clone = keras.saving.deserialize_keras_object(config)
     assert type(clone) is initializers.PoonDomingosStddevOfQuantileSplit and clone.samplewise_normalization

@@ -18,9 +18,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+import tensorflow as tf  # a default dependency: installed with either backend
 
 import libspn_keras as spnk
+
+# The original notebooks, replayed as written: TensorFlow code (tf.data pipelines, tf.keras, tf.random).
+pytestmark = pytest.mark.requires_tensorflow
 
 # The shared data folder next to the repository; LIBSPN_KERAS_SHARED_DATA points elsewhere (e.g. from a worktree).
 SHARED_DATA = Path(

@@ -14,9 +14,9 @@ import itertools
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import layers, losses, sum_ops
+from tests.backend_utils import function, run, tensor, to_numpy, value_and_grad
 from tests.sum_op_cases import OPS
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
@@ -26,13 +26,6 @@ NUM_STATES = 3  # nodes per leaf scope; each decomposition has NUM_STATES**2 pro
 MODES = ["eager", "function", "jit"]
 SIGNAL_MODES = ["eager", "jit"]  # signals: eagerly and compiled (values run in all three modes)
 PATHS = ["factors", "formed"]
-
-
-def run(fn, mode, *args):
-    """Call ``fn(*args)`` eagerly, in a ``tf.function`` or in an XLA-compiled ``tf.function``."""
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=mode == "jit")(*args)
 
 
 def reference_children(leaves: np.ndarray) -> np.ndarray:
@@ -70,7 +63,7 @@ def make_root(op: sum_ops.SumOpBase, num_decomps: int, rng: np.random.Generator,
 
 
 def normalized_root_weights(root: layers.RootSum) -> np.ndarray:
-    acc = root.accumulators.numpy().reshape(-1).astype(np.float64)
+    acc = to_numpy(root.accumulators).reshape(-1).astype(np.float64)
     weights = np.exp(acc - acc.max()) if root.logspace_accumulators else acc
     return weights / weights.sum()
 
@@ -80,14 +73,14 @@ def forward_and_signals(root, leaves, path, mode):
     product = layers.DenseProduct(num_factors=2)
 
     def fn(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
+        def forward(x):
             h = product(x)
-            out = root(h if path == "factors" else tf.identity(h))
-            total = tf.reduce_sum(out)
-        return out, *tape.gradient(total, [x, root.accumulators])
+            return root(h if path == "factors" else keras.ops.copy(h))  # the copy drops the attached rows
 
-    return [t.numpy() for t in run(fn, mode, tf.constant(leaves))]
+        out, grads = value_and_grad(forward, x, variables=[root.accumulators])
+        return out, *grads
+
+    return [to_numpy(t) for t in run(fn, mode, tensor(leaves))]
 
 
 def test_children_are_decompositions_times_nodes_in_the_original_order(float64):
@@ -95,7 +88,7 @@ def test_children_are_decompositions_times_nodes_in_the_original_order(float64):
     rng = np.random.default_rng(0)
     x = np.log(rng.uniform(0.1, 1.0, size=(4, 1, 3, 5)))
     root = layers.RootSum(return_weighted_child_logits=True)
-    out = root(x).numpy()
+    out = to_numpy(root(x))
     log_w = np.log(normalized_root_weights(root))
     expected = np.zeros((4, 15))
     for b, d, n in itertools.product(range(4), range(3), range(5)):
@@ -135,7 +128,7 @@ def test_gradients(float64, num_decomps, logspace, path, mode):
     weights = normalized_root_weights(root)
     joint = reference_children(leaves) * weights
     posterior = joint / joint.sum(axis=1, keepdims=True)
-    acc = root.accumulators.numpy().reshape(-1)
+    acc = to_numpy(root.accumulators).reshape(-1)
     expected_acc = (posterior - weights).sum(axis=0) if logspace else (posterior / acc - 1.0 / acc.sum()).sum(axis=0)
     np.testing.assert_allclose(d_leaves, reference_leaf_signal(leaves, posterior), rtol=1e-9, atol=1e-12)
     assert d_acc.shape == (1, 1, num_decomps * NUM_STATES**2, 1)
@@ -207,7 +200,7 @@ def test_weighted_child_logits(floatx, num_decomps, op_name, mode):
     elif root.logspace_accumulators:
         expected_acc = (1.0 - len(weights) * weights) * 4
     else:
-        acc = root.accumulators.numpy().reshape(-1)
+        acc = to_numpy(root.accumulators).reshape(-1)
         expected_acc = (1.0 / acc - len(weights) / acc.sum()) * 4
     np.testing.assert_allclose(d_acc.reshape(-1), expected_acc, rtol=rtol * 10, atol=rtol)
 
@@ -226,15 +219,13 @@ def test_dense_sum_with_one_sum_then_root(float64, num_decomps, op_name):
     root_acc = rng.gamma(1.0, size=(1, 1, num_decomps, 1)) + 0.05
 
     def fn(x):
-        with tf.GradientTape() as tape:
-            out = root(dense(product(x)))
-            total = tf.reduce_sum(out)
-        return out, tape.gradient(total, root.accumulators)
+        out, (_, counts) = value_and_grad(lambda x: root(dense(product(x))), x, variables=[root.accumulators])
+        return out, counts
 
-    fn(tf.constant(leaves))  # build
+    fn(tensor(leaves))  # build
     dense.accumulators.assign(dense_acc)
     root.accumulators.assign(root_acc)
-    out, root_counts = (t.numpy() for t in tf.function(fn)(tf.constant(leaves)))
+    out, root_counts = (to_numpy(t) for t in function(fn)(tensor(leaves)))
     children = reference_children(leaves).reshape(5, num_decomps, NUM_STATES**2)
     sums = np.einsum("bdn,dn->bd", children, dense_acc[0, :, :, 0] / dense_acc[0, :, :, 0].sum(axis=1, keepdims=True))
     root_weights = root_acc.reshape(-1) / root_acc.sum()

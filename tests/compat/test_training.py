@@ -15,6 +15,7 @@ import pytest
 
 import libspn_keras as spnk
 from libspn_keras import constraints, initializers, layers, losses, models, optimizers, sum_ops
+from tests.backend_utils import to_numpy
 
 X = np.array([[0, 1], [1, 1], [0, 0], [1, 0], [0, 1], [0, 1]], "float64")
 DENSE = np.array(  # [scope, child (state), sum]: the DenseSum's initial weights, normalized per sum
@@ -80,8 +81,8 @@ def test_default_update_is_the_originals(floatx, kind, jit_compile):
     expected_dense = original_update(DENSE, dense_counts, 0.3, normalize)
     expected_root = original_update(ROOT[:, np.newaxis], root_counts[:, np.newaxis], 0.3, normalize)
     rtol = 1e-10 if floatx == "float64" else 1e-5
-    np.testing.assert_allclose(model.layers[2].accumulators.numpy()[:, 0], expected_dense, rtol=rtol)
-    np.testing.assert_allclose(model.layers[4].accumulators.numpy()[0, 0], expected_root, rtol=rtol)
+    np.testing.assert_allclose(to_numpy(model.layers[2].accumulators)[:, 0], expected_dense, rtol=rtol)
+    np.testing.assert_allclose(to_numpy(model.layers[4].accumulators)[0, 0], expected_root, rtol=rtol)
     # The rules differ on this data: the dense sums' counts do not sum to one.
     assert not np.allclose(original_update(DENSE, dense_counts, 0.3, not normalize), expected_dense)
 
@@ -97,13 +98,13 @@ def test_accumulate_batches_applies_the_mean_of_k_batches_every_kth_step(float64
         per_batch = [counts / counts.sum(axis=-2, keepdims=True) for counts in per_batch]
     for batch in batches[:2]:
         model.train_on_batch(batch)
-        np.testing.assert_allclose(model.layers[2].accumulators.numpy()[:, 0], DENSE, rtol=1e-12)
+        np.testing.assert_allclose(to_numpy(model.layers[2].accumulators)[:, 0], DENSE, rtol=1e-12)
     model.train_on_batch(batches[2])
     expected = original_update(DENSE, np.mean(per_batch, axis=0), 0.3, normalize=False)
-    np.testing.assert_allclose(model.layers[2].accumulators.numpy()[:, 0], expected, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(model.layers[2].accumulators)[:, 0], expected, rtol=1e-10)
     # The next three batches start from the updated weights.
     model.train_on_batch(batches[0])
-    np.testing.assert_allclose(model.layers[2].accumulators.numpy()[:, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(model.layers[2].accumulators)[:, 0], expected, rtol=1e-12)
 
 
 def test_leaf_parameters_get_the_originals_update(float64):
@@ -132,7 +133,7 @@ def test_leaf_parameters_get_the_originals_update(float64):
     )
     leaf = model.layers[1]
     raw = np.log(np.expm1(scale))
-    np.testing.assert_allclose(leaf.scale.numpy()[0, :, 0, :, 0], raw, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(leaf.scale)[0, :, 0, :, 0], raw, rtol=1e-12)
     model.layers[-1].accumulators.assign(root[np.newaxis, np.newaxis, :, np.newaxis])
     model.compile(optimizer=optimizers.OnlineExpectationMaximization(lr), loss=losses.NegativeLogLikelihood())
     model.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
@@ -143,10 +144,10 @@ def test_leaf_parameters_get_the_originals_update(float64):
     grad_location = -np.mean(posterior * z / scale, axis=0)
     grad_raw = -np.mean(posterior * (z**2 - 1.0) / scale, axis=0) / (1.0 + np.exp(-raw))
     new_raw = (1 - lr) * raw - lr * grad_raw
-    np.testing.assert_allclose(leaf.scale.numpy()[0, :, 0, :, 0], new_raw, rtol=1e-7)
+    np.testing.assert_allclose(to_numpy(leaf.scale)[0, :, 0, :, 0], new_raw, rtol=1e-7)
     new_location, new_scale = leaf.parameters()
-    np.testing.assert_allclose(new_location.numpy()[:, 0, :, 0], (1 - lr) * location - lr * grad_location, rtol=1e-7)
-    np.testing.assert_allclose(new_scale.numpy()[:, 0, :, 0], np.log1p(np.exp(new_raw)), rtol=1e-7)
+    np.testing.assert_allclose(to_numpy(new_location)[:, 0, :, 0], (1 - lr) * location - lr * grad_location, rtol=1e-7)
+    np.testing.assert_allclose(to_numpy(new_scale)[:, 0, :, 0], np.log1p(np.exp(new_raw)), rtol=1e-7)
 
 
 def test_raw_scale_is_floored_at_minus_two_after_an_update(float64):
@@ -158,9 +159,9 @@ def test_raw_scale_is_floored_at_minus_two_after_an_update(float64):
     gradient[0, 0] = 10.0  # (1 - 0.5) r - 0.5 * 10 < -2 for the first variable
     optimizer.apply([gradient], [leaf.scale])
     raw = np.log(np.expm1(1.0))
-    np.testing.assert_allclose(leaf.scale.numpy()[0, 0], -2.0)
-    np.testing.assert_allclose(leaf.scale.numpy()[0, 1:], 0.5 * raw, rtol=1e-12)
-    np.testing.assert_allclose(leaf.parameters()[1].numpy()[0], np.log1p(np.exp(-2.0)), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(leaf.scale)[0, 0], -2.0)
+    np.testing.assert_allclose(to_numpy(leaf.scale)[0, 1:], 0.5 * raw, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(leaf.parameters()[1])[0], np.log1p(np.exp(-2.0)), rtol=1e-12)
 
 
 def test_random_uniform_initial_accumulators_pass_through_the_constraint(floatx):
@@ -172,7 +173,7 @@ def test_random_uniform_initial_accumulators_pass_through_the_constraint(floatx)
     drawn = keras.ops.convert_to_numpy(keras.initializers.RandomUniform(seed=7)((2, 1, 4, 3), dtype=floatx))
     assert drawn.min() < 0
     clipped = np.maximum(drawn, 1e-10)
-    np.testing.assert_allclose(layer.accumulators.numpy(), clipped / clipped.sum(axis=-2, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.accumulators), clipped / clipped.sum(axis=-2, keepdims=True), rtol=1e-5)
 
 
 def test_invalid_accumulators_after_the_constraint_raise_naming_the_layer():
@@ -236,7 +237,7 @@ def test_default_initializer_draws_per_layer_and_follows_the_global_seed():
         for _ in range(2):
             layer = layers.DenseSum(num_sums=3, sum_op=sum_ops.SumOpEMBackprop())
             layer.build((None, 2, 1, 4))
-            built.append(layer.accumulators.numpy())
+            built.append(to_numpy(layer.accumulators))
         return built
 
     keras.utils.set_random_seed(5)

@@ -19,6 +19,7 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from libspn_keras import layers, models
+from tests.backend_utils import to_numpy
 
 # ----------------------------------------------------------------------------------------------- expected lists
 
@@ -224,7 +225,7 @@ def test_set_weights_in_the_originals_layout_gives_the_reference_log_likelihood(
     model.set_weights(weights)
     x = rng.normal(size=(6, 4))
     expected = region_reference(x, weights)
-    np.testing.assert_allclose(model(x).numpy()[:, 0], expected, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(model(x))[:, 0], expected, rtol=1e-10)
     np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], expected, rtol=1e-10)
     np.testing.assert_array_equal(model.layers[2].permutations, weights[2])
 
@@ -239,7 +240,7 @@ def test_trainable_scale_weights_are_the_originals_softplus_inverse(float64):
     model.set_weights(weights)
     x = rng.normal(size=(6, 4))
     expected = region_reference(x, [weights[0], np.log1p(np.exp(weights[1])), *weights[2:]])
-    np.testing.assert_allclose(model(x).numpy()[:, 0], expected, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(model(x))[:, 0], expected, rtol=1e-10)
     np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], expected, rtol=1e-10)
     np.testing.assert_array_equal(model.get_weights()[1], weights[1])
 
@@ -252,7 +253,7 @@ def test_copied_permutations_make_another_random_model_compute_the_same_values(f
     second.set_weights(first.get_weights())
     assert not np.allclose(before, first.predict(x, verbose=0))
     np.testing.assert_allclose(second.predict(x, verbose=0), first.predict(x, verbose=0), rtol=1e-12)
-    np.testing.assert_allclose(second(x).numpy(), first(x).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(second(x)), to_numpy(first(x)), rtol=1e-12)
     assert second.layers[2].get_config()["permutations"] == first.layers[2].permutations.tolist()
 
 
@@ -297,7 +298,7 @@ def test_spatial_weights_in_the_originals_layout_give_the_reference(float64):
     model.set_weights(weights)
     x = rng.normal(size=(5, 4, 4, 1))
     expected = spatial_reference(x, weights)
-    np.testing.assert_allclose(model(x).numpy()[:, 0], expected, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(model(x))[:, 0], expected, rtol=1e-10)
     model.compile(jit_compile=True)
     np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], expected, rtol=1e-10)
 
@@ -312,7 +313,7 @@ def test_weight_file_round_trip_restores_outputs(tmp_path, float64, make):
     source.save_weights(path)
     target = make(seed=2)
     target.load_weights(path)
-    np.testing.assert_allclose(target(x).numpy(), source(x).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(target(x)), to_numpy(source(x)), rtol=1e-12)
     for a, b in zip(source.get_weights(), target.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from libspn_keras import initializers, layers
+from tests.backend_utils import to_numpy
 
 
 def clustered_data(rng, centers, num_samples, noise=0.05):
@@ -154,7 +155,7 @@ def test_initializes_a_normal_leaf_and_serializes(float64):
     init = initializers.KMeans(data, max_num_clusters=4, seed=10)
     leaf = layers.NormalLeaf(num_components=4, location_initializer=init)
     leaf.build((None, 3, 3, 2))
-    np.testing.assert_array_equal(leaf.location.numpy()[0], np.asarray(init((3, 3, 4, 2), dtype="float64")))
+    np.testing.assert_array_equal(to_numpy(leaf.location)[0], np.asarray(init((3, 3, 4, 2), dtype="float64")))
 
     config = init.get_config()
     assert config["data"] is None and config["seed"] == 10 and config["max_num_clusters"] == 4

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from libspn_keras import initializers, layers
+from tests.backend_utils import to_numpy
 
 
 def reference(column: np.ndarray, k: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def test_samplewise_normalization_and_use_in_a_leaf():
     leaf = layers.NormalLeaf(num_components=2, location_initializer=init)
     leaf.build((None, 4, 1, 1))
     np.testing.assert_allclose(
-        leaf.location.numpy()[0, :, 0, :, 0], [reference(z[:, v], 2) for v in range(4)], rtol=1e-5
+        to_numpy(leaf.location)[0, :, 0, :, 0], [reference(z[:, v], 2) for v in range(4)], rtol=1e-5
     )
 
 

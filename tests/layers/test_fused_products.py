@@ -7,12 +7,13 @@ EM counts, for every sum op, in eager, graph and XLA modes, with ``-inf`` childr
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import layers, sum_ops
 from libspn_keras.math import factor_rows
+from tests.backend_utils import grad, run, tensor, to_numpy
 from tests.sum_op_cases import OPS
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
@@ -28,28 +29,32 @@ def _layers(op_name: str, num_factors: int, dtype: str, seed: int = 0):
     x[1, :num_factors, 1] = -np.inf  # every factor of a region -inf
     dense.build((None, 2, 2, 3**num_factors))
     dense.accumulators.assign(rng.gamma(1.0, size=dense.accumulators.shape).astype(dtype) + 0.05)
-    return product, dense, tf.constant(x)
+    return product, dense, tensor(x)
 
 
 def _run(middle, top, x, fused: bool, mode: str):
     """Values, input signals and accumulator gradients / EM counts of ``top`` over the ``middle`` layers."""
 
     def fn(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
+        def forward(x):
             h = x
             for layer in middle:
                 h = layer(h)
-            out = top(h if fused else tf.identity(h))
-            # Counts of 1 per sum (EM ops) / the gradient of the total log-probability (gradient op).
-            target = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out)))
-        return out, *tape.gradient(target, [x, top.accumulators])
+            return top(h if fused else keras.ops.copy(h))  # the copy drops the attached rows
 
-    if mode == "unknown-batch":
+        def target(x):
+            # Counts of 1 per sum (EM ops) / the gradient of the total log-probability (gradient op).
+            out = forward(x)
+            return keras.ops.where(keras.ops.isfinite(out), out, keras.ops.zeros_like(out))
+
+        return forward(x), *grad(target, x, variables=[top.accumulators])
+
+    if mode == "unknown-batch":  # a TensorFlow graph with an unknown batch size (requires_tensorflow)
+        import tensorflow as tf
+
         fn = tf.function(fn, input_signature=[tf.TensorSpec([None, *x.shape[1:]], x.dtype)])
-    elif mode != "eager":
-        fn = tf.function(fn, jit_compile=mode == "jit")
-    return [np.asarray(t) for t in fn(x)]
+        return [to_numpy(t) for t in fn(x)]
+    return [to_numpy(t) for t in run(fn, mode, x)]
 
 
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
@@ -69,10 +74,10 @@ def test_fused_equals_materialized(op_name, num_factors, mode):
 def test_fused_equals_brute_force_in_float64(op_name):
     product, dense, x = _layers(op_name, 2, "float64", seed=3)
     out = _run([product], dense, x, fused=True, mode="function")[0]
-    acc = dense.accumulators.numpy()
+    acc = to_numpy(dense.accumulators)
     linear = np.exp(acc) if dense.logspace_accumulators else acc
     weights = linear / linear.sum(axis=-2, keepdims=True)
-    x_np = x.numpy()
+    x_np = to_numpy(x)
     # Product (s, d, 3 i + j) of region s multiplies node i of scope 2 s and node j of scope 2 s + 1.
     prods = np.exp(x_np[:, 0::2, :, :, None] + x_np[:, 1::2, :, None, :]).reshape(5, 2, 2, 9)
     with np.errstate(divide="ignore"):
@@ -103,7 +108,7 @@ def test_weighted_sum_of_products_falls_back_for_every_op(op_name):
     product, dense, x = _layers(op_name, 2, "float32")
     factors = factor_rows(x, 2)
     got = dense.sum_op.weighted_sum_of_products(factors, dense.accumulators, dense.logspace_accumulators)
-    want = dense(tf.identity(product(x)))
+    want = dense(keras.ops.copy(product(x)))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=1e-5)
 
 
@@ -133,10 +138,12 @@ def _mixed_model(op_name: str, sum_layer: str, undecompose: tuple[int, ...], dty
         top = layers.DenseSum(num_sums=num_sums, sum_op=OPS[op_name](), dtype=dtype)
         top.build((None, 1, num_decomps, num_in))
     top.accumulators.assign(rng.gamma(1.0, size=top.accumulators.shape).astype(dtype) + 0.05)
-    return middle, top, tf.constant(x)
+    return middle, top, tensor(x)
 
 
-@pytest.mark.parametrize("mode", ["eager", "function", "jit", "unknown-batch"])
+@pytest.mark.parametrize(
+    "mode", ["eager", "function", "jit", pytest.param("unknown-batch", marks=pytest.mark.requires_tensorflow)]
+)
 @pytest.mark.parametrize("op_name", sorted(OPS))
 @pytest.mark.parametrize(
     ("sum_layer", "undecompose"),
@@ -177,10 +184,10 @@ def test_fused_path_is_taken_after_undecompose(monkeypatch):
 def test_root_over_undecomposed_products_equals_brute_force_in_float64(op_name):
     middle, top, x = _mixed_model(op_name, "root", (1,), dtype="float64", seed=5)
     out = _run(middle, top, x, fused=True, mode="function")[0]
-    acc = top.accumulators.numpy().reshape(-1)
+    acc = to_numpy(top.accumulators).reshape(-1)
     linear = np.exp(acc) if top.logspace_accumulators else acc
     weights = linear / linear.sum()
-    x_np = x.numpy()
+    x_np = to_numpy(x)
     # Root child d * 9 + 3 i + j: node i of scope 0 times node j of scope 1, decomposition d.
     prods = np.exp(x_np[:, 0, :, :, None] + x_np[:, 1, :, None, :]).reshape(5, 36)
     with np.errstate(divide="ignore"):

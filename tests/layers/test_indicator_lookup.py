@@ -1,7 +1,7 @@
 """Sums over an ``IndicatorLeaf`` are looked up from their log-weights (``math.log_weighted_sum_of_indicators_rows``).
 
 The lookup must give the same values, leaf signals and accumulator gradients / EM counts as the matmul over the
-same log-indicators with ``tf.identity`` in between (which drops the attached ``indicator_index``), for every sum
+same log-indicators with ``keras.ops.copy`` in between (which drops the attached ``indicator_index``), for every sum
 op and sum layer, with marginalized variables, an evidence mask and zero weights, eagerly, in graph and XLA modes,
 in float32 and float64; and it must really replace the matmul.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import layers, sum_ops
 from libspn_keras.math import attached_indicator_index, log_weighted_sum_of_indicators_rows
+from tests.backend_utils import function, grad, run, tensor, to_numpy
 from tests.sum_op_cases import OPS
 
 NUM_STATES = 3
@@ -49,18 +49,20 @@ def _network(kind: str, op_name: str, dtype: str) -> tuple[layers.IndicatorLeaf,
 
 def _run(leaf, sum_layer, x, mask, lookup: bool, mode: str) -> list[np.ndarray]:
     def fn(x, mask):
-        with tf.GradientTape() as tape:
-            h = leaf(x, evidence_mask=mask)
-            tape.watch(h)
-            out = sum_layer(h if lookup else tf.identity(h))
-            # Distinct signals per sum, so that the backward pass cannot hide a swapped child or sum.
-            signal = tf.reshape(tf.range(tf.size(out), dtype=out.dtype) % 7 + 1, tf.shape(out))
-            target = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out)) * signal)
-        return out, *tape.gradient(target, [h, sum_layer.accumulators])
+        h = leaf(x, evidence_mask=mask)
 
-    if mode != "eager":
-        fn = tf.function(fn, jit_compile=mode == "jit")
-    return [np.asarray(t) for t in fn(x, mask)]
+        def target(h):
+            out = sum_layer(h if lookup else keras.ops.copy(h))  # the copy drops the attached indicator_index
+            # Distinct signals per sum, so that the backward pass cannot hide a swapped child or sum.
+            signal = keras.ops.reshape(
+                keras.ops.cast(keras.ops.arange(keras.ops.size(out)) % 7 + 1, out.dtype), keras.ops.shape(out)
+            )
+            return keras.ops.where(keras.ops.isfinite(out), out, keras.ops.zeros_like(out)) * signal
+
+        out = sum_layer(h if lookup else keras.ops.copy(h))
+        return out, *grad(target, h, variables=[sum_layer.accumulators])
+
+    return [to_numpy(t) for t in run(fn, mode, x, mask)]
 
 
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
@@ -83,12 +85,15 @@ def test_lookup_equals_matmul(op_name, kind, mode, floatx):
 
 
 def _op_types(lookup: bool) -> set[str]:
+    import tensorflow as tf
+
     leaf, sum_layer = _network("dense", "em", "float32")
     fn = tf.function(lambda x: sum_layer(leaf(x) if lookup else tf.identity(leaf(x))))
     graph = fn.get_concrete_function(tf.TensorSpec([None, 4, 2, 1], tf.float32)).graph
     return {op.type for op in graph.get_operations()}
 
 
+@pytest.mark.requires_tensorflow  # reads the ops of a TensorFlow graph
 def test_lookup_replaces_the_matmul():
     assert "BatchMatMulV2" not in _op_types(lookup=True)
     assert "BatchMatMulV2" in _op_types(lookup=False)
@@ -99,16 +104,20 @@ def test_second_order_gradients_through_the_lookup(float64):
     x = _states((4, 2), "float64")
 
     def hessian_vector(lookup: bool) -> np.ndarray:
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                h = leaf(x)
-                out = sum_layer(h if lookup else tf.identity(h))
-                target = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out)) ** 2)
-            grad = inner.gradient(target, sum_layer.accumulators)
-            grad = tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
-            direction = tf.reshape(tf.cast(tf.range(tf.size(grad)) % 3, grad.dtype), tf.shape(grad))
-            projected = tf.reduce_sum(grad * direction)
-        return np.asarray(outer.gradient(projected, sum_layer.accumulators))
+        def target():
+            h = leaf(x)
+            out = sum_layer(h if lookup else keras.ops.copy(h))
+            return keras.ops.where(keras.ops.isfinite(out), out, keras.ops.zeros_like(out)) ** 2
+
+        def projected():
+            (g,) = grad(target, variables=[sum_layer.accumulators])
+            g = keras.ops.where(keras.ops.isfinite(g), g, keras.ops.zeros_like(g))
+            direction = keras.ops.reshape(
+                keras.ops.cast(keras.ops.arange(keras.ops.size(g)) % 3, g.dtype), keras.ops.shape(g)
+            )
+            return keras.ops.sum(g * direction)
+
+        return to_numpy(grad(projected, variables=[sum_layer.accumulators])[0])
 
     np.testing.assert_allclose(hessian_vector(True), hessian_vector(False), rtol=1e-10, atol=1e-12)
 
@@ -117,7 +126,7 @@ def test_lookup_kernel_against_numpy():
     rng = np.random.default_rng(3)
     weights = rng.dirichlet(np.ones(NUM_STATES), size=(2, 4)).transpose(0, 2, 1)  # [groups, states, out]
     index = rng.integers(0, NUM_STATES + 2, size=(2, 6))  # states, then "missing", then "impossible"
-    got = np.asarray(log_weighted_sum_of_indicators_rows(tf.constant(index, tf.int32), tf.math.log(weights)))
+    got = np.asarray(log_weighted_sum_of_indicators_rows(tensor(index, "int32"), keras.ops.log(weights)))
     indicators = np.concatenate([np.eye(NUM_STATES), np.ones((1, NUM_STATES)), np.zeros((1, NUM_STATES))])
     with np.errstate(divide="ignore"):
         want = np.log(np.einsum("grk,gko->gro", indicators[index], weights))
@@ -128,7 +137,7 @@ def test_the_index_follows_only_the_leaf_output():
     leaf = layers.IndicatorLeaf(num_components=2)
     out = leaf(np.array([[[[0.0]], [[np.nan]]]], "float32"))
     np.testing.assert_array_equal(np.asarray(attached_indicator_index(out)), [[[0], [2]]])
-    assert attached_indicator_index(tf.identity(out)) is None
+    assert attached_indicator_index(keras.ops.copy(out)) is None
     assert attached_indicator_index(out[..., :1]) is None
 
 
@@ -154,13 +163,11 @@ def test_edge_counts_of_samples_that_share_an_indicator_row(op, merges, float64)
     sum_layer(leaf(x))
     sum_layer.accumulators.assign(weights.reshape(1, 1, 3, 1))
 
-    @tf.function
+    @function
     def counts():
-        with tf.GradientTape() as tape:
-            target = tf.reduce_sum(sum_layer(leaf(x)))
-        return tape.gradient(target, sum_layer.accumulators)
+        return grad(lambda: sum_layer(leaf(x)), variables=[sum_layer.accumulators])[0]
 
-    got = np.asarray(counts()).ravel()
+    got = to_numpy(counts()).ravel()
     missing = num - 10
     if isinstance(op, sum_ops.SumOpEMBackprop):
         np.testing.assert_allclose(got, missing * weights + [10, 0, 0], rtol=1e-12)

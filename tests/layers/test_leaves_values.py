@@ -6,10 +6,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy import stats
 
 from libspn_keras import layers
+from tests.backend_utils import grad, run, tensor, to_numpy
 
 MODES = ["eager", "function", "jit"]
 LOCATION_SCALE = [
@@ -18,13 +18,6 @@ LOCATION_SCALE = [
     (layers.LaplaceLeaf, stats.laplace),
 ]
 LEAF_IDS = ["normal", "cauchy", "laplace"]
-
-
-def run(fn, mode, *args):
-    """Call ``fn(*args)`` eagerly, in a ``tf.function`` or in an XLA-compiled ``tf.function``."""
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=mode == "jit")(*args)
 
 
 def tolerance(dtype):
@@ -62,7 +55,7 @@ def test_location_scale_leaf_matches_scipy(leaf_cls, dist, var_dim, mode, floatx
     leaf, location, scale = make_location_scale_leaf(leaf_cls, x_shape, 3, rng, floatx)
     x = rng.normal(scale=2.0, size=x_shape).astype(floatx)
 
-    out = run(leaf, mode, tf.constant(x))
+    out = run(leaf, mode, tensor(x))
 
     assert out.shape == (5, 4, 2, 3)
     assert out.dtype == floatx
@@ -78,7 +71,7 @@ def test_location_scale_leaf_image_layout(leaf_cls, dist, mode):
     leaf, location, scale = make_location_scale_leaf(leaf_cls, x_shape, 4, rng, "float32")
     x = rng.normal(size=x_shape).astype("float32")
 
-    out = run(leaf, mode, tf.constant(x))
+    out = run(leaf, mode, tensor(x))
 
     assert tuple(leaf.location.shape) == (1, 2, 3, 4, 2)
     np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale), rtol=1e-5, atol=1e-5)
@@ -96,7 +89,7 @@ def test_nan_marginalizes_per_dimension(leaf_cls, dist, var_dim, mode):
     missing[0] = True  # a fully missing sample
     x[missing] = np.nan
 
-    out = np.asarray(run(leaf, mode, tf.constant(x)))
+    out = np.asarray(run(leaf, mode, tensor(x)))
 
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out[0], 0.0)
@@ -117,7 +110,7 @@ def test_evidence_mask_marginalizes(leaf_cls, dist, per, mode):
     # Values behind a False mask must not matter, even if they are huge.
     x = np.where(missing, 1e30, x).astype("float32")
 
-    out = run(lambda v, m: leaf(v, evidence_mask=m), mode, tf.constant(x), tf.constant(observed))
+    out = run(lambda v, m: leaf(v, evidence_mask=m), mode, tensor(x), tensor(observed))
 
     np.testing.assert_allclose(out, reference_log_prob(dist, x, location, scale, missing), rtol=1e-5, atol=1e-5)
 
@@ -160,12 +153,9 @@ def test_location_scale_log_density_gradients_match_finite_differences(leaf_cls,
     x[1] = location[1] + 0.25 * scale[1]  # ... and |z| < 1
 
     def gradients(*args):
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            total = tf.reduce_sum(leaf_cls.log_density(*args))
-        return tape.gradient(total, args)
+        return grad(leaf_cls.log_density, *args)
 
-    out = run(gradients, mode, *(tf.constant(v) for v in (x, location, scale)))
+    out = run(gradients, mode, *(tensor(v) for v in (x, location, scale)))
 
     step = 1e-6
     for index in range(3):
@@ -187,7 +177,7 @@ def test_cauchy_log_density_is_finite_far_in_the_tails(dtype, mode):
     scale = np.array([1e-30, 1.0, 1.0, 1e-30, 1e-30, 1e-4], dtype)
     location = np.zeros_like(x)
 
-    out = np.asarray(run(layers.CauchyLeaf.log_density, mode, *(tf.constant(v) for v in (x, location, scale))))
+    out = np.asarray(run(layers.CauchyLeaf.log_density, mode, *(tensor(v) for v in (x, location, scale))))
 
     expected = stats.cauchy.logpdf(x.astype(np.float64), scale=scale.astype(np.float64))
     assert np.all(np.isfinite(out))
@@ -202,14 +192,14 @@ def test_initial_scale_is_the_initializers_value(leaf_cls, floatx):
     expected = np.asarray(initializer((4, 2, 3, 2), dtype=floatx), np.float64)
     leaf = leaf_cls(num_components=3, scale_trainable=True, scale_initializer=initializer)
     leaf.build((None, 4, 2, 2))
-    np.testing.assert_allclose(leaf.parameters()[1].numpy(), expected, **tolerance(floatx))
-    np.testing.assert_allclose(leaf.scale.numpy()[0], np.log(np.expm1(expected)), **tolerance(floatx))
+    np.testing.assert_allclose(to_numpy(leaf.parameters()[1]), expected, **tolerance(floatx))
+    np.testing.assert_allclose(to_numpy(leaf.scale)[0], np.log(np.expm1(expected)), **tolerance(floatx))
     assert leaf.scale.trainable and leaf.scale.name == "scale" and leaf.scale.shape == (1, 4, 2, 3, 2)
     # A fixed scale is stored as is.
     fixed = leaf_cls(num_components=3, scale_initializer=initializer)
     fixed.build((None, 4, 2, 2))
-    np.testing.assert_allclose(fixed.scale.numpy()[0], expected, **tolerance(floatx))
-    np.testing.assert_allclose(fixed.parameters()[1].numpy(), expected, **tolerance(floatx))
+    np.testing.assert_allclose(to_numpy(fixed.scale)[0], expected, **tolerance(floatx))
+    np.testing.assert_allclose(to_numpy(fixed.parameters()[1]), expected, **tolerance(floatx))
 
 
 def test_trainable_scale_initializer_is_checked_before_the_softplus_inverse():
@@ -284,7 +274,7 @@ def test_indicator_leaf_one_hot_in_log_space(input_dtype, mode, floatx):
     states = rng.integers(0, 4, size=(7, 5, 2, 1)).astype(input_dtype)
     leaf = layers.IndicatorLeaf(num_components=4)
 
-    out = run(leaf, mode, tf.constant(states))
+    out = run(leaf, mode, tensor(states))
 
     assert out.shape == (7, 5, 2, 4)
     assert out.dtype == floatx
@@ -300,7 +290,7 @@ def test_indicator_leaf_nan_marginalizes(mode):
     states[missing] = np.nan
     leaf = layers.IndicatorLeaf(num_components=3, dtype="float32")
 
-    out = run(leaf, mode, tf.constant(states))
+    out = run(leaf, mode, tensor(states))
 
     np.testing.assert_array_equal(out, indicator_reference(states, 3, missing))
 
@@ -316,6 +306,6 @@ def test_indicator_leaf_evidence_mask_marginalizes(per, mode):
     states = np.where(observed, states, 99).astype("int32")
     leaf = layers.IndicatorLeaf(num_components=3)
 
-    out = run(lambda s, m: leaf(s, evidence_mask=m), mode, tf.constant(states), tf.constant(mask))
+    out = run(lambda s, m: leaf(s, evidence_mask=m), mode, tensor(states), tensor(mask))
 
     np.testing.assert_array_equal(out, indicator_reference(np.where(observed, states, 0), 3, ~observed))

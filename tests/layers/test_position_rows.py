@@ -1,18 +1,19 @@
 """Region layers pass their output's position rows on (``math.attach_rows``) with the same values.
 
 A chain of region layers reads its inputs from the attached rows instead of transposing; it must give the same
-values, input gradients and accumulator gradients / EM counts as the same layers with ``tf.identity`` (which drops
+values, input gradients and accumulator gradients / EM counts as the same layers with ``keras.ops.copy`` (which drops
 the attributes) between them, for every sum op, in eager, graph and XLA modes.
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import layers
 from libspn_keras.math import attach_rows, attached_rows, to_rows
+from tests.backend_utils import run, tensor, to_numpy, value_and_grad
 from tests.sum_op_cases import OPS
 
 # Decomposition 1 leaves scope 4 out: its signal must be zero.
@@ -34,29 +35,28 @@ def _chain(op_name: str) -> list:
     ]
 
 
-def _inputs() -> tf.Tensor:
+def _inputs():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2, size=(6, 5, 1, 1)).astype("float32")
     x[0, 1] = np.nan  # a marginalized variable
-    return tf.constant(np.broadcast_to(x, (6, 5, 2, 1)).copy())
+    return tensor(np.broadcast_to(x, (6, 5, 2, 1)).copy())
 
 
-def _run(chain: list, x: tf.Tensor, keep_rows: bool, mode: str) -> list[np.ndarray]:
+def _run(chain: list, x, keep_rows: bool, mode: str) -> list[np.ndarray]:
     sums = [layer for layer in chain if hasattr(layer, "accumulators")]
 
     def fn(x):
-        with tf.GradientTape() as tape:
-            h = chain[0](x)
-            tape.watch(h)
-            leaf = h
-            for layer in chain[1:]:
-                h = layer(h if keep_rows else tf.identity(h))
-            target = tf.reduce_sum(h)
-        return h, *tape.gradient(target, [leaf, *(layer.accumulators for layer in sums)])
+        leaf = chain[0](x)
 
-    if mode != "eager":
-        fn = tf.function(fn, jit_compile=mode == "jit")
-    return [np.asarray(t) for t in fn(x)]
+        def above_the_leaf(h):
+            for layer in chain[1:]:
+                h = layer(h if keep_rows else keras.ops.copy(h))  # the copy drops the attached rows
+            return h
+
+        out, grads = value_and_grad(above_the_leaf, leaf, variables=[layer.accumulators for layer in sums])
+        return out, *grads
+
+    return [to_numpy(t) for t in run(fn, mode, x)]
 
 
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
@@ -72,7 +72,10 @@ def test_chain_with_rows_equals_chain_without(op_name, mode):
     assert np.all(np.isfinite(with_rows[0]))
 
 
+@pytest.mark.requires_tensorflow  # rows are attached in TensorFlow graphs only
 def test_attached_rows_hold_the_output_values():
+    import tensorflow as tf
+
     chain = _chain("grad")
     carriers = []
 
@@ -90,7 +93,7 @@ def test_attached_rows_hold_the_output_values():
         return out
 
     for rows, transposed in pairs(_inputs()):
-        np.testing.assert_array_equal(rows.numpy(), transposed.numpy())
+        np.testing.assert_array_equal(to_numpy(rows), to_numpy(transposed))
     assert carriers == ["DenseSum", "PermuteAndPadScopes", "ReduceProduct", "DenseProduct", "DenseSum", "DenseProduct"]
 
 
@@ -102,7 +105,10 @@ def test_nothing_is_attached_eagerly():
         assert attached_rows(h) is None
 
 
+@pytest.mark.requires_tensorflow  # rows are attached in TensorFlow graphs only
 def test_rows_of_another_shape_or_dtype_are_ignored():
+    import tensorflow as tf
+
     with tf.Graph().as_default():  # rows are attached in graph mode only
         x = tf.zeros([2, 3, 4, 5])
         attach_rows(x, tf.ones([6, 2, 5]))  # 6 positions, x has 12
@@ -116,12 +122,13 @@ def test_rows_of_another_shape_or_dtype_are_ignored():
         assert attached_rows(unknown) is None
 
 
+@pytest.mark.requires_tensorflow  # rows are attached in TensorFlow graphs only
 @pytest.mark.parametrize("api", ["sequential", "functional"])
 def test_keras_models_pass_the_rows_between_layers(api, monkeypatch):
+    import tensorflow as tf
+
     # Keras must hand each layer the tensor object the previous layer returned, attributes included; otherwise
     # every region layer silently falls back to transposing. Count the layers that found rows on their input.
-    import keras
-
     from libspn_keras import models
     from libspn_keras.layers import _products, _scopes
     from libspn_keras.math import _log_weighted_sum

@@ -7,10 +7,11 @@ import itertools
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import layers, sum_ops
+from tests import backend_utils
 from tests import spatial_reference as ref
+from tests.backend_utils import run, tensor, to_numpy
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
 pytestmark = pytest.mark.usefixtures("weight_normalization")
@@ -18,13 +19,6 @@ pytestmark = pytest.mark.usefixtures("weight_normalization")
 MODES = ["eager", "function", "jit"]
 PADDINGS = ["valid", "full", "final"]
 KERNELS = [(2, 2), (3, 3), (2, 3)]
-
-
-def run(fn, mode, *args):
-    """Call ``fn(*args)`` eagerly, in a ``tf.function`` or in an XLA-compiled ``tf.function``."""
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=mode == "jit")(*args)
 
 
 def log_inputs(rng, shape, dtype="float32", impossible=0.1):
@@ -49,7 +43,7 @@ def assert_log_close(actual, expected, dtype):
 
 
 def reference_product(layer, x):
-    indices = None if layer.depthwise else layer.kernel_indices.numpy()
+    indices = None if layer.depthwise else to_numpy(layer.kernel_indices)
     return ref.conv2d_product(x, layer.kernel_size, layer.strides, layer.dilations, layer.padding, indices)
 
 
@@ -74,7 +68,7 @@ def test_conv2d_product_matches_loop(padding, stride, dilation, kernel_size, dep
 
     indices = None if depthwise else ref.all_combinations(channels, kernel_size)
     if not depthwise:  # the documented channel order of num_channels=None
-        np.testing.assert_array_equal(layer.kernel_indices.numpy(), indices)
+        np.testing.assert_array_equal(to_numpy(layer.kernel_indices), indices)
     expected = ref.conv2d_product(x, kernel_size, (stride, stride), (dilation, dilation), padding, indices)
     assert out.shape == expected.shape == tuple(layer.compute_output_shape(x.shape))
     assert_log_close(out, expected, "float32")
@@ -89,7 +83,7 @@ def test_documented_channel_order_of_all_combinations():
     layer = layers.Conv2DProduct(strides=1, dilations=1, kernel_size=[1, 2])
     layer.build((None, 2, 3, 2))
     # Output channel o takes (o // C**t) % C at kernel cell t: the first kernel cell varies fastest.
-    np.testing.assert_array_equal(layer.kernel_indices.numpy()[0], [[0, 1, 0, 1], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(to_numpy(layer.kernel_indices)[0], [[0, 1, 0, 1], [0, 0, 1, 1]])
 
 
 @pytest.mark.parametrize("kernel_size", [(2, 2), (3, 3)], ids=["k2", "k3"])
@@ -101,7 +95,7 @@ def test_conv2d_product_channel_subset(kernel_size):
 
     out = np.asarray(layer(x))
 
-    indices = layer.kernel_indices.numpy()
+    indices = to_numpy(layer.kernel_indices)
     assert indices.shape == (*kernel_size, 7) and out.shape[-1] == 7
     assert indices.min() >= 0 and indices.max() < 3
     combos = {tuple(indices[..., o].ravel()) for o in range(7)}
@@ -109,28 +103,24 @@ def test_conv2d_product_channel_subset(kernel_size):
     assert_log_close(out, reference_product(layer, x), "float32")
     same = layers.Conv2DProduct(seed=11, **kwargs)
     same.build(x.shape)
-    np.testing.assert_array_equal(same.kernel_indices.numpy(), indices)
+    np.testing.assert_array_equal(to_numpy(same.kernel_indices), indices)
     other = layers.Conv2DProduct(seed=12, **kwargs)
     other.build(x.shape)
-    assert not np.array_equal(other.kernel_indices.numpy(), indices)
+    assert not np.array_equal(to_numpy(other.kernel_indices), indices)
 
 
 def test_num_channels_equal_to_all_combinations_uses_the_documented_order():
     layer = layers.Conv2DProduct(strides=2, dilations=1, kernel_size=2, num_channels=16, seed=3)
     layer.build((None, 4, 4, 2))
-    np.testing.assert_array_equal(layer.kernel_indices.numpy(), ref.all_combinations(2, (2, 2)))
+    np.testing.assert_array_equal(to_numpy(layer.kernel_indices), ref.all_combinations(2, (2, 2)))
 
 
 def test_conv2d_product_gradient_counts_children():
     # d(sum of log-products)/dx counts how often each input node is a factor (padding cells count nothing).
     x = log_inputs(np.random.default_rng(2), (1, 4, 5, 2), "float64", impossible=0.0)
     layer = layers.Conv2DProduct(strides=1, dilations=1, kernel_size=2, padding="full", num_channels=5, seed=1)
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        total = tf.reduce_sum(layer(xt))
-    grad = tape.gradient(total, xt).numpy()
-    indices = layer.kernel_indices.numpy()
+    (grad,) = to_numpy(backend_utils.grad(layer, tensor(x)))
+    indices = to_numpy(layer.kernel_indices)
     expected = np.zeros_like(x)
     out_h, out_w = 5, 6
     for i, j, o, u, v in itertools.product(range(out_h), range(out_w), range(5), range(2), range(2)):
@@ -144,12 +134,10 @@ def value_and_input_gradient(layer, mode, x, dy):
     """``layer(x)`` and the gradient of ``sum(dy * layer(x))`` with respect to ``x``, in ``mode``."""
 
     def value_and_grad(x, dy):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = layer(x)
-        return out, tape.gradient(out, x, output_gradients=dy)
+        out, (d_x,) = backend_utils.value_and_grad(layer, x, cotangent=dy)
+        return out, d_x
 
-    return run(value_and_grad, mode, tf.constant(x), tf.constant(dy))
+    return run(value_and_grad, mode, tensor(x), tensor(dy))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -174,11 +162,11 @@ def test_conv2d_product_input_gradient_matches_loop(padding, stride, dilation, k
 
     out, grad = value_and_input_gradient(layer, mode, x, dy)
 
-    indices = None if depthwise else layer.kernel_indices.numpy()
+    indices = None if depthwise else to_numpy(layer.kernel_indices)
     strides, dilations = layer.strides, layer.dilations
     assert_log_close(out, ref.conv2d_product(x, kernel_size, strides, dilations, padding, indices), "float64")
     expected = ref.conv2d_product_input_gradient(dy, x.shape, kernel_size, strides, dilations, padding, indices)
-    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(grad), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -196,9 +184,9 @@ def test_depthwise_product_multiplies_by_its_kernel(mode):
     out, grad = value_and_input_gradient(layer, mode, x, dy)
 
     geometry = ((2, 2), (1, 1), (2, 2), "full", None)
-    np.testing.assert_allclose(out.numpy(), ref.conv2d_product(x, *geometry, kernel_weights=weights), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(out), ref.conv2d_product(x, *geometry, kernel_weights=weights), rtol=1e-12)
     expected = ref.conv2d_product_input_gradient(dy, x.shape, *geometry, kernel_weights=weights)
-    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(grad), expected, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -266,7 +254,7 @@ def test_spatial_layers_in_every_mode_and_dtype(mode, floatx):
         outs = [layer(inputs[x.shape[-1]]) for layer, x in products]
         return outs + [layer(x3) for layer, _, _ in sums] + [to_regions(x3)]
 
-    outs = run(forward, mode, tf.constant(x2), tf.constant(x3))
+    outs = run(forward, mode, tensor(x2), tensor(x3))
 
     expected = [reference_product(layer, x.astype("float64")) for layer, x in products]
     expected += [ref.spatial_sum(x3.astype("float64"), ref.normalized_log_weights(a, ls)) for _, a, ls in sums]

@@ -9,6 +9,7 @@ import scipy.special
 import scipy.stats
 
 from libspn_keras import layers, models
+from tests.backend_utils import to_numpy
 from tests.reference_spn import all_states
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
@@ -39,7 +40,7 @@ def discrete_spn(num_states: int = 2, seed: int = 0) -> models.SequentialSumProd
 def spn_and_joint(float64):
     spn = discrete_spn(num_states=3)
     states = all_states(NUM_VARS, 3)
-    joint = np.exp(spn.log_marginal(states.astype("float64")).numpy())
+    joint = np.exp(to_numpy(spn.log_marginal(states.astype("float64"))))
     return spn, states, joint
 
 
@@ -51,11 +52,11 @@ def test_joint_sums_to_one_and_marginals_sum_out(spn_and_joint):
         mask[0, var] = False
         x = states[:1].astype("float64")
         expected = joint[np.all(np.delete(states, var, 1) == np.delete(x, var, 1), axis=1)].sum()
-        got = np.exp(spn.log_marginal(x, mask).numpy()[0])
+        got = np.exp(to_numpy(spn.log_marginal(x, mask))[0])
         np.testing.assert_allclose(got, expected, rtol=1e-10)
         x_nan = x.copy()
         x_nan[0, var] = np.nan
-        np.testing.assert_allclose(np.exp(spn.log_marginal(x_nan).numpy()[0]), expected, rtol=1e-10)
+        np.testing.assert_allclose(np.exp(to_numpy(spn.log_marginal(x_nan))[0]), expected, rtol=1e-10)
 
 
 def test_log_conditional_equals_brute_force(spn_and_joint):
@@ -65,7 +66,7 @@ def test_log_conditional_equals_brute_force(spn_and_joint):
     evidence = np.array([[False, True, False, True]])  # variable 2 is marginalized
     match_e = (states[:, 1] == 0) & (states[:, 3] == 1)
     expected = np.log(joint[match_e & (states[:, 0] == 2)].sum() / joint[match_e].sum())
-    np.testing.assert_allclose(spn.log_conditional(x, query, evidence).numpy()[0], expected, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(spn.log_conditional(x, query, evidence))[0], expected, rtol=1e-10)
     with pytest.raises(ValueError, match="must not overlap"):
         spn.log_conditional(x, query, query)
 
@@ -77,12 +78,12 @@ def test_posterior_completion_equals_the_brute_force_posterior_mean(spn_and_join
     match = (states[:, 1] == 2) & (states[:, 3] == 0)
     posterior = joint[match] / joint[match].sum()
     expected = posterior @ states[match]
-    completed = spn.complete(x, evidence, method="posterior").numpy()[0]
+    completed = to_numpy(spn.complete(x, evidence, method="posterior"))[0]
     np.testing.assert_allclose(completed, expected, rtol=1e-9)
 
 
 def _log_weights(layer, axis):
-    acc = layer.accumulators.numpy()
+    acc = to_numpy(layer.accumulators)
     if layer.logspace_accumulators:
         return acc - scipy.special.logsumexp(acc, axis=axis, keepdims=True)
     return np.log(acc / acc.sum(axis=axis, keepdims=True))
@@ -90,8 +91,8 @@ def _log_weights(layer, axis):
 
 def _max_product(spn, x):
     """Brute-force value of the max-product network at a complete state, from the layers' weights."""
-    leaves = spn.layers[1](spn.layers[0](x)).numpy()
-    h = spn.layers[2](leaves).numpy()
+    leaves = to_numpy(spn.layers[1](spn.layers[0](x)))
+    h = to_numpy(spn.layers[2](leaves))
     for layer in spn.layers[3:]:
         if isinstance(layer, layers.DenseSum):
             w = _log_weights(layer, axis=2)
@@ -100,7 +101,7 @@ def _max_product(spn, x):
             w = _log_weights(layer, axis=2).reshape(-1)  # accumulators [1, 1, num_in, 1]
             h = np.max(h.reshape(len(x), -1) + w, axis=-1)
         else:
-            h = layer(h).numpy()
+            h = to_numpy(layer(h))
     return h
 
 
@@ -110,7 +111,7 @@ def test_mpe_completion_maximizes_the_max_product_value(spn_and_joint):
     evidence = np.array([[False, True, False, False]])
     candidates = states[states[:, 1] == 1].astype("float64")
     values = _max_product(spn, candidates)
-    completed = spn.mpe(x, evidence).numpy()
+    completed = to_numpy(spn.mpe(x, evidence))
     assert completed[0, 1] == 1
     np.testing.assert_allclose(_max_product(spn, completed)[0], values.max(), rtol=1e-12)
 
@@ -118,8 +119,8 @@ def test_mpe_completion_maximizes_the_max_product_value(spn_and_joint):
 def test_unconditional_samples_match_the_joint(float64):
     spn = discrete_spn(num_states=2, seed=1)
     states = all_states(NUM_VARS, 2)
-    joint = np.exp(spn.log_marginal(states.astype("float64")).numpy())
-    samples = spn.sample(num_samples=20000, seed=3).numpy().astype(int)
+    joint = np.exp(to_numpy(spn.log_marginal(states.astype("float64"))))
+    samples = to_numpy(spn.sample(num_samples=20000, seed=3)).astype(int)
     index = samples @ (2 ** np.arange(NUM_VARS)[::-1])
     observed = np.bincount(index, minlength=len(states))
     result = scipy.stats.chisquare(observed, joint * len(samples))
@@ -132,9 +133,9 @@ def test_unconditional_samples_match_the_joint(float64):
 def test_conditional_samples_match_the_conditional(float64):
     spn = discrete_spn(num_states=2, seed=2)
     states = all_states(NUM_VARS, 2)
-    joint = np.exp(spn.log_marginal(states.astype("float64")).numpy())
+    joint = np.exp(to_numpy(spn.log_marginal(states.astype("float64"))))
     evidence = np.tile(np.array([[np.nan, 1, np.nan, 0]]), (20000, 1))
-    samples = spn.sample(evidence=evidence, seed=4).numpy()
+    samples = to_numpy(spn.sample(evidence=evidence, seed=4))
     assert np.all(samples[:, 1] == 1) and np.all(samples[:, 3] == 0)
     match = (states[:, 1] == 1) & (states[:, 3] == 0)
     conditional = joint[match] / joint[match].sum()
@@ -164,10 +165,10 @@ def test_continuous_posterior_completion_and_samples(float64):
     x = np.array([[0.5, np.nan]])
     like = 0.3 * scipy.stats.norm.pdf(0.5, -2.0, 0.7), 0.7 * scipy.stats.norm.pdf(0.5, 3.0, 0.7)
     post = np.array(like) / np.sum(like)
-    completed = spn.complete(x, method="posterior").numpy()
+    completed = to_numpy(spn.complete(x, method="posterior"))
     np.testing.assert_allclose(completed[0], [0.5, post @ locations[:, 1]], rtol=1e-9)
-    np.testing.assert_allclose(spn.mpe(x).numpy()[0], [0.5, locations[np.argmax(post), 1]], rtol=1e-12)
-    samples = spn.sample(evidence=np.tile(x, (20000, 1)), seed=1).numpy()[:, 1]
+    np.testing.assert_allclose(to_numpy(spn.mpe(x))[0], [0.5, locations[np.argmax(post), 1]], rtol=1e-12)
+    samples = to_numpy(spn.sample(evidence=np.tile(x, (20000, 1)), seed=1))[:, 1]
     mixture_mean = post @ locations[:, 1]
     mixture_var = post @ (0.49 + locations[:, 1] ** 2) - mixture_mean**2
     assert abs(samples.mean() - mixture_mean) < 4 * np.sqrt(mixture_var / len(samples))
@@ -181,11 +182,11 @@ def test_infer_no_evidence_call_returns_completions(float64):
     )
     x = np.array([[1, 0, 1, 0]], "float64")
     mask = np.array([[True, False, True, False]])
-    np.testing.assert_allclose(completer((x, mask)).numpy(), spn.complete(x, mask, method="posterior").numpy())
+    np.testing.assert_allclose(to_numpy(completer((x, mask))), to_numpy(spn.complete(x, mask, method="posterior")))
     # Gradient sum ops and infer_weighted_sum=True (the default): the posterior mean, here of the joint.
     states = all_states(NUM_VARS, 2)
-    joint = np.exp(spn.log_marginal(states.astype("float64")).numpy())
-    zero = spn.zero_evidence_inference(3).numpy()
+    joint = np.exp(to_numpy(spn.log_marginal(states.astype("float64"))))
+    zero = to_numpy(spn.zero_evidence_inference(3))
     np.testing.assert_allclose(zero, np.tile(joint @ states, (3, 1)), rtol=1e-9)
 
 

@@ -13,6 +13,7 @@ import pytest
 from libspn_keras import constraints, initializers, layers, losses, models, optimizers, sum_ops
 from libspn_keras.optimizers import _online_em
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
+from tests.backend_utils import to_numpy
 from tests.reference_spn import all_states
 
 
@@ -60,14 +61,14 @@ def fit_one_batch(model: models.SequentialSumProductNetwork, optimizer, x: np.nd
 def test_one_step_equals_closed_form(float64, compiled, op, gliding_average):
     model = mixture_model(op)
     root = model.layers[-1]
-    before = root.accumulators.numpy().reshape(-1).copy()
+    before = to_numpy(root.accumulators).reshape(-1).copy()
     np.testing.assert_allclose(before, 0.1)  # epsilon / fan-in
     fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.25, gliding_average=gliding_average))
     expected = 0.75 * before + 0.25 * FREQUENCIES if gliding_average else before + 0.25 * FREQUENCIES
-    np.testing.assert_allclose(root.accumulators.numpy().reshape(-1), expected, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(root.accumulators).reshape(-1), expected, rtol=1e-12)
     # With cumulative counts and EpsilonInverseFanIn, weights are the paper's additively smoothed estimate.
     if not gliding_average:
-        weights = np.exp(model.log_marginal(np.array([[0.0], [1.0], [2.0]])).numpy())
+        weights = np.exp(to_numpy(model.log_marginal(np.array([[0.0], [1.0], [2.0]]))))
         c = 0.25 * FREQUENCIES
         np.testing.assert_allclose(weights, (c + 0.3 / 3) / (c.sum() + 0.3), rtol=1e-12)
 
@@ -81,7 +82,7 @@ def test_normalized_update_interpolates_the_weights(float64, compiled, op):
     root.accumulators.assign(np.array([0.5, 0.3, 0.2]).reshape(1, 1, 3, 1) * 7.0)  # unnormalized on purpose
     fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.25, normalized_update=True))
     expected = 0.75 * np.array([0.5, 0.3, 0.2]) + 0.25 * FREQUENCIES
-    np.testing.assert_allclose(root.accumulators.numpy().reshape(-1), expected, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(root.accumulators).reshape(-1), expected, rtol=1e-12)
 
 
 def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64, compiled):
@@ -101,7 +102,7 @@ def test_normalized_update_keeps_the_weights_of_sums_no_sample_reached(float64, 
     root.accumulators.assign(np.array([1e6, 1e-6]).reshape(1, 1, 2, 1))
     x = np.array([[0], [1], [1], [2]], "float64")
     fit_one_batch(model, optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=True), x)
-    after = dense.accumulators.numpy()[0, 0]
+    after = to_numpy(dense.accumulators)[0, 0]
     weights_before = dense_before / dense_before.sum(axis=0)
     np.testing.assert_allclose(after[:, 1], weights_before[:, 1], rtol=1e-12)  # not reached: unchanged
     np.testing.assert_allclose(after[:, 0], 0.5 * weights_before[:, 0] + 0.5 * np.array([1, 2, 1]) / 4, rtol=1e-12)
@@ -125,7 +126,7 @@ def test_non_em_variables_get_the_original_step_by_default_else_sgd(float64, com
     opt = optimizers.OnlineExpectationMaximization(learning_rate=0.5, normalized_update=normalized_update)
     variable = keras.Variable(np.array([1.0, 2.0]))
     opt.apply([np.array([0.2, -0.4])], [variable])
-    np.testing.assert_allclose(variable.numpy(), expected)
+    np.testing.assert_allclose(to_numpy(variable), expected)
     assert bool(opt._compiled_updates) == compiled
 
 
@@ -145,7 +146,7 @@ def test_large_variables_are_updated_by_xla_like_small_ones():
             mark_em_statistic(variable, outcome_axis=-2)
         opt.apply([-counts, -counts[:2, :3]], variables)
         assert sorted(opt._compiled_updates) == [0]  # only the large one
-        results.append([v.numpy() for v in variables])
+        results.append([to_numpy(v) for v in variables])
     for got, a, n in zip(results[0], (start, start[:2, :3]), (counts, counts[:2, :3]), strict=True):
         total = n.sum(1, keepdims=True)
         expected = np.where(
@@ -198,7 +199,7 @@ def test_full_batch_em_never_decreases_the_training_likelihood(float64):
     assert all(b >= a - 1e-9 for a, b in zip(history, history[1:], strict=False)), history
     assert history[-1] > history[0] + 0.05
     # The model stays normalized after EM updates.
-    assert abs(np.exp(model.log_marginal(states.astype("float64")).numpy()).sum() - 1.0) < 1e-9
+    assert abs(np.exp(to_numpy(model.log_marginal(states.astype("float64")))).sum() - 1.0) < 1e-9
 
 
 @pytest.mark.parametrize("normalized_update", [False, True], ids=["counts", "normalized"])
@@ -231,8 +232,8 @@ def test_em_leaves_learn_a_two_component_mixture(op, normalized_update):
     after = float(np.mean(model.log_marginal(x)))
     location, scale = model.layers[1].parameters()
     assert after > before + 1.0
-    np.testing.assert_allclose(np.sort(location.numpy()[:, 0, :, 0], axis=-1), [[-3, 3]] * 3, atol=0.35)
-    assert np.all(scale.numpy() > 0.3) and np.all(scale.numpy() < 1.6)
+    np.testing.assert_allclose(np.sort(to_numpy(location)[:, 0, :, 0], axis=-1), [[-3, 3]] * 3, atol=0.35)
+    assert np.all(to_numpy(scale) > 0.3) and np.all(to_numpy(scale) < 1.6)
 
 
 @pytest.mark.parametrize("accumulate_batches", [1, 2])
@@ -250,9 +251,9 @@ def test_default_rule_normalizes_marked_counts_per_batch_and_mixes_them(float64,
         opt.apply([-batch, -batch, -batch], [soft, hard, other])
     totals = counts.sum(axis=-2, keepdims=True)
     normalized = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    np.testing.assert_allclose(soft.numpy(), 0.8 * start + 0.2 * normalized.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(hard.numpy(), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(other.numpy(), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(soft), 0.8 * start + 0.2 * normalized.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(hard), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(other), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from libspn_keras import layers, models, sum_ops
 from libspn_keras.math import WeightedSumParts
 from libspn_keras.sum_ops import _em as em_module
+from tests.backend_utils import grad, jit, tensor, to_numpy
 from tests.reference_spn import ReferenceSPN
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
@@ -50,11 +51,12 @@ def make_model(ref: ReferenceSPN, op: sum_ops.SumOpBase) -> models.SequentialSum
 
 def counts_and_child_signal(model, x, observed=None):
     dense, root = model.layers[4], model.layers[7]
-    with tf.GradientTape() as tape:
-        out = model(x) if observed is None else model((x, observed))
-        total = tf.reduce_sum(out)
-    dense_grad, root_grad = tape.gradient(total, [dense.accumulators, root.accumulators])
-    return dense_grad.numpy(), root_grad.numpy().reshape(-1, 1)  # the root's [1, 1, n, 1] as [n, 1]
+    variables = [dense.accumulators, root.accumulators]
+    if observed is None:
+        _, dense_grad, root_grad = grad(model, x, variables=variables)
+    else:
+        _, _, dense_grad, root_grad = grad(lambda a, m: model((a, m)), x, observed, variables=variables)
+    return to_numpy(dense_grad), to_numpy(root_grad).reshape(-1, 1)  # the root's [1, 1, n, 1] as [n, 1]
 
 
 # Selection logits per output of the model's DenseSum: (2 scopes x NUM_DECOMPS groups) x NUM_STATES**2 children.
@@ -175,13 +177,14 @@ def test_child_signal_of_soft_em_is_the_gradient_of_the_log_likelihood(float64):
     for op in (sum_ops.SumOpEMBackprop(), sum_ops.SumOpGradBackprop(logspace_accumulators=False)):
         model = make_model(ref, op)
         leaf_in = model.layers[0](x)
-        with tf.GradientTape() as tape:
-            leaf_out = model.layers[1](leaf_in)
-            tape.watch(leaf_out)
-            h = leaf_out
+        leaf_out = model.layers[1](leaf_in)
+
+        def above_the_leaf(h, model=model):
             for layer in model.layers[2:]:
                 h = layer(h)
-        signals.append(tape.gradient(h, leaf_out).numpy())
+            return h
+
+        signals.append(to_numpy(grad(above_the_leaf, leaf_out)[0]))
     np.testing.assert_allclose(signals[0], signals[1], rtol=1e-9, atol=1e-12)
 
 
@@ -197,14 +200,12 @@ def test_em_ops_run_under_xla_with_the_same_counts(float64, selection_blocks, op
     variables = [model.layers[4].accumulators, model.layers[7].accumulators]
 
     def counts(inputs):
-        with tf.GradientTape() as tape:
-            total = tf.reduce_sum(model(inputs))
-        return tape.gradient(total, variables)
+        return grad(model, inputs, variables=variables)[1:]
 
     eager = counts(x)
-    compiled = tf.function(counts, jit_compile=True)(tf.constant(x))
+    compiled = jit(counts)(tensor(x))
     for a, b in zip(eager, compiled, strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9)
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-9)
 
 
 def test_em_ops_reject_logspace_accumulators():
@@ -227,18 +228,20 @@ def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkey
     x_group = np.log(rng.dirichlet(np.ones(num_in), size=2))  # [groups, in]
     weights = rng.dirichlet(np.ones(num_in), size=(2, num_out)).transpose(0, 2, 1)  # [groups, in, out]
     x = np.repeat(x_group[:, None, :], num_rows, axis=1)
-    parts = WeightedSumParts(log_sums=None, weights=tf.constant(weights), log_children=tf.constant(x))
+    parts = WeightedSumParts(log_sums=None, weights=tensor(weights), log_children=tensor(x))
     monkeypatch.setattr(em_module, "SELECTION_LOGITS_PER_ROW", 2 * 2 * num_in)  # blocks of 2 sums: 3 blocks
 
-    child_counts, edge_counts = op_cls(sample_prob=1.0).backward(parts, tf.ones([2, num_rows, num_out], tf.float64))
+    child_counts, edge_counts = op_cls(sample_prob=1.0).backward(
+        parts, keras.ops.ones([2, num_rows, num_out], "float64")
+    )
 
     logits = x_group[:, :, None] + (np.log(weights) if op_cls is sum_ops.SumOpHardEMBackprop else 0.0)
     posterior = np.exp(logits - logits.max(axis=1, keepdims=True))
     posterior /= posterior.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(edge_counts.numpy() / num_rows, np.broadcast_to(posterior, weights.shape), atol=0.035)
-    np.testing.assert_allclose(child_counts.numpy().sum(axis=-1), num_out)  # each sum sends its count to one child
+    np.testing.assert_allclose(to_numpy(edge_counts) / num_rows, np.broadcast_to(posterior, weights.shape), atol=0.035)
+    np.testing.assert_allclose(to_numpy(child_counts).sum(axis=-1), num_out)  # each sum sends its count to one child
     if op_cls is sum_ops.SumOpUnweightedHardEMBackprop:  # independent draws per sum, not one draw per row
-        assert len({tuple(row) for row in edge_counts.numpy()[0].T}) > 1
+        assert len({tuple(row) for row in to_numpy(edge_counts)[0].T}) > 1
 
 
 @pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
@@ -250,9 +253,9 @@ def test_selection_counts_of_children_and_edges_equal_brute_force(float64, selec
     x = np.log(rng.uniform(0.05, 1.0, size=(num_groups, num_rows, num_in)))
     weights = rng.dirichlet(np.ones(num_in), size=(num_groups, num_out)).transpose(0, 2, 1)
     dy = rng.uniform(size=(num_groups, num_rows, num_out)) * (rng.uniform(size=(num_groups, num_rows, num_out)) < 0.7)
-    parts = WeightedSumParts(log_sums=None, weights=tf.constant(weights), log_children=tf.constant(x))
+    parts = WeightedSumParts(log_sums=None, weights=tensor(weights), log_children=tensor(x))
 
-    child_counts, edge_counts = op_cls().backward(parts, tf.constant(dy))
+    child_counts, edge_counts = op_cls().backward(parts, tensor(dy))
 
     weighted = op_cls is sum_ops.SumOpHardEMBackprop
     expected_children, expected_edges = np.zeros_like(x), np.zeros_like(weights)
@@ -260,5 +263,5 @@ def test_selection_counts_of_children_and_edges_equal_brute_force(float64, selec
         winner = int(np.argmax(x[g, r] + (np.log(weights[g, :, o]) if weighted else 0.0)))
         expected_children[g, r, winner] += dy[g, r, o]
         expected_edges[g, winner, o] += dy[g, r, o]
-    np.testing.assert_allclose(child_counts.numpy(), expected_children, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(edge_counts.numpy(), expected_edges, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(to_numpy(child_counts), expected_children, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(to_numpy(edge_counts), expected_edges, rtol=1e-12, atol=1e-15)
