@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from libspn_keras.layers._validation import check_states
+from libspn_keras.math._backend import Tensor, check
+from libspn_keras.math._backend_math import invalid_argument_error, widest_int_dtype
 
 
 def _reduction(reduction: str) -> str:
@@ -30,15 +30,16 @@ def class_labels(y_true: Any, num_classes: int | None, owner: str) -> Any:
     Raises:
         ValueError: If ``y_true`` has more than one value per sample (e.g. one-hot labels).
         TypeError: If ``y_true`` is not numeric.
-        tf.errors.InvalidArgumentError: If a label is negative, at least ``num_classes``, a fraction or ``NaN``
-            (eagerly and in a ``tf.function``; XLA drops the check).
+        InvalidArgumentError: If a label is negative, at least ``num_classes``, a fraction or ``NaN``: on TensorFlow a
+            ``tf.errors.InvalidArgumentError`` (eagerly and in a ``tf.function``; XLA drops the check), elsewhere a
+            ``ValueError`` where the values are known (skipped in a traced JAX function).
 
     Example:
         >>> import numpy as np
-        >>> class_labels(np.array([[2], [0]]), 3, "NegativeLogJoint").numpy().tolist()
+        >>> ops.convert_to_numpy(class_labels(np.array([[2], [0]]), 3, "NegativeLogJoint")).tolist()
         [2, 0]
     """
-    labels = tf.convert_to_tensor(y_true)
+    labels = ops.convert_to_tensor(y_true)
     shape = tuple(labels.shape)
     if len(shape) > 2 or len(shape) == 2 and shape[-1] not in (1, None):
         one_hot = " One-hot labels? Pass their argmax (np.argmax(y, axis=-1))." if shape[-1] == num_classes else ""
@@ -46,12 +47,33 @@ def class_labels(y_true: Any, num_classes: int | None, owner: str) -> Any:
             f"{owner} expects integer class labels of shape [batch] or [batch, 1], one per sample.{one_hot} "
             f"Received: y_true.shape={shape}"
         )
-    if not (labels.dtype.is_integer or labels.dtype.is_floating or labels.dtype.is_bool):
-        raise TypeError(f"{owner} expects integer class labels. Received: dtype={labels.dtype.name}")
-    labels = tf.reshape(labels, [-1])
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if not (dtype.startswith(("int", "uint", "float", "bfloat")) or dtype == "bool"):
+        raise TypeError(f"{owner} expects integer class labels. Received: dtype={dtype}")
+    labels = ops.reshape(labels, [-1])
     if num_classes is not None:
-        labels = check_states(labels, num_classes, f"{owner} expects integer class labels in [0, {num_classes})")
-    return tf.cast(labels, tf.int32)
+        labels = _checked_labels(labels, num_classes, f"{owner} expects integer class labels in [0, {num_classes})")
+    return ops.cast(labels, "int32")
+
+
+def _checked_labels(values: Tensor, num_classes: int, message: str) -> Tensor:
+    """Return ``values`` once checked to be integers in ``[0, num_classes)``: floats unchanged, integers widened.
+
+    The checks compare in the input's own dtype (integers and booleans as the widest integer dtype): a cast to int32
+    first would wrap ``+-inf``, huge floats and large integers around into the range. Each check is ordered after
+    the one before it, so the first failing one is reported (``NaN`` first: it fails every comparison).
+    """
+    floating = "float" in keras.backend.standardize_dtype(values.dtype)
+    if not floating:
+        values = ops.cast(values, widest_int_dtype())
+    error = invalid_argument_error()
+    if floating:
+        values = check(ops.logical_not(ops.isnan(values)), message + "; received NaN", error, depends=values)
+    values = check(values >= 0, message + "; received a negative value", error, depends=values)
+    values = check(values < num_classes, message + "; received a larger value", error, depends=values)
+    if floating:
+        values = check(values == ops.round(values), message + "; received a fraction", error, depends=values)
+    return values
 
 
 def joint_log_prob(y_true: Any, y_pred: Any, owner: str = "NegativeLogJoint") -> Any:

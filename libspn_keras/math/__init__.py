@@ -1,6 +1,7 @@
 """Log-space kernels shared by layers and sum ops."""
 
 from libspn_keras.math._backend import (
+    Tensor,
     attach,
     attached,
     backend,
@@ -44,7 +45,7 @@ from libspn_keras.math._log_weighted_sum import (
     to_rows,
     weights_to_rows,
 )
-from libspn_keras.math._random import check_seed, seed_generator, stateless_seed
+from libspn_keras.math._random import DrawnSeed, check_seed, draw_seed, seed_generator, stateless_seed
 
 __all__ = [
     "Tensor",
@@ -64,6 +65,8 @@ __all__ = [
     "attached_row_sums",
     "attached_rows",
     "check_seed",
+    "draw_seed",
+    "DrawnSeed",
     "contraction_weights",
     "custom_gradient",
     "factor_rows",

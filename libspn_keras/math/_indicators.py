@@ -10,15 +10,18 @@ row's *index* (``indicator_index``) and attaches it to its output the way Keras 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import tensorflow as tf
+import keras
+from keras import ops
+
+from libspn_keras.math._backend import Tensor, attach, attached
 
 #: Attribute under which an indicator leaf's output ``[batch, *variables, num_states]`` carries its row indices.
 _INDEX_ATTRIBUTE = "_libspn_keras_indicator_index"
 
 
-def indicator_index(states: tf.Tensor, observed: tf.Tensor | None, num_states: int) -> tf.Tensor:
+def indicator_index(states: Tensor, observed: Tensor | None, num_states: int) -> Tensor:
     """The row of ``indicator_log_table`` of each variable.
 
     Args:
@@ -31,21 +34,24 @@ def indicator_index(states: tf.Tensor, observed: tf.Tensor | None, num_states: i
         observed, ``K + 1`` where an observed state is out of range.
 
     Example:
-        >>> indicator_index(tf.constant([0, 1, 5]), tf.constant([True, False, True]), 2).numpy().tolist()
+        >>> import numpy as np
+        >>> index = indicator_index(np.array([0, 1, 5]), np.array([True, False, True]), 2)
+        >>> ops.convert_to_numpy(index).tolist()
         [0, 2, 3]
     """
-    states = tf.cast(states, tf.int32)
-    index = tf.where((states >= 0) & (states < num_states), states, tf.fill(tf.shape(states), num_states + 1))
+    states = ops.cast(states, "int32")
+    index = ops.where((states >= 0) & (states < num_states), states, ops.full_like(states, num_states + 1))
     if observed is None:
         return index
-    return tf.where(observed, index, tf.fill(tf.shape(index), num_states))
+    return ops.where(observed, index, ops.full_like(index, num_states))
 
 
-def indicator_log_table(num_states: int, dtype: tf.DType) -> tf.Tensor:
+def indicator_log_table(num_states: int, dtype: Any) -> Tensor:
     """``[K + 2, K]`` log-indicators: ``log(one_hot(k))`` for ``k < K``, then zeros (missing), then ``-inf``."""
-    one_hot = tf.eye(num_states, dtype=dtype)
-    rows = tf.concat([one_hot, tf.ones([1, num_states], dtype), tf.zeros([1, num_states], dtype)], axis=0)
-    return tf.math.log(rows)
+    dtype = keras.backend.standardize_dtype(dtype)
+    one_hot = ops.eye(num_states, dtype=dtype)
+    rows = ops.concatenate([one_hot, ops.ones([1, num_states], dtype), ops.zeros([1, num_states], dtype)], axis=0)
+    return ops.log(rows)
 
 
 class IndicatorRows(NamedTuple):
@@ -56,34 +62,40 @@ class IndicatorRows(NamedTuple):
         num_states: Number of states ``K``: each row is a row of the ``[K + 2, K]`` ``indicator_log_table``.
     """
 
-    index_rows: tf.Tensor
+    index_rows: Tensor
     num_states: int
 
 
-def attach_indicator_index(x: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """Attach the ``indicator_index`` ``[batch, *variables]`` of the log-indicators ``x`` to ``x``; return ``x``."""
-    setattr(x, _INDEX_ATTRIBUTE, index)
-    return x
+def attach_indicator_index(x: Tensor, index: Tensor) -> Tensor:
+    """Attach the ``indicator_index`` ``[batch, *variables]`` of the log-indicators ``x`` to ``x``; return ``x``.
+
+    Where ``x`` takes no attributes (a JAX tracer) nothing is attached: the sums above compute the same values from
+    ``x`` itself.
+    """
+    return attach(x, _INDEX_ATTRIBUTE, index)
 
 
-def attached_indicator_index(x: tf.Tensor) -> tf.Tensor | None:
+def attached_indicator_index(x: Tensor) -> Tensor | None:
     """The ``indicator_index`` attached to ``x`` by an indicator leaf, if any (and if it still fits ``x``)."""
-    index = getattr(x, _INDEX_ATTRIBUTE, None)
-    if index is None or index.dtype != tf.int32 or index.shape.rank != x.shape.rank - 1:
+    index = attached(x, _INDEX_ATTRIBUTE)
+    if index is None or keras.backend.standardize_dtype(index.dtype) != "int32":
         return None
-    return index if index.shape[1:].is_compatible_with(x.shape[1:-1]) else None
+    if len(index.shape) != len(x.shape) - 1:
+        return None
+    compatible = all(a is None or b is None or a == b for a, b in zip(index.shape[1:], x.shape[1:-1], strict=True))
+    return index if compatible else None
 
 
-def index_rows(index: tf.Tensor, shared: bool) -> tf.Tensor:
+def index_rows(index: Tensor, shared: bool) -> Tensor:
     """``[batch, *middle]`` row indices in the rows layout of ``to_rows``: ``[prod(middle), batch]`` or ``[1, -1]``."""
     if shared:
-        return tf.reshape(index, [1, -1])
-    rank = index.shape.rank
-    moved = tf.transpose(index, [*range(1, rank), 0])
-    return tf.reshape(moved, [math.prod(index.shape[1:]), -1])
+        return ops.reshape(index, [1, -1])
+    rank = len(index.shape)
+    moved = ops.transpose(index, [*range(1, rank), 0])
+    return ops.reshape(moved, [math.prod(index.shape[1:]), -1])
 
 
-def log_weighted_sum_of_indicators_rows(index_rows: tf.Tensor, log_weights_rows: tf.Tensor) -> tf.Tensor:
+def log_weighted_sum_of_indicators_rows(index_rows: Tensor, log_weights_rows: Tensor) -> Tensor:
     """Weighted sums of log-indicators, looked up: equals ``log_weighted_sum_rows`` of their log-indicators.
 
     With one-hot children the sum ``o`` of an observed state ``k`` is ``log w_ko``; over a marginalized variable
@@ -97,15 +109,24 @@ def log_weighted_sum_of_indicators_rows(index_rows: tf.Tensor, log_weights_rows:
         Log-sums ``[num_groups, num_rows, num_out]``.
 
     Example:
-        >>> log_w = tf.math.log([[[0.25], [0.75]]])
-        >>> sums = log_weighted_sum_of_indicators_rows(tf.constant([[1, 2, 3]]), log_w)
-        >>> [round(float(p), 4) for p in tf.exp(sums)[0, :, 0]]
+        >>> import numpy as np
+        >>> log_w = np.log(np.array([[[0.25], [0.75]]], "float32"))
+        >>> sums = log_weighted_sum_of_indicators_rows(np.array([[1, 2, 3]], "int32"), log_w)
+        >>> [round(float(p), 4) for p in ops.convert_to_numpy(ops.exp(sums))[0, :, 0]]
         [0.75, 1.0, 0.0]
     """
-    return tf.gather(indicator_sums_table(log_weights_rows), index_rows, batch_dims=1)
+    table = indicator_sums_table(log_weights_rows)  # [groups, states + 2, out]
+    num_groups, num_table_rows, num_out = ops.shape(table)
+    if isinstance(num_groups, int) and num_groups == 1:  # shared weights: one group, a plain gather of its table rows
+        return ops.take(table[0], index_rows, axis=0)
+    # A gather with one batch axis (what tf.gather(batch_dims=1) does): one gather from the flattened table, at
+    # index + group * (states + 2).
+    offsets = ops.arange(num_groups, dtype="int32")[:, None] * num_table_rows
+    flat = ops.reshape(table, [-1, num_out])
+    return ops.take(flat, ops.cast(index_rows, "int32") + offsets, axis=0)
 
 
-def indicator_sums_table(log_weights_rows: tf.Tensor) -> tf.Tensor:
+def indicator_sums_table(log_weights_rows: Tensor) -> Tensor:
     """The weighted sums over each row of ``indicator_log_table``: ``[num_groups, num_states + 2, num_out]``.
 
     Args:
@@ -114,6 +135,7 @@ def indicator_sums_table(log_weights_rows: tf.Tensor) -> tf.Tensor:
     Returns:
         ``log w_ko`` for state ``k``, then ``log sum_k w_ko`` (marginalized), then ``-inf`` (impossible).
     """
-    marginal = tf.reduce_logsumexp(log_weights_rows, axis=-2, keepdims=True)
-    impossible = tf.fill(tf.shape(marginal), tf.constant(-math.inf, log_weights_rows.dtype))
-    return tf.concat([log_weights_rows, marginal, impossible], axis=-2)
+    log_weights_rows = ops.convert_to_tensor(log_weights_rows)
+    marginal = ops.logsumexp(log_weights_rows, axis=-2, keepdims=True)
+    impossible = ops.full_like(marginal, -math.inf)
+    return ops.concatenate([log_weights_rows, marginal, impossible], axis=-2)
