@@ -314,7 +314,10 @@ class BaseLocationScaleLeaf(BaseLeaf):
     def _finite_log_prob(self, x: Tensor, observed: Tensor | None) -> Tensor:
         if not self.use_accumulators:
             return super()._log_prob(x, observed)
-        observed_f = ops.ones_like(x) if observed is None else ops.cast(observed, x.dtype)
+        # The EM backward pass gives the statistics no gradient to the observations: ``em_log_prob`` closes over them
+        # as constants (a custom gradient may only close over values that are not differentiated, e.g. on JAX).
+        x = ops.stop_gradient(x)
+        observed_f = ops.stop_gradient(ops.ones_like(x) if observed is None else ops.cast(observed, x.dtype))
         statistics = [_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale())]
 
         @custom_gradient
