@@ -7,7 +7,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from libspn_keras._data import concatenated_samples
 
 
 def standardize_samplewise(data: np.ndarray, epsilon: float) -> np.ndarray:
@@ -44,13 +45,11 @@ def broadcast_per_variable(values: np.ndarray, shape: tuple[int, ...], name: str
 def as_samples(data: Any) -> np.ndarray:
     """Return ``data`` as one float64 array of samples.
 
-    A NumPy array or tensor is taken as is; a batched ``tf.data.Dataset``'s batches (or their first items, for
-    ``(inputs, ...)`` tuples) are concatenated.
+    A NumPy array or tensor is taken as is; the batches of a dataset (a batched ``tf.data.Dataset``, a
+    ``keras.utils.PyDataset`` or an iterator of batches), or their first items for ``(inputs, ...)`` tuples, are
+    concatenated.
     """
-    if isinstance(data, tf.data.Dataset):
-        batches = [batch[0] if isinstance(batch, tuple | list) else batch for batch in data]
-        return np.concatenate([np.asarray(batch, dtype=np.float64) for batch in batches], axis=0)
-    return np.asarray(data, dtype=np.float64)
+    return concatenated_samples(data)
 
 
 class BasePoonDomingosQuantileSplit(keras.initializers.Initializer, abc.ABC):
@@ -64,8 +63,8 @@ class BasePoonDomingosQuantileSplit(keras.initializers.Initializer, abc.ABC):
     Args:
         data: Data to compute quantiles over: ``[num_samples, num_vars]``, ``[num_samples, num_vars, var_dim]``
             or images ``[num_samples, height, width, channels]`` (the leaf's input without the batch axis); a
-            NumPy array, a tensor or a batched ``tf.data.Dataset`` of inputs or ``(inputs, ...)`` tuples (as
-            LibSPN Keras 0.6 took it).
+            NumPy array, a tensor or a dataset of batches of inputs or of ``(inputs, ...)`` tuples: a batched
+            ``tf.data.Dataset`` (as LibSPN Keras 0.6 took it), a ``keras.utils.PyDataset`` or an iterator.
         samplewise_normalization: Whether to 'Z-score normalize' the data sample-wise before computing the
             quantiles (use it when the model starts with ``NormalizeStandardScore``).
         normalization_epsilon: Non-zero constant to account for near-zero standard deviations in normalizations.
@@ -165,8 +164,8 @@ class PoonDomingosStddevOfQuantileSplit(BasePoonDomingosQuantileSplit):
     leaf rejects as a scale. See ``BasePoonDomingosQuantileSplit`` for the arguments.
 
     Example:
-        >>> import numpy as np, tensorflow as tf
-        >>> data = tf.data.Dataset.from_tensor_slices(np.arange(8.0).reshape(8, 1)).batch(3)
+        >>> import numpy as np
+        >>> data = iter(np.array_split(np.arange(8.0).reshape(8, 1), 3))  # batches, as a dataset gives them
         >>> init = PoonDomingosStddevOfQuantileSplit(data, samplewise_normalization=False)
         >>> [round(float(value), 4) for value in np.asarray(init((1, 1, 2, 1))).ravel()]  # std of 0..3, 4..7
         [1.118, 1.118]

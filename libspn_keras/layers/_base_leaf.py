@@ -8,10 +8,11 @@ import enum
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking, variable_scopes
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, pop_input_shape
+from libspn_keras.math._backend import Tensor
 from libspn_keras.math._random import Seed
 
 
@@ -101,24 +102,24 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
             )
         return dataclasses.replace(scopes, log_probabilities=True)
 
-    def _check_input_dtype(self, dtype: tf.DType) -> None:
+    def _check_input_dtype(self, dtype: Any) -> None:
         """Raise a ``TypeError`` unless the leaf can evaluate inputs of ``dtype`` (floating point by default)."""
         check_float_dtype(self.name, dtype, "observations (NaN marks a missing value); cast integer data first")
 
     @abc.abstractmethod
-    def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
+    def _log_prob_per_dim(self, x: Tensor) -> Tensor:
         """Return log-probabilities ``[batch, *variables, num_components, var_dim]`` of finite inputs ``x``."""
 
     @abc.abstractmethod
-    def component_modes(self) -> tf.Tensor:
+    def component_modes(self) -> Tensor:
         """Return the mode of every component, ``[*variables, num_components, var_dimensionality]``."""
 
     @abc.abstractmethod
-    def mode_log_prob(self) -> tf.Tensor:
+    def mode_log_prob(self) -> Tensor:
         """Return the log-density of every component at its mode, per dimension, ``[*variables, K, var_dim]``."""
 
     @abc.abstractmethod
-    def sample_components(self, num_samples: int | tf.Tensor, seed: Seed = None) -> tf.Tensor:
+    def sample_components(self, num_samples: int | Tensor, seed: Seed = None) -> Tensor:
         """Draw one value from every component for each of ``num_samples`` samples.
 
         Draws are stateless (``libspn_keras.math.stateless_seed``): the same int seed gives the same values.
@@ -132,15 +133,15 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
             Samples ``[num_samples, *variables, num_components, var_dimensionality]``.
         """
 
-    def get_modes(self) -> tf.Tensor:
+    def get_modes(self) -> Tensor:
         """Return the mode of every component with a leading axis of one, as the original library does.
 
         Returns:
             ``[1, *variables, num_components, var_dimensionality]``.
         """
-        return self.component_modes()[tf.newaxis]
+        return ops.expand_dims(self.component_modes(), 0)
 
-    def get_leaf_representation(self, size: int | tf.Tensor, seed: Seed = None) -> tf.Tensor:
+    def get_leaf_representation(self, size: int | Tensor, seed: Seed = None) -> Tensor:
         """The value that stands for each component when missing values are filled in (``leaf_representation``).
 
         Args:
@@ -158,36 +159,35 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
             >>> leaf = NormalLeaf(num_components=2, leaf_representation="sample")
             >>> leaf.build((None, 3, 1, 1))
             >>> a = leaf.get_leaf_representation(4, seed=0)
-            >>> a.shape
-            TensorShape([4, 3, 1, 2, 1])
-            >>> bool(np.all(a.numpy() == leaf.get_leaf_representation(4, seed=0).numpy()))
+            >>> tuple(a.shape)
+            (4, 3, 1, 2, 1)
+            >>> bool(np.all(np.asarray(a) == np.asarray(leaf.get_leaf_representation(4, seed=0))))
             True
         """
         if self.leaf_representation is LeafRepresentation.SAMPLE:
             return self.sample_components(size, seed=seed)
         modes = self.get_modes()
-        return tf.repeat(modes, size, axis=0)
+        return ops.repeat(modes, size, axis=0)
 
-    def _missing(self, x: tf.Tensor, evidence_mask: Any) -> tf.Tensor | None:
+    def _missing(self, x: Tensor, evidence_mask: Any) -> Tensor | None:
         """Boolean tensor shaped like ``x`` that is ``True`` where a value is missing, or ``None``."""
-        missing = tf.math.is_nan(x) if x.dtype.is_floating else None
+        missing = ops.isnan(x) if "float" in keras.backend.standardize_dtype(x.dtype) else None
         if evidence_mask is None:
             return missing
-        mask = tf.convert_to_tensor(evidence_mask)
-        if mask.dtype != tf.bool:
-            if not mask.dtype.is_integer:
+        mask = ops.convert_to_tensor(evidence_mask)
+        mask_dtype = keras.backend.standardize_dtype(mask.dtype)
+        if mask_dtype != "bool":
+            if "int" not in mask_dtype:
                 raise TypeError(
                     f"Layer '{self.name}' expects a boolean evidence_mask (True = observed). "
-                    f"Received: dtype={mask.dtype.name}"
+                    f"Received: dtype={mask_dtype}"
                 )
-            mask = tf.cast(mask, tf.bool)
-        if mask.shape.rank == x.shape.rank - 1:
-            mask = mask[..., tf.newaxis]
+            mask = ops.cast(mask, "bool")
+        if len(mask.shape) == len(x.shape) - 1:
+            mask = ops.expand_dims(mask, -1)
         if (
-            mask.shape.rank != x.shape.rank
-            or not mask.shape[1:].is_compatible_with(
-                tf.TensorShape([d if m != 1 else m for d, m in zip(x.shape[1:], mask.shape[1:], strict=True)])
-            )
+            len(mask.shape) != len(x.shape)
+            or not all(m is None or d is None or m in (1, d) for d, m in zip(x.shape[1:], mask.shape[1:], strict=True))
             or mask.shape[0] not in (None, 1, x.shape[0])
             and x.shape[0] is not None
         ):
@@ -195,10 +195,10 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
                 f"Layer '{self.name}' expects an evidence_mask shaped like its input {tuple(x.shape)} or like its "
                 f"input without the last axis. Received: evidence_mask.shape={tuple(evidence_mask.shape)}"
             )
-        not_observed = tf.broadcast_to(tf.logical_not(mask), tf.shape(x))
-        return not_observed if missing is None else tf.logical_or(missing, not_observed)
+        not_observed = ops.broadcast_to(ops.logical_not(mask), ops.shape(x))
+        return not_observed if missing is None else ops.logical_or(missing, not_observed)
 
-    def call(self, x: tf.Tensor, evidence_mask: Any = None) -> tf.Tensor:
+    def call(self, x: Tensor, evidence_mask: Any = None) -> Tensor:
         """Compute log-probabilities, marginalizing missing values.
 
         Args:
@@ -217,9 +217,9 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
         missing = self._missing(x, evidence_mask)
         if missing is None:
             return self._log_prob(x, None)
-        return self._log_prob(tf.where(missing, tf.zeros_like(x), x), tf.logical_not(missing))
+        return self._log_prob(ops.where(missing, ops.zeros_like(x), x), ops.logical_not(missing))
 
-    def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+    def _log_prob(self, x: Tensor, observed: Tensor | None) -> Tensor:
         """Sum the per-dimension log-probabilities of the observed dimensions.
 
         Args:
@@ -231,8 +231,8 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
         """
         log_prob = self._log_prob_per_dim(x)
         if observed is not None:
-            log_prob = tf.where(observed[..., tf.newaxis, :], log_prob, tf.zeros_like(log_prob))
-        return tf.reduce_sum(log_prob, axis=-1)
+            log_prob = ops.where(ops.expand_dims(observed, -2), log_prob, ops.zeros_like(log_prob))
+        return ops.sum(log_prob, axis=-1)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, *variables, num_components]``."""

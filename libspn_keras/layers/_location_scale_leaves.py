@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from libspn_keras.constraints import GreaterEqualEpsilon
@@ -21,12 +20,13 @@ from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._base_leaf import BaseLeaf
 from libspn_keras.layers._validation import Shape, check_bool, checked_initializer
 from libspn_keras.math import custom_gradient
+from libspn_keras.math._backend import Tensor
 from libspn_keras.optimizers._em_statistics import mark_em_statistic
 
 
-def _without_leading_axis(variable: keras.Variable) -> tf.Tensor:
+def _without_leading_axis(variable: keras.Variable) -> Tensor:
     """A leaf parameter ``[1, *variables, K, var_dim]`` (the original's weight) as ``[*variables, K, var_dim]``."""
-    return tf.reshape(variable, variable.shape[1:])
+    return ops.reshape(variable, variable.shape[1:])
 
 
 def _with_leading_axis(initializer: Callable[..., Any]) -> Callable[..., Any]:
@@ -173,7 +173,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
                 self.name,
                 "location_initializer",
                 "finite locations",
-                tf.math.is_finite,
+                ops.isfinite,
                 "location",
             ),
             trainable=self.location_trainable,
@@ -183,7 +183,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
             self.name,
             "scale_initializer",
             "finite, positive scales",
-            lambda scale: tf.math.is_finite(scale) & (scale > 0),
+            lambda scale: ops.logical_and(ops.isfinite(scale), ops.greater(scale, 0)),
             "scale",
         )
         if self._softplus_scale:
@@ -205,13 +205,13 @@ class BaseLocationScaleLeaf(BaseLeaf):
             )
         if self.count is None:
             return
-        location, scale, count = (tf.convert_to_tensor(v) for v in (self.location, self.scale, self.count))
+        location, scale, count = (ops.convert_to_tensor(v) for v in (self.location, self.scale, self.count))
         self.location.assign(location * count)
         mark_em_statistic(self.count)
         mark_em_statistic(self.location)
         if self.scale_trainable:
             self.second_moment = self.add_weight(name="second_order_moment_num_accum", shape=shape, initializer="zeros")
-            self.second_moment.assign((tf.square(scale) + tf.square(location)) * count)
+            self.second_moment.assign((ops.square(scale) + ops.square(location)) * count)
             mark_em_statistic(self.second_moment)
 
     @property
@@ -219,7 +219,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
         """Whether the ``scale`` weight holds ``softplus^-1(scale)`` (a trainable scale without accumulators)."""
         return self.scale_trainable and not self.use_accumulators
 
-    def parameters(self) -> tuple[tf.Tensor, tf.Tensor]:
+    def parameters(self) -> tuple[Tensor, Tensor]:
         """Return the current ``(location, scale)``, each ``[*variables, num_components, var_dimensionality]``.
 
         Without accumulators these are the variables themselves, except a trainable scale:
@@ -239,25 +239,25 @@ class BaseLocationScaleLeaf(BaseLeaf):
         return self.scale if self.second_moment is None else self.second_moment
 
     def _parameters_from_statistics(
-        self, count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        count = tf.maximum(count, tf.cast(1e-12, count.dtype))
+        self, count: Tensor, first: Tensor, second_or_scale: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        count = ops.maximum(count, ops.cast(1e-12, count.dtype))
         location = first / count
         if self.second_moment is None:
             return location, second_or_scale
-        variance = tf.maximum(second_or_scale / count - tf.square(location), tf.cast(1e-12, count.dtype))
-        return location, self.scale_constraint(tf.sqrt(variance))
+        variance = ops.maximum(second_or_scale / count - ops.square(location), ops.cast(1e-12, count.dtype))
+        return location, self.scale_constraint(ops.sqrt(variance))
 
-    def component_modes(self) -> tf.Tensor:
+    def component_modes(self) -> Tensor:
         """Return the locations (the mode of every location-scale component)."""
         return self.parameters()[0]
 
-    def mode_log_prob(self) -> tf.Tensor:
+    def mode_log_prob(self) -> Tensor:
         """Return the log-density of every component at its location."""
         location, scale = self.parameters()
         return self.log_density(location, location, scale)
 
-    def sample_components(self, num_samples: int | tf.Tensor, seed: Any = None) -> tf.Tensor:
+    def sample_components(self, num_samples: int | Tensor, seed: Any = None) -> Tensor:
         """Draw ``[num_samples, *variables, num_components, var_dimensionality]`` values, one per component.
 
         Args:
@@ -299,37 +299,40 @@ class BaseLocationScaleLeaf(BaseLeaf):
             Values of ``shape`` and ``dtype``.
         """
 
-    def _log_prob_per_dim(self, x: tf.Tensor) -> tf.Tensor:
+    def _log_prob_per_dim(self, x: Tensor) -> Tensor:
         location, scale = self.parameters()
-        return self.log_density(x[..., tf.newaxis, :], location, scale)
+        return self.log_density(ops.expand_dims(x, -2), location, scale)
 
-    def _log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+    def _log_prob(self, x: Tensor, observed: Tensor | None) -> Tensor:
         # An observed +-inf has density 0 under every component: its log-probability is -inf with a zero gradient
         # (evaluated at an infinite x, the gradient of the parameters would be NaN and spoil them in training).
-        infinite = tf.math.is_inf(x)
-        impossible = tf.reduce_any(infinite, axis=-1, keepdims=True)
-        log_prob = self._finite_log_prob(tf.where(infinite, tf.zeros_like(x), x), observed)
-        return tf.where(impossible, tf.constant(-float("inf"), log_prob.dtype), log_prob)
+        infinite = ops.isinf(x)
+        impossible = ops.any(infinite, axis=-1, keepdims=True)
+        log_prob = self._finite_log_prob(ops.where(infinite, ops.zeros_like(x), x), observed)
+        return ops.where(impossible, ops.convert_to_tensor(-float("inf"), log_prob.dtype), log_prob)
 
-    def _finite_log_prob(self, x: tf.Tensor, observed: tf.Tensor | None) -> tf.Tensor:
+    def _finite_log_prob(self, x: Tensor, observed: Tensor | None) -> Tensor:
         if not self.use_accumulators:
             return super()._log_prob(x, observed)
-        observed_f = tf.ones_like(x) if observed is None else tf.cast(observed, x.dtype)
+        # The EM backward pass gives the statistics no gradient to the observations: ``em_log_prob`` closes over them
+        # as constants (a custom gradient may only close over values that are not differentiated, e.g. on JAX).
+        x = ops.stop_gradient(x)
+        observed_f = ops.stop_gradient(ops.ones_like(x) if observed is None else ops.cast(observed, x.dtype))
         statistics = [_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale())]
 
         @custom_gradient
-        def em_log_prob(count: tf.Tensor, first: tf.Tensor, second_or_scale: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        def em_log_prob(count: Tensor, first: Tensor, second_or_scale: Tensor) -> tuple[Tensor, Any]:
             location, scale = self._parameters_from_statistics(count, first, second_or_scale)
-            per_dim = self.log_density(x[..., tf.newaxis, :], location, scale)
-            log_prob = tf.reduce_sum(per_dim * observed_f[..., tf.newaxis, :], axis=-1)
+            per_dim = self.log_density(ops.expand_dims(x, -2), location, scale)
+            log_prob = ops.sum(per_dim * ops.expand_dims(observed_f, -2), axis=-1)
 
-            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            def grad(dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
                 # E-step: posterior mass of each component, per observed dimension, and its moments.
-                mass = dy[..., tf.newaxis] * observed_f[..., tf.newaxis, :]
-                values = x[..., tf.newaxis, :]
-                moment = tf.reduce_sum(mass * values, axis=0)
-                second = tf.reduce_sum(mass * tf.square(values), axis=0) if self.second_moment is not None else None
-                return tf.reduce_sum(mass, axis=0), moment, second if second is not None else tf.zeros_like(scale)
+                mass = ops.expand_dims(dy, -1) * ops.expand_dims(observed_f, -2)
+                values = ops.expand_dims(x, -2)
+                moment = ops.sum(mass * values, axis=0)
+                second = ops.sum(mass * ops.square(values), axis=0) if self.second_moment is not None else None
+                return ops.sum(mass, axis=0), moment, second if second is not None else ops.zeros_like(scale)
 
             return log_prob, grad
 
@@ -368,8 +371,8 @@ class NormalLeaf(BaseLocationScaleLeaf):
         >>> import numpy as np, keras
         >>> leaf = NormalLeaf(num_components=2, location_initializer=keras.initializers.Zeros())
         >>> out = leaf(np.zeros((1, 3, 1, 1), "float32"))
-        >>> out.shape, round(float(out[0, 0, 0, 0]), 4)
-        (TensorShape([1, 3, 1, 2]), -0.9189)
+        >>> tuple(out.shape), round(float(out[0, 0, 0, 0]), 4)
+        ((1, 3, 1, 2), -0.9189)
     """
 
     scale_has_closed_form_em = True

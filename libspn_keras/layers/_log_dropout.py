@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype
+from libspn_keras.math._backend import Tensor
 
 
 def _is_int(value: Any) -> bool:
@@ -109,7 +110,7 @@ class LogDropout(ScopeTracking, keras.layers.Layer):
         """Dropout keeps the scopes."""
         return scopes
 
-    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def call(self, x: Tensor, training: bool | None = None) -> Tensor:
         """Drop values (set them to ``-inf``) with probability ``rate`` when training.
 
         Raises:
@@ -118,16 +119,16 @@ class LogDropout(ScopeTracking, keras.layers.Layer):
         check_float_dtype(self.name, x.dtype)
         if not training or self.rate == 0.0:
             return x
-        shape = tf.shape(x)
+        shape = ops.shape(x)
         if self.noise_shape is not None:
-            shape = tf.stack([shape[i] if s is None else s for i, s in enumerate(self.noise_shape)])
+            shape = tuple(shape[i] if s is None else s for i, s in enumerate(self.noise_shape))
         uniform = keras.random.uniform(shape, dtype=x.dtype, seed=self.seed_generator)
-        keep = uniform >= self.rate
+        keep = ops.greater_equal(uniform, self.rate)
         if self.axis_at_least_one is not None:
-            is_max = tf.equal(uniform, tf.reduce_max(uniform, axis=self.axis_at_least_one, keepdims=True))
-            keep = tf.logical_or(keep, is_max)
-        keep = tf.broadcast_to(keep, tf.shape(x))
-        return tf.where(keep, x, tf.constant(-float("inf"), dtype=x.dtype))
+            is_max = ops.equal(uniform, ops.max(uniform, axis=self.axis_at_least_one, keepdims=True))
+            keep = ops.logical_or(keep, is_max)
+        keep = ops.broadcast_to(keep, ops.shape(x))
+        return ops.where(keep, x, ops.convert_to_tensor(-float("inf"), dtype=x.dtype))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return the input shape."""

@@ -7,10 +7,12 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from libspn_keras._data import input_batches
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype, is_number, pop_input_shape
+from libspn_keras.math._backend import Tensor
 
 
 class NormalizeAxes(enum.Enum):
@@ -43,8 +45,9 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
         sample_wise: If ``True``, statistics are computed per sample over all its non-batch values (no weights).
             Otherwise the layer uses cross-sample statistics (one mean and one standard deviation over all
             samples and values), stored as non-trainable weights, which must be computed first with
-            ``adapt(data)`` where ``data`` is a NumPy array or a ``tf.data.Dataset`` (of inputs or of
-            ``(inputs, ...)`` tuples). ``NaN`` values (missing data) are ignored by the statistics and stay NaN.
+            ``adapt(data)`` where ``data`` is a NumPy array, a tensor or a dataset (a ``tf.data.Dataset``, a
+            ``keras.utils.PyDataset`` or an iterator) of batches of inputs or of ``(inputs, ...)`` tuples. ``NaN``
+            values (missing data) are ignored by the statistics and stay NaN.
         axes: LibSPN Keras 0.6's form of the choice, a ``NormalizeAxes`` (or its value, e.g. ``"variable-wise"``);
             it takes precedence over ``sample_wise``. ``NormalizeAxes.SAMPLE_WISE`` is ``sample_wise=True``,
             ``NormalizeAxes.GLOBAL`` is ``sample_wise=False`` and ``NormalizeAxes.VARIABLE_WISE`` keeps one mean and
@@ -126,8 +129,9 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
         """Compute the cross-sample mean and standard deviation of ``data`` (over all values, or per variable).
 
         Args:
-            data: NumPy array, tensor, or (batched) ``tf.data.Dataset`` yielding inputs or tuples whose first item
-                is the input.
+            data: NumPy array, tensor, or a dataset of batches (a batched ``tf.data.Dataset``, a
+                ``keras.utils.PyDataset``, an iterator such as a generator) yielding inputs or tuples whose first
+                item is the input.
 
         Raises:
             ValueError: If the layer is sample-wise, ``data`` does not match the layer's input shape, or a
@@ -140,11 +144,7 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
         total_sq: Any = 0.0
         count: Any = 0
         shape: tuple[int, ...] = ()
-        batches = data if isinstance(data, tf.data.Dataset) else [data]
-        for batch in batches:
-            if isinstance(batch, tuple | list):
-                batch = batch[0]
-            values = np.asarray(batch, dtype=np.float64)
+        for values in input_batches(data):
             shape = values.shape
             finite = np.isfinite(values)
             total = total + np.where(finite, values, 0.0).sum(axis=reduce_axes)
@@ -165,7 +165,7 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
         self.stddev.assign(std)
         self.adapted = True
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Normalize ``x``; integer and boolean inputs are cast to the layer's compute dtype.
 
         Raises:
@@ -175,13 +175,14 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
         mean, scale = self.statistics(x)
         return (x - mean) / scale
 
-    def _float_input(self, x: tf.Tensor) -> tf.Tensor:
-        if x.dtype.is_integer or x.dtype.is_bool:
-            x = tf.cast(x, self.compute_dtype)
+    def _float_input(self, x: Tensor) -> Tensor:
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if "int" in dtype or dtype == "bool":
+            x = ops.cast(x, self.compute_dtype)
         check_float_dtype(self.name, x.dtype, "or integer inputs")
         return x
 
-    def statistics(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The mean and the divisor (standard deviation plus ``normalization_epsilon``) that normalize ``x``.
 
         Args:
@@ -190,18 +191,18 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
         Returns:
             ``(mean, scale)``, each broadcastable to ``x``, so that the output is ``(x - mean) / scale``.
         """
-        eps = tf.constant(self.normalization_epsilon, dtype=x.dtype)
+        eps = ops.convert_to_tensor(self.normalization_epsilon, dtype=x.dtype)
         if self.sample_wise:
-            axes = list(range(1, x.shape.rank))
-            valid = tf.math.is_finite(x)
-            zeros = tf.zeros_like(x)
-            count = tf.maximum(tf.reduce_sum(tf.cast(valid, x.dtype), axis=axes, keepdims=True), 1)
-            mean = tf.reduce_sum(tf.where(valid, x, zeros), axis=axes, keepdims=True) / count
-            var = tf.reduce_sum(tf.where(valid, tf.square(x - mean), zeros), axis=axes, keepdims=True) / count
-            return mean, tf.sqrt(var) + eps
-        return tf.cast(self.mean, x.dtype), tf.cast(self.stddev, x.dtype) + eps
+            axes = tuple(range(1, len(x.shape)))
+            valid = ops.isfinite(x)
+            zeros = ops.zeros_like(x)
+            count = ops.maximum(ops.sum(ops.cast(valid, x.dtype), axis=axes, keepdims=True), 1)
+            mean = ops.sum(ops.where(valid, x, zeros), axis=axes, keepdims=True) / count
+            var = ops.sum(ops.where(valid, ops.square(x - mean), zeros), axis=axes, keepdims=True) / count
+            return mean, ops.sqrt(var) + eps
+        return ops.cast(self.mean, x.dtype), ops.cast(self.stddev, x.dtype) + eps
 
-    def denormalize(self, normalized: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    def denormalize(self, normalized: Tensor, x: Tensor) -> Tensor:
         """Map values from the normalized space back to the data space of ``x`` (the inverse of ``call`` on ``x``).
 
         Inference queries use it to return completions in the units of the data: the statistics are those of
@@ -221,9 +222,9 @@ class NormalizeStandardScore(ScopeTracking, keras.layers.Layer):
             >>> np.round(np.asarray(layer.denormalize(np.array([[-1.0, 1.0, 2.0]], "float32"), x)), 4).tolist()
             [[1.0, 3.0, 4.0]]
         """
-        x = self._float_input(tf.convert_to_tensor(x))
+        x = self._float_input(ops.convert_to_tensor(x))
         mean, scale = self.statistics(x)
-        return tf.cast(normalized, x.dtype) * scale + mean
+        return ops.cast(normalized, x.dtype) * scale + mean
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Normalizing keeps the scopes."""
