@@ -47,6 +47,8 @@ def declared_input_dtype(model: keras.Model) -> str | None:
 
 def _cast_problems(data: Tensor, declared: str) -> list[tuple[Tensor, str]]:
     """``(any_bad, what)`` pairs: the values of ``data`` that a cast to the integer ``declared`` dtype changes."""
+    # NumPy data is checked in NumPy: a backend may narrow it when converting (JAX without x64: int64 to int32).
+    xp: Any = np if isinstance(data, np.ndarray) else ops
     problems: list[tuple[Tensor, str]] = []
     values = data
     dtype = _dtype(data) or ""
@@ -54,24 +56,28 @@ def _cast_problems(data: Tensor, declared: str) -> list[tuple[Tensor, str]]:
     if floating:
         problems.append(
             (
-                ops.any(ops.isnan(data)),
+                xp.any(xp.isnan(data)),
                 "NaN values (missing values), which an integer cannot represent",
             )
         )
-        values = ops.where(ops.isnan(data), ops.zeros_like(data), data)
-        problems.append((ops.any(ops.not_equal(values, ops.round(values))), "fractions, which the cast would truncate"))
+        values = xp.where(xp.isnan(data), xp.zeros_like(data), data)
+        problems.append((xp.any(xp.not_equal(values, xp.round(values))), "fractions, which the cast would truncate"))
     elif not _is_integer(dtype):
         return problems
     low, high = (0, 1) if declared == "bool" else (int(np.iinfo(declared).min), int(np.iinfo(declared).max))
     if _is_integer(dtype) and np.iinfo(dtype).min >= low and np.iinfo(dtype).max <= high:
         return problems
     compare = "float64" if floating else "int64"
-    values = ops.cast(values, compare)
-    outside = ops.logical_or(
-        ops.less(values, ops.convert_to_tensor(low, dtype=compare)),
-        ops.greater(values, ops.convert_to_tensor(high, dtype=compare)),
-    )
-    problems.append((ops.any(outside), f"values outside [{low}, {high}], which the cast would wrap around or clip"))
+    if xp is np:
+        values = values.astype(compare)
+        outside = (values < np.asarray(low, compare)) | (values > np.asarray(high, compare))
+    else:
+        values = ops.cast(values, compare)
+        outside = ops.logical_or(
+            ops.less(values, ops.convert_to_tensor(low, dtype=compare)),
+            ops.greater(values, ops.convert_to_tensor(high, dtype=compare)),
+        )
+    problems.append((xp.any(outside), f"values outside [{low}, {high}], which the cast would wrap around or clip"))
     return problems
 
 
@@ -98,7 +104,8 @@ def check_declared_dtype(model: keras.Model, data: Any, owner: str) -> Any:
         return data
     if isinstance(data, keras.KerasTensor) or _dtype(data) == declared:
         return data
-    tensor = ops.convert_to_tensor(data)
+    array = np.asarray(data) if isinstance(data, np.ndarray | np.generic) else None
+    tensor = ops.convert_to_tensor(data) if array is None else array
     prefix = (
         f"{owner} declares {declared} inputs (keras.Input(dtype='{declared}')), to which Keras casts "
         f"its {_dtype(tensor)} data before any layer can check it; the data holds "
@@ -110,7 +117,7 @@ def check_declared_dtype(model: keras.Model, data: Any, owner: str) -> Any:
     checked = tensor
     for any_bad, what in _cast_problems(tensor, declared):
         checked = check(ops.logical_not(any_bad), prefix + what + advice, depends=checked)
-    return data if values_known(tensor) else checked
+    return data if array is not None or values_known(tensor) else checked
 
 
 def _indicator_leaf_on_raw_data(model: keras.Model) -> IndicatorLeaf | None:
