@@ -6,8 +6,9 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from libspn_keras.math._backend_models import is_backend_tensor
 from libspn_keras.models._input_checks import (
     cause_first,
     check_declared_dtype,
@@ -44,7 +45,7 @@ def revive(from_config: Any, config: dict[str, Any], custom_objects: Any, class_
 
 
 def _dummy_targets(y: Any, y_pred: Any) -> Any:
-    return tf.nest.map_structure(lambda t: tf.zeros_like(tf.stop_gradient(t)), y_pred) if y is None else y
+    return keras.tree.map_structure(lambda t: ops.zeros_like(ops.stop_gradient(t)), y_pred) if y is None else y
 
 
 class GenerativeTrainingMixin:
@@ -69,15 +70,18 @@ class GenerativeTrainingMixin:
         with cause_first(f"evaluate of model '{self.name}'"):
             return super().evaluate(x, y, *args, **kwargs)  # type: ignore[misc]
 
-    def train_step(self, data: Any) -> Any:
+    def train_step(self, *args: Any) -> Any:
         """Like ``keras.Model.train_step``; first checks that a gradient optimizer gets no EM counts.
+
+        The arguments are those of the backend's ``train_step``: ``(data)`` on TensorFlow and PyTorch,
+        ``(state, data)`` on JAX (where the step is stateless).
 
         Raises:
             ValueError: If the optimizer is a gradient optimizer and some trainable variables receive EM counts
                 (see ``libspn_keras.optimizers.allow_gradient_optimizers_with_em_statistics``).
         """
         check_optimizer_for_em_statistics(self.optimizer, self.trainable_variables)  # type: ignore[attr-defined]
-        return super().train_step(data)  # type: ignore[misc]
+        return super().train_step(*args)  # type: ignore[misc]
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Like ``keras.Model.predict``; an empty batch (0 samples) gives an empty result of the right shape.
@@ -93,7 +97,7 @@ class GenerativeTrainingMixin:
 
     def _check_data(self, x: Any, y: Any, labels: bool) -> None:
         """Checks that need no graph: labels present where required, data the casts and the leaf accept."""
-        array_data = isinstance(x, np.ndarray | tf.Tensor)
+        array_data = isinstance(x, np.ndarray) or is_backend_tensor(x)
         if labels and array_data:
             check_labels_given(self, y)  # type: ignore[arg-type]
         if array_data:
@@ -114,7 +118,7 @@ class GenerativeTrainingMixin:
         of 0, as ``tf.keras`` 2 did; Keras 3 raises there. Training without a loss still raises.
         """
         if not training and getattr(self, "loss", None) is None and not self.losses:  # type: ignore[attr-defined]
-            return tf.zeros((), y_pred.dtype if hasattr(y_pred, "dtype") else keras.config.floatx())
+            return ops.zeros((), y_pred.dtype if hasattr(y_pred, "dtype") else keras.config.floatx())
         check_labels_given(self, y)  # type: ignore[arg-type]
         if self.unsupervised:
             y = _dummy_targets(y, y_pred)

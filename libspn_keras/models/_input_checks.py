@@ -15,46 +15,69 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers import BaseLeaf, FlatToRegions, IndicatorLeaf
+from libspn_keras.math._backend import Tensor, check, values_known
+from libspn_keras.math._backend_models import graph_execution_errors, is_backend_tensor
 
 
-def declared_input_dtype(model: keras.Model) -> tf.DType | None:
-    """The dtype of the model's single ``keras.Input``, or ``None`` if it has none (yet) or several."""
+def _dtype(x: Any) -> str | None:
+    """The Keras name of ``x``'s dtype (``"float32"``), or ``None`` where Keras has none (strings, objects)."""
+    try:
+        return str(keras.backend.standardize_dtype(x.dtype))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _is_integer(dtype: str) -> bool:
+    return "int" in dtype
+
+
+def declared_input_dtype(model: keras.Model) -> str | None:
+    """The dtype (Keras name) of the model's single ``keras.Input``, or ``None`` if it has none (yet) or several."""
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):  # a Sequential model without keras.Input that is not built yet
         return None
     if not inputs or len(inputs) != 1:
         return None
-    return tf.as_dtype(inputs[0].dtype)
+    return _dtype(inputs[0])
 
 
-def _cast_problems(data: tf.Tensor, declared: tf.DType) -> list[tuple[tf.Tensor, str]]:
+def _cast_problems(data: Tensor, declared: str) -> list[tuple[Tensor, str]]:
     """``(any_bad, what)`` pairs: the values of ``data`` that a cast to the integer ``declared`` dtype changes."""
-    problems = []
+    # NumPy data is checked in NumPy: a backend may narrow it when converting (JAX without x64: int64 to int32).
+    xp: Any = np if isinstance(data, np.ndarray) else ops
+    problems: list[tuple[Tensor, str]] = []
     values = data
-    if data.dtype.is_floating:
+    dtype = _dtype(data) or ""
+    floating = "float" in dtype
+    if floating:
         problems.append(
             (
-                tf.reduce_any(tf.math.is_nan(data)),
+                xp.any(xp.isnan(data)),
                 "NaN values (missing values), which an integer cannot represent",
             )
         )
-        values = tf.where(tf.math.is_nan(data), tf.zeros_like(data), data)
-        problems.append((tf.reduce_any(values != tf.round(values)), "fractions, which the cast would truncate"))
-    elif not data.dtype.is_integer:
+        values = xp.where(xp.isnan(data), xp.zeros_like(data), data)
+        problems.append((xp.any(xp.not_equal(values, xp.round(values))), "fractions, which the cast would truncate"))
+    elif not _is_integer(dtype):
         return problems
-    low, high = (0, 1) if declared.is_bool else (declared.min, declared.max)
-    if data.dtype.is_integer and data.dtype.min >= low and data.dtype.max <= high:
+    low, high = (0, 1) if declared == "bool" else (int(np.iinfo(declared).min), int(np.iinfo(declared).max))
+    if _is_integer(dtype) and np.iinfo(dtype).min >= low and np.iinfo(dtype).max <= high:
         return problems
-    compare = tf.float64 if data.dtype.is_floating else tf.int64
-    values = tf.cast(values, compare)
-    outside = (values < tf.constant(low, compare)) | (values > tf.constant(high, compare))
-    problems.append(
-        (tf.reduce_any(outside), f"values outside [{low}, {high}], which the cast would wrap around or clip")
-    )
+    compare = "float64" if floating else "int64"
+    if xp is np:
+        values = values.astype(compare)
+        outside = (values < np.asarray(low, compare)) | (values > np.asarray(high, compare))
+    else:
+        values = ops.cast(values, compare)
+        outside = ops.logical_or(
+            ops.less(values, ops.convert_to_tensor(low, dtype=compare)),
+            ops.greater(values, ops.convert_to_tensor(high, dtype=compare)),
+        )
+    problems.append((xp.any(outside), f"values outside [{low}, {high}], which the cast would wrap around or clip"))
     return problems
 
 
@@ -77,30 +100,24 @@ def check_declared_dtype(model: keras.Model, data: Any, owner: str) -> Any:
             message in a graph).
     """
     declared = declared_input_dtype(model)
-    if declared is None or not (declared.is_integer or declared.is_bool) or not hasattr(data, "dtype"):
+    if declared is None or not (_is_integer(declared) or declared == "bool") or not hasattr(data, "dtype"):
         return data
-    if isinstance(data, keras.KerasTensor) or tf.as_dtype(data.dtype) == declared:
+    if isinstance(data, keras.KerasTensor) or _dtype(data) == declared:
         return data
-    tensor = tf.convert_to_tensor(data)
+    array = np.asarray(data) if isinstance(data, np.ndarray | np.generic) else None
+    tensor = ops.convert_to_tensor(data) if array is None else array
     prefix = (
-        f"{owner} declares {declared.name} inputs (keras.Input(dtype='{declared.name}')), to which Keras casts "
-        f"its {tensor.dtype.name} data before any layer can check it; the data holds "
+        f"{owner} declares {declared} inputs (keras.Input(dtype='{declared}')), to which Keras casts "
+        f"its {_dtype(tensor)} data before any layer can check it; the data holds "
     )
     advice = (
         ". Declare keras.Input(dtype='float32') (an IndicatorLeaf accepts float states; NaN marks a missing value) "
         "or pass data of the declared dtype."
     )
-    problems = _cast_problems(tensor, declared)
-    if tf.executing_eagerly():
-        for any_bad, what in problems:
-            if bool(any_bad):
-                raise ValueError(prefix + what + advice)
-        return data
-    checks = [
-        tf.debugging.Assert(any_bad == tf.constant(False), [prefix + what + advice]) for any_bad, what in problems
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(tensor)
+    checked = tensor
+    for any_bad, what in _cast_problems(tensor, declared):
+        checked = check(ops.logical_not(any_bad), prefix + what + advice, depends=checked)
+    return data if array is not None or values_known(tensor) else checked
 
 
 def _indicator_leaf_on_raw_data(model: keras.Model) -> IndicatorLeaf | None:
@@ -122,7 +139,7 @@ def check_indicator_states(model: keras.Model, x: Any) -> None:
     Raises:
         ValueError: If a state is not an integer in ``[0, num_components)``, naming the leaf and the first one.
     """
-    if not isinstance(x, np.ndarray | tf.Tensor) or isinstance(x, keras.KerasTensor) or not tf.executing_eagerly():
+    if not (isinstance(x, np.ndarray) or is_backend_tensor(x)) or not values_known(x):
         return
     leaf = _indicator_leaf_on_raw_data(model)
     if leaf is None:
@@ -169,9 +186,9 @@ def cause_first(owner: str) -> Iterator[None]:
     """Re-raise a graph execution error with its cause as the first line (the original text follows)."""
     try:
         yield
-    except tf.errors.OpError as error:
-        if not error.message.startswith("Graph execution error"):
+    except graph_execution_errors() as error:
+        if not error.message.startswith("Graph execution error"):  # type: ignore[attr-defined]
             raise
-        cause = _cause(error.message)
-        message = f"{cause}\n\n(raised in a graph run by {owner}; TensorFlow's report follows)\n\n{error.message}"
-        raise type(error)(error.node_def, error.op, message) from None
+        report = error.message  # type: ignore[attr-defined]
+        message = f"{_cause(report)}\n\n(raised in a graph run by {owner}; TensorFlow's report follows)\n\n{report}"
+        raise type(error)(error.node_def, error.op, message) from None  # type: ignore[attr-defined,call-arg]

@@ -27,11 +27,12 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers import BaseLeaf, BaseSum, FlatToRegions, NormalizeStandardScore
 from libspn_keras.layers._base_leaf import LeafRepresentation
-from libspn_keras.math import WeightedSumParts, check_seed, seed_generator, stateless_seed
+from libspn_keras.math import WeightedSumParts, check_seed, seed_generator
+from libspn_keras.math._backend import Tensor, vjp
 from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops import BaseSelectionSumOp, SumOpBase, SumOpGradBackprop, SumOpSampleBackprop
 from libspn_keras.sum_ops._em import weighted_logits
@@ -46,13 +47,15 @@ class MaxProductSumOp(BaseSelectionSumOp):
     def __init__(self) -> None:
         super().__init__(sample_prob=None)
 
-    def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
         """Weighted child log-probabilities ``[groups, rows, in, out]``."""
         return weighted_logits(x, log_weights)
 
-    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
+    def forward_rows(self, x_rows: Tensor, weights_rows: Tensor, log_norm: Tensor | None) -> WeightedSumParts:
         """Weighted maximum over the children (rows layout)."""
-        log_max = tf.reduce_max(weighted_logits(x_rows, tf.math.log(weights_rows)), axis=-2)
+        # ``initial``: an empty batch gives an empty result (Keras' ``max`` raises on empty tensors without it).
+        logits = weighted_logits(x_rows, ops.log(weights_rows))
+        log_max = ops.max(logits, axis=-2, initial=float("-inf"))
         if log_norm is not None:
             log_max -= log_norm
         return WeightedSumParts(log_max, weights_rows, log_children=x_rows)
@@ -133,9 +136,17 @@ def split_at_leaf(model: keras.Model) -> tuple[list[keras.layers.Layer], BaseLea
     raise ValueError(f"Model '{model.name}' has no leaf layer (a BaseLeaf subclass).")
 
 
-def check_mask(
-    x: tf.Tensor, mask: Any, owner: str = "SequentialSumProductNetwork", name: str = "evidence_mask"
-) -> tf.Tensor:
+def is_float(x: Any) -> bool:
+    """Whether the tensor (or array) ``x`` has a floating dtype."""
+    return "float" in keras.backend.standardize_dtype(x.dtype)
+
+
+def shapes_compatible(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
+    """Whether two static shapes can describe the same tensor (same rank; unknown dimensions match any)."""
+    return len(a) == len(b) and all(i is None or j is None or i == j for i, j in zip(a, b, strict=True))
+
+
+def check_mask(x: Tensor, mask: Any, owner: str = "SequentialSumProductNetwork", name: str = "evidence_mask") -> Tensor:
     """Return ``mask`` as a boolean tensor after checking that it is boolean (or integer) and shaped like ``x``.
 
     Integer masks are accepted as the leaves accept them: nonzero means ``True``.
@@ -144,12 +155,13 @@ def check_mask(
         TypeError: If ``mask`` is neither boolean nor integer.
         ValueError: If ``mask`` is not shaped like ``x``.
     """
-    mask = tf.convert_to_tensor(mask)
-    if mask.dtype.is_integer:
-        mask = tf.cast(mask, tf.bool)
-    if mask.dtype != tf.bool:
-        raise TypeError(f"{owner} expects a boolean {name} (True = observed). Received: dtype={mask.dtype.name}")
-    if not mask.shape.is_compatible_with(x.shape):
+    mask = ops.convert_to_tensor(mask)
+    dtype = keras.backend.standardize_dtype(mask.dtype)
+    if "int" in dtype:
+        mask = ops.cast(mask, "bool")
+    elif dtype != "bool":
+        raise TypeError(f"{owner} expects a boolean {name} (True = observed). Received: dtype={dtype}")
+    if not shapes_compatible(tuple(mask.shape), tuple(x.shape)):
         article = "an" if name[0] in "aeiou" else "a"
         raise ValueError(
             f"{owner} expects {article} {name} shaped like its input. Received: x.shape={tuple(x.shape)}, "
@@ -158,48 +170,51 @@ def check_mask(
     return mask
 
 
-def observed_mask(x: tf.Tensor, evidence_mask: Any, owner: str = "SequentialSumProductNetwork") -> tf.Tensor:
+def observed_mask(x: Tensor, evidence_mask: Any, owner: str = "SequentialSumProductNetwork") -> Tensor:
     """Boolean tensor shaped like ``x``: ``True`` where a value is observed (given by the mask and not NaN).
 
     Raises:
         TypeError: If ``evidence_mask`` is not boolean.
         ValueError: If ``evidence_mask`` is not shaped like ``x``.
     """
-    observed = tf.ones_like(x, dtype=tf.bool) if evidence_mask is None else check_mask(x, evidence_mask, owner)
-    return tf.logical_and(observed, tf.logical_not(tf.math.is_nan(x))) if x.dtype.is_floating else observed
+    observed = ops.ones_like(x, dtype="bool") if evidence_mask is None else check_mask(x, evidence_mask, owner)
+    return ops.logical_and(observed, ops.logical_not(ops.isnan(x))) if is_float(x) else observed
 
 
-def _root_target(root_out: tf.Tensor, mode: str, seed: Seed) -> tf.Tensor:
+def _root_target(root_out: Tensor, mode: str, seed: Seed) -> Tensor:
     """Reduce the root output ``[batch, num_children]`` to one value per sample, selecting per ``mode``."""
     if root_out.shape[-1] == 1:
         return root_out[:, 0]
     if mode == "posterior":
-        return tf.reduce_logsumexp(root_out, axis=-1)
+        return ops.logsumexp(root_out, axis=-1)
     if mode == "mpe":
-        index = tf.argmax(root_out, axis=-1, output_type=tf.int32)
+        index = ops.expand_dims(ops.argmax(root_out, axis=-1), -1)
     else:
-        index = tf.random.stateless_categorical(root_out, 1, stateless_seed(seed), dtype=tf.int32)[:, 0]
-    return tf.gather(root_out, index, axis=1, batch_dims=1)
+        index = keras.random.categorical(root_out, 1, dtype="int32", seed=seed)
+    return ops.take_along_axis(root_out, index, axis=1)[:, 0]
 
 
 class LeafPass(NamedTuple):
     """A forward pass with evidence, split at the leaf layer (``forward_with_evidence``)."""
 
-    before_inputs: list[tf.Tensor]
+    before_inputs: list[Tensor]
     """The input of each layer before the leaf (with missing values ``NaN`` for a ``NormalizeStandardScore``)."""
-    leaf_input: tf.Tensor
-    leaf_output: tf.Tensor
-    root_output: tf.Tensor
+    leaf_input: Tensor
+    leaf_output: Tensor
+    root_output: Tensor
 
 
-def forward_with_evidence(
-    model: keras.Model,
-    x: tf.Tensor,
-    observed: tf.Tensor,
-    tape: tf.GradientTape | None = None,
-    maximize_missing: bool = False,
-) -> LeafPass:
-    """Run a sequential SPN, marginalizing the leaves of unobserved values.
+class ToLeaf(NamedTuple):
+    """A forward pass with evidence up to the leaf layer's output (``forward_to_leaf``)."""
+
+    before_inputs: list[Tensor]
+    """The input of each layer before the leaf (with missing values ``NaN`` for a ``NormalizeStandardScore``)."""
+    leaf_input: Tensor
+    leaf_output: Tensor
+
+
+def forward_to_leaf(model: keras.Model, x: Tensor, observed: Tensor, maximize_missing: bool = False) -> ToLeaf:
+    """Run a sequential SPN up to its leaf layer, marginalizing the leaves of unobserved values.
 
     A ``NormalizeStandardScore`` before the leaf sees the unobserved values as ``NaN``, so that sample-wise
     statistics are those of the evidence.
@@ -208,45 +223,65 @@ def forward_with_evidence(
         model: The model.
         x: Data ``[batch, ...]`` (unobserved values must be finite, e.g. zero).
         observed: Boolean mask shaped like ``x``.
-        tape: If given, it watches the leaf layer's output.
+        maximize_missing: If ``True``, leaves of unobserved values give the log-density at each component's
+            mode (maximization, for MPE) instead of 0 (marginalization).
+
+    Returns:
+        The pass up to the leaf layer's output (``ToLeaf``).
+    """
+    before, leaf, _ = split_at_leaf(model)
+    h, mask, before_inputs = x, observed, []
+    for layer in before:
+        if isinstance(layer, NormalizeStandardScore):
+            h = h if is_float(h) else ops.cast(h, layer.compute_dtype)
+            h = ops.where(mask, h, ops.convert_to_tensor(float("nan"), dtype=h.dtype))
+            before_inputs.append(h)
+            normalized = layer(h)
+            h = ops.where(mask, normalized, ops.zeros_like(normalized))
+        else:
+            before_inputs.append(h)
+            h, mask = layer(h), layer.call(mask)
+    leaf_out = leaf(h, evidence_mask=mask)
+    if maximize_missing:
+        missing = ops.expand_dims(ops.cast(ops.logical_not(mask), leaf_out.dtype), -2)
+        leaf_out += ops.sum(missing * ops.cast(leaf.mode_log_prob(), leaf_out.dtype), axis=-1)
+    return ToLeaf(before_inputs, h, leaf_out)
+
+
+def forward_from_leaf(model: keras.Model, leaf_out: Tensor) -> Tensor:
+    """Run the layers above the leaf layer of a sequential SPN on the leaf layer's output; return the root's."""
+    _, _, after = split_at_leaf(model)
+    out = leaf_out
+    for layer in after:
+        out = layer(out, training=False)
+    return out
+
+
+def forward_with_evidence(model: keras.Model, x: Tensor, observed: Tensor, maximize_missing: bool = False) -> LeafPass:
+    """Run a sequential SPN, marginalizing the leaves of unobserved values (``forward_to_leaf``, then the rest).
+
+    Args:
+        model: The model.
+        x: Data ``[batch, ...]`` (unobserved values must be finite, e.g. zero).
+        observed: Boolean mask shaped like ``x``.
         maximize_missing: If ``True``, leaves of unobserved values give the log-density at each component's
             mode (maximization, for MPE) instead of 0 (marginalization).
 
     Returns:
         The pass (``LeafPass``).
     """
-    before, leaf, after = split_at_leaf(model)
-    h, mask, before_inputs = x, observed, []
-    for layer in before:
-        if isinstance(layer, NormalizeStandardScore):
-            h = h if h.dtype.is_floating else tf.cast(h, layer.compute_dtype)
-            h = tf.where(mask, h, tf.constant(float("nan"), h.dtype))
-            before_inputs.append(h)
-            normalized = layer(h)
-            h = tf.where(mask, normalized, tf.zeros_like(normalized))
-        else:
-            before_inputs.append(h)
-            h, mask = layer(h), layer.call(mask)
-    leaf_out = leaf(h, evidence_mask=mask)
-    if maximize_missing:
-        missing = tf.cast(tf.logical_not(mask), leaf_out.dtype)[..., tf.newaxis, :]
-        leaf_out += tf.reduce_sum(missing * tf.cast(leaf.mode_log_prob(), leaf_out.dtype), axis=-1)
-    if tape is not None:
-        tape.watch(leaf_out)
-    out = leaf_out
-    for layer in after:
-        out = layer(out, training=False)
-    return LeafPass(before_inputs, h, leaf_out, out)
+    to_leaf = forward_to_leaf(model, x, observed, maximize_missing)
+    return LeafPass(*to_leaf, forward_from_leaf(model, to_leaf.leaf_output))
 
 
-def root_log_prob(root_out: tf.Tensor) -> tf.Tensor:
+def root_log_prob(root_out: Tensor) -> Tensor:
     """``log p`` per sample from a root output (``[batch, 1]`` or weighted child logits ``[batch, n]``)."""
-    return root_out[:, 0] if root_out.shape[-1] == 1 else tf.reduce_logsumexp(root_out, axis=-1)
+    return root_out[:, 0] if root_out.shape[-1] == 1 else ops.logsumexp(root_out, axis=-1)
 
 
 def leaf_signals(
-    model: keras.Model, x: tf.Tensor, observed: tf.Tensor, mode: str, seed: Seed = None
-) -> tuple[LeafPass, tf.Tensor]:
+    model: keras.Model, x: Tensor, observed: Tensor, mode: str, seed: Seed = None
+) -> tuple[ToLeaf, Tensor]:
     """Run the forward pass with evidence and the backward pass of ``mode`` down to the leaf layer.
 
     Args:
@@ -257,20 +292,23 @@ def leaf_signals(
         seed: Seed of the draws of ``'sample'`` (every sum layer and the root take their own seed from it).
 
     Returns:
-        ``(leaf_pass, leaf_signal)``: the forward pass and the signal per leaf component
-        ``[batch, *variables, num_components]``.
+        ``(to_leaf, leaf_signal)``: the forward pass up to the leaf layer and the signal per leaf component
+        ``[batch, *variables, num_components]`` (the gradient of the selected root value with respect to the
+        leaf layer's output).
     """
     _, _, after = split_at_leaf(model)
     op = SIGNAL_OPS[mode]()
     if isinstance(op, BaseSelectionSumOp):
         op.seed = seed
-    with replaced_sum_ops(after, op), tf.GradientTape() as tape:
-        leaf_pass = forward_with_evidence(model, x, observed, tape, maximize_missing=mode == "mpe")
-        target = _root_target(leaf_pass.root_output, mode, seed)
-    return leaf_pass, tape.gradient(target, leaf_pass.leaf_output)
+    with replaced_sum_ops(after, op):
+        to_leaf = forward_to_leaf(model, x, observed, maximize_missing=mode == "mpe")
+        _, (signal,) = vjp(
+            lambda leaf_out: _root_target(forward_from_leaf(model, leaf_out), mode, seed), [to_leaf.leaf_output], 1.0
+        )
+    return to_leaf, signal
 
 
-def component_weights(signal: tf.Tensor, weighted: bool) -> tf.Tensor:
+def component_weights(signal: Tensor, weighted: bool) -> Tensor:
     """The weight of each component's value in a completion, ``[batch, *variables, num_components]``.
 
     Args:
@@ -284,11 +322,11 @@ def component_weights(signal: tf.Tensor, weighted: bool) -> tf.Tensor:
     """
     if weighted:
         return signal
-    mass = tf.reduce_sum(signal, axis=-1, keepdims=True)
-    return tf.one_hot(tf.argmax(signal, axis=-1), signal.shape[-1], dtype=signal.dtype) * mass
+    mass = ops.sum(signal, axis=-1, keepdims=True)
+    return ops.one_hot(ops.argmax(signal, axis=-1), signal.shape[-1], dtype=signal.dtype) * mass
 
 
-def to_data_space(model: keras.Model, values: tf.Tensor, leaf_pass: LeafPass) -> tf.Tensor:
+def to_data_space(model: keras.Model, values: Tensor, leaf_pass: ToLeaf | LeafPass) -> Tensor:
     """Map per-variable values ``[batch, *variables, var_dim]`` from the leaf input layout back to the data.
 
     The layers before the leaf are undone in reverse order. ``FlatToRegions`` repeats every variable once per
@@ -299,8 +337,8 @@ def to_data_space(model: keras.Model, values: tf.Tensor, leaf_pass: LeafPass) ->
     before, _, _ = split_at_leaf(model)
     for layer, layer_input in zip(reversed(before), reversed(leaf_pass.before_inputs), strict=True):
         if isinstance(layer, FlatToRegions):
-            values = tf.reduce_sum(values, axis=2)
-            if layer_input.shape.rank == 2:
+            values = ops.sum(values, axis=2)
+            if len(layer_input.shape) == 2:
                 values = values[..., 0]
         else:
             values = layer.denormalize(values, layer_input)
@@ -315,7 +353,7 @@ def complete(
     seed: Any = None,
     leaf_representation: LeafRepresentation | None = None,
     weighted: bool = True,
-) -> tf.Tensor:
+) -> Tensor:
     """Fill in the values of ``x`` that are not observed.
 
     Args:
@@ -339,25 +377,25 @@ def complete(
         TypeError: If ``seed`` is not ``None``, an int or a ``keras.random.SeedGenerator``.
     """
     generator = seed_generator(check_seed(f"Model '{model.name}'", seed))
-    x = tf.convert_to_tensor(x)
-    x = tf.cast(x, model.compute_dtype) if not x.dtype.is_floating else x
+    x = ops.convert_to_tensor(x)
+    x = x if is_float(x) else ops.cast(x, model.compute_dtype)
     observed = observed_mask(x, evidence_mask)
-    filled = tf.where(observed, x, tf.zeros_like(x))
+    filled = ops.where(observed, x, ops.zeros_like(x))
     _, leaf, _ = split_at_leaf(model)
     leaf_pass, signal = leaf_signals(model, filled, observed, mode, generator)
     if leaf_representation is None:
         leaf_representation = LeafRepresentation.SAMPLE if mode == "sample" else LeafRepresentation.MODE
     if leaf_representation is LeafRepresentation.SAMPLE:
-        components = leaf.sample_components(tf.shape(x)[0], seed=generator)
+        components = leaf.sample_components(ops.shape(x)[0], seed=generator)
     else:
-        components = leaf.component_modes()[tf.newaxis]
-    weights = tf.cast(component_weights(signal, weighted), components.dtype)
-    values = tf.reduce_sum(weights[..., tf.newaxis] * components, axis=-2)
-    values = tf.cast(to_data_space(model, values, leaf_pass), x.dtype)
-    return tf.where(observed, x, values)
+        components = ops.expand_dims(leaf.component_modes(), 0)
+    weights = ops.cast(component_weights(signal, weighted), components.dtype)
+    values = ops.sum(ops.expand_dims(weights, -1) * components, axis=-2)
+    values = ops.cast(to_data_space(model, values, leaf_pass), x.dtype)
+    return ops.where(observed, x, values)
 
 
-def infer(model: keras.Model, x: Any, evidence_mask: Any, weighted: bool) -> tf.Tensor:
+def infer(model: keras.Model, x: Any, evidence_mask: Any, weighted: bool) -> Tensor:
     """What an ``infer_no_evidence=True`` model returns for ``(x, evidence_mask)``: the query of its own sum ops.
 
     Gradient and soft EM sum ops give the posterior-weighted leaf values, hard EM ops those on the max path and
@@ -369,9 +407,9 @@ def infer(model: keras.Model, x: Any, evidence_mask: Any, weighted: bool) -> tf.
     return complete(model, x, evidence_mask, own_mode(model), None, leaf.leaf_representation, weighted)
 
 
-def log_marginal(model: keras.Model, x: Any, evidence_mask: Any = None) -> tf.Tensor:
+def log_marginal(model: keras.Model, x: Any, evidence_mask: Any = None) -> Tensor:
     """Return ``log p(x_E)`` per sample, marginalizing unobserved (masked or NaN) values."""
-    x = tf.convert_to_tensor(x)
+    x = ops.convert_to_tensor(x)
     observed = observed_mask(x, evidence_mask)
-    filled = tf.where(observed, x, tf.zeros_like(x))
+    filled = ops.where(observed, x, ops.zeros_like(x))
     return root_log_prob(forward_with_evidence(model, filled, observed).root_output)

@@ -7,9 +7,10 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
+from libspn_keras.math._backend import Tensor, values_known
 from libspn_keras.models import _queries as queries
 from libspn_keras.models._generative import GenerativeTrainingMixin, revive
 from libspn_keras.models._input_checks import check_declared_dtype
@@ -24,6 +25,23 @@ def infer_factors(layers: Sequence[keras.layers.Layer]) -> None:
             ]
             if factors:
                 layer.generate_factors(factors)
+
+
+def _dtype_name(dtype: Any) -> str:
+    """The Keras name of a dtype (``"float32"``), or the backend's own name where Keras has none (strings)."""
+    try:
+        return str(keras.backend.standardize_dtype(dtype))
+    except (ValueError, TypeError, AttributeError):
+        return str(getattr(dtype, "name", dtype))
+
+
+def _is_numeric(dtype: Any) -> bool:
+    """Whether ``dtype`` is a floating, integer or boolean dtype (not complex, string or quantized)."""
+    try:
+        name = str(keras.backend.standardize_dtype(dtype))
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return "float" in name or "int" in name or name == "bool"
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -113,17 +131,17 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         """
         data = inputs[0] if isinstance(inputs, tuple | list) and len(inputs) == 2 else inputs
         dtype = getattr(data, "dtype", None)
-        if dtype is not None and not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+        if dtype is not None and not _is_numeric(dtype):
             raise TypeError(
-                f"{self._owner} expects numeric data (NaN marks a missing value). Received: dtype={dtype.name}"
+                f"{self._owner} expects numeric data (NaN marks a missing value). Received: dtype={_dtype_name(dtype)}"
             )
         if isinstance(inputs, tuple | list) and len(inputs) == 2:
             x, evidence_mask = inputs
             if self.infer_no_evidence:
                 return queries.infer(self, x, evidence_mask, self.infer_weighted_sum)
-            x = tf.convert_to_tensor(x)
+            x = ops.convert_to_tensor(x)
             observed = queries.observed_mask(x, evidence_mask, self._owner)
-            filled = tf.where(observed, x, tf.zeros_like(x))
+            filled = ops.where(observed, x, ops.zeros_like(x))
             return queries.forward_with_evidence(self, filled, observed).root_output
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
@@ -131,7 +149,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
     def _owner(self) -> str:
         return f"Model '{self.name}' (SequentialSumProductNetwork)"
 
-    def log_marginal(self, x: Any, evidence_mask: Any = None) -> tf.Tensor:
+    def log_marginal(self, x: Any, evidence_mask: Any = None) -> Tensor:
         """Return ``log p(x_E)`` per sample: unobserved values (mask ``False`` or ``NaN``) are summed out exactly.
 
         Args:
@@ -143,7 +161,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         """
         return queries.log_marginal(self, x, evidence_mask)
 
-    def log_conditional(self, x: Any, query_mask: Any, evidence_mask: Any = None) -> tf.Tensor:
+    def log_conditional(self, x: Any, query_mask: Any, evidence_mask: Any = None) -> Tensor:
         """Return ``log p(x_Q | x_E)`` per sample as ``log p(x_Q, x_E) - log p(x_E)``.
 
         Args:
@@ -159,15 +177,18 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             TypeError: If a mask is neither boolean nor integer (nonzero = observed).
             ValueError: If a mask is not shaped like ``x``, or ``query_mask`` and ``evidence_mask`` overlap.
         """
-        x = tf.convert_to_tensor(x)
+        x = ops.convert_to_tensor(x)
         query = queries.check_mask(x, query_mask, self._owner, "query_mask")
-        evidence = tf.logical_not(query) if evidence_mask is None else queries.check_mask(x, evidence_mask, self._owner)
-        if tf.executing_eagerly() and bool(tf.reduce_any(tf.logical_and(query, evidence))):
+        evidence = (
+            ops.logical_not(query) if evidence_mask is None else queries.check_mask(x, evidence_mask, self._owner)
+        )
+        overlap = ops.logical_and(query, evidence)
+        if values_known(overlap) and bool(np.any(ops.convert_to_numpy(overlap))):
             raise ValueError(f"Model '{self.name}': query_mask and evidence_mask must not overlap.")
-        joint = queries.log_marginal(self, x, tf.logical_or(query, evidence))
+        joint = queries.log_marginal(self, x, ops.logical_or(query, evidence))
         return joint - queries.log_marginal(self, x, evidence)
 
-    def complete(self, x: Any, evidence_mask: Any = None, method: str = "mpe", seed: Any = None) -> tf.Tensor:
+    def complete(self, x: Any, evidence_mask: Any = None, method: str = "mpe", seed: Any = None) -> Tensor:
         """Fill in unobserved values (mask ``False`` or ``NaN``), e.g. for image completion.
 
         Args:
@@ -191,13 +212,13 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             raise ValueError(f"method must be one of {sorted(queries.SIGNAL_OPS)}. Received: method={method!r}")
         return queries.complete(self, x, evidence_mask, method, seed=seed)
 
-    def mpe(self, x: Any, evidence_mask: Any = None) -> tf.Tensor:
+    def mpe(self, x: Any, evidence_mask: Any = None) -> Tensor:
         """Approximate MPE completion of unobserved values; shorthand for ``complete(..., method='mpe')``."""
         return self.complete(x, evidence_mask, method="mpe")
 
     def sample(
         self, num_samples: int | None = None, evidence: Any = None, evidence_mask: Any = None, seed: Any = None
-    ) -> tf.Tensor:
+    ) -> Tensor:
         """Draw samples, unconditionally or conditioned on evidence.
 
         Args:
@@ -221,7 +242,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             evidence, evidence_mask = self._no_evidence(num_samples, "num_samples")
         return self.complete(evidence, evidence_mask, method="sample", seed=seed)
 
-    def zero_evidence_inference(self, size: int) -> tf.Tensor:
+    def zero_evidence_inference(self, size: int) -> Tensor:
         """Infer ``size`` samples without any evidence, as calling the model on them with an all-``False`` mask.
 
         The layers' own sum ops decide the query (see the class docstring): e.g. with ``SumOpSampleBackprop``
@@ -240,8 +261,8 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         x, evidence_mask = self._no_evidence(size, "size")
         return queries.infer(self, x, evidence_mask, self.infer_weighted_sum)
 
-    def _no_evidence(self, size: int, argument: str) -> tuple[tf.Tensor, tf.Tensor]:
-        count = np.asarray(size)  # Python, NumPy and eager TensorFlow integers
+    def _no_evidence(self, size: int, argument: str) -> tuple[Tensor, Tensor]:
+        count = np.asarray(size)  # Python, NumPy and eager backend integers
         if count.ndim != 0 or count.dtype.kind not in "iu":
             raise TypeError(f"Model '{self.name}' expects {argument} to be an integer. Received: {size!r}")
         size = int(count)
@@ -251,7 +272,7 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             raise ValueError(f"Model '{self.name}' needs a known input shape (build it first).")
         shape = (int(size), *tuple(self.inputs[0].shape)[1:])
         dtype = self.inputs[0].dtype if "float" in str(self.inputs[0].dtype) else self.compute_dtype
-        return tf.zeros(shape, dtype=dtype), tf.zeros(shape, dtype=tf.bool)
+        return ops.zeros(shape, dtype=dtype), ops.zeros(shape, dtype="bool")
 
     def get_config(self) -> dict[str, Any]:
         """Return the model config with ``infer_no_evidence`` and ``unsupervised``."""
