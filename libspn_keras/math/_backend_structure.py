@@ -33,8 +33,9 @@ def value_check_error() -> type[Exception]:
         class InvalidValuesError(tf.errors.InvalidArgumentError):  # type: ignore[misc]
             """``tf.errors.InvalidArgumentError`` raised eagerly by a failed value check."""
 
-            def __init__(self, message: str) -> None:
-                super().__init__(None, None, message)
+            def __init__(self, message: str, *op_error_args: Any) -> None:
+                # (message) raised here; (node_def, op, message[, error_code]) when Keras re-raises it with context.
+                super().__init__(*((None, None, message) if not op_error_args else (message, *op_error_args)))
 
         return InvalidValuesError
     return ValueError
