@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from libspn_keras.config.accumulator_constraint import (
     get_default_linear_accumulator_constraint,
@@ -23,6 +22,7 @@ from libspn_keras.layers._validation import (
     shape_checked_initializer,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
+from libspn_keras.math._backend import Tensor
 from libspn_keras.optimizers._em_statistics import mark_em_statistic, mark_gradient_sum_accumulators
 from libspn_keras.sum_ops import SumOpBase
 
@@ -209,7 +209,7 @@ class BaseWeightedSums(BaseSum):
             **kwargs,
         )
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Compute the weighted sums of ``x`` (log-space) with the layer's sum op."""
         check_float_dtype(self.name, x.dtype)
         return self.sum_op.weighted_sum(x, self.accumulators, self.logspace_accumulators)

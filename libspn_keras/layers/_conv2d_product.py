@@ -7,12 +7,14 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import Scopes, as_spatial
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_number
 from libspn_keras.math import custom_gradient
+from libspn_keras.math._backend import Tensor
+from libspn_keras.math._backend_structure import add_n
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 PADDINGS = ("valid", "full", "final")
@@ -84,8 +86,8 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
     Example:
         >>> import numpy as np
         >>> layer = Conv2DProduct(strides=2, dilations=1, kernel_size=2, depthwise=True)
-        >>> layer(np.zeros((1, 4, 4, 3), "float32")).shape
-        TensorShape([1, 2, 2, 3])
+        >>> tuple(layer(np.zeros((1, 4, 4, 3), "float32")).shape)
+        (1, 2, 2, 3)
     """
 
     def __init__(
@@ -188,9 +190,9 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         )
 
     @property
-    def kernel_indices(self) -> tf.Tensor:
+    def kernel_indices(self) -> Tensor:
         """The input channel each output channel takes per kernel cell, ``[kernel_h, kernel_w, num_channels]``."""
-        return tf.argmax(self.onehot_kernel, axis=2, output_type=tf.int32)
+        return ops.cast(ops.argmax(self.onehot_kernel, axis=2), "int32")
 
     def _combinations(self, channels: int, total: int) -> np.ndarray:
         num_cells = self.kernel_size[0] * self.kernel_size[1]
@@ -234,12 +236,12 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         cols = slice(col, col + self.strides[1] * (out_w - 1) + 1, self.strides[1])
         return padded[rows, cols]
 
-    def _strided_view(self, x: tf.Tensor, out_h: int, out_w: int) -> tf.Tensor:
+    def _strided_view(self, x: Tensor, out_h: int, out_w: int) -> Tensor:
         """The padded input as ``[batch, rows, stride_h, cols, stride_w, channels]``.
 
         Padded row ``m * stride_h + r`` is ``view[:, m, r]``, so the cells of kernel cell ``(u, v)`` (padded rows
         ``i * stride_h + u * dilation_h``) are the unit-stride block starting at ``m = u * dilation_h //
-        stride_h``, ``r = u * dilation_h % stride_h``: a ``tf.slice``, whose gradient is a ``Pad``, instead of a
+        stride_h``, ``r = u * dilation_h % stride_h``: a slice, whose gradient is a ``Pad`` (TensorFlow), instead of a
         strided slice, whose gradient (``StridedSliceGrad``) is several times slower on CPU. Only the padded
         rows and columns some kernel cell reads are kept (zeros are appended where the view needs more).
         """
@@ -257,23 +259,23 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
             layout.append((before, total - before - keep, groups, stride))
         (top, bottom, rows, stride_h), (left, right, cols, stride_w) = layout
         if keeps != [height, width]:  # input rows or columns no kernel cell reads
-            x = tf.slice(x, [0, 0, 0, 0], [-1, keeps[0], keeps[1], -1])
-        padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-        return tf.reshape(padded, [-1, rows, stride_h, cols, stride_w, channels])
+            x = ops.slice(x, [0, 0, 0, 0], [-1, keeps[0], keeps[1], -1])
+        padded = ops.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        return ops.reshape(padded, [-1, rows, stride_h, cols, stride_w, channels])
 
-    def _cells(self, view: tf.Tensor, u: int, v: int, out_h: int, out_w: int) -> tf.Tensor:
+    def _cells(self, view: Tensor, u: int, v: int, out_h: int, out_w: int) -> Tensor:
         """Input cells ``[batch, out_h, out_w, channels]`` of kernel cell ``(u, v)`` of every patch."""
         (stride_h, stride_w), (dilation_h, dilation_w) = self.strides, self.dilations
         row, col = u * dilation_h, v * dilation_w
         begin = [0, row // stride_h, row % stride_h, col // stride_w, col % stride_w, 0]
-        block = tf.slice(view, begin, [-1, out_h, 1, out_w, 1, -1])
-        return tf.reshape(block, [-1, out_h, out_w, view.shape[-1]])
+        block = ops.slice(view, begin, [-1, out_h, 1, out_w, 1, -1])
+        return ops.reshape(block, [-1, out_h, out_w, view.shape[-1]])
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Sum (log-space product) the selected channel of every cell of each patch.
 
         One unit-stride slice of the strided view per kernel cell (``_strided_view``), times the kernel's entry
-        (depthwise; the kernel is all ones) or with the selected channels (``tf.gather``, whose gradient here is a
+        (depthwise; the kernel is all ones) or with the selected channels (a gather, whose gradient here is a
         matmul with the one-hot selection), added up. Not a convolution: a convolution can multiply ``-inf``
         inputs by zero taps (XLA does for depthwise convolutions in float64), giving NaN. A ``-inf`` input
         (impossible) makes every product it is a factor of ``-inf``, never NaN; padding cells contribute 0.
@@ -282,7 +284,7 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
         out_h, out_w = self._out_sizes(x.shape[1], x.shape[2])
         view = self._strided_view(x, out_h, out_w)
         # The one-hot kernels as channel indices (an argmax over a few thousand values at most, once per call).
-        kernel = tf.cast(self.onehot_kernel[:, :, 0, 0], x.dtype) if self.depthwise else self.kernel_indices
+        kernel = ops.cast(self.onehot_kernel[:, :, 0, 0], x.dtype) if self.depthwise else self.kernel_indices
         terms = []
         for u in range(self.kernel_size[0]):
             for v in range(self.kernel_size[1]):
@@ -291,7 +293,7 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
                     terms.append(cells * kernel[u, v])
                 else:
                     terms.append(gather_channels(cells, kernel[u, v]))
-        return tf.add_n(terms)
+        return add_n(terms)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, out_height, out_width, num_channels]``."""
@@ -323,8 +325,8 @@ class Conv2DProduct(SpatialScopeMixin, keras.layers.Layer):
 MAX_ALL_COMBINATIONS = 2**20
 
 
-def gather_channels(x: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
-    """``tf.gather(x, indices, axis=-1)`` whose gradient is a matmul with the one-hot selection.
+def gather_channels(x: Tensor, indices: Tensor) -> Tensor:
+    """``ops.take(x, indices, axis=-1)`` whose gradient is a matmul with the one-hot selection.
 
     TensorFlow's gradient of a gather along the last axis transposes the signal twice around an
     ``UnsortedSegmentSum``; here each input channel receives the sum of the signals of the output channels that
@@ -340,12 +342,12 @@ def gather_channels(x: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
     num_channels = x.shape[-1]
 
     @custom_gradient
-    def gather(x: tf.Tensor) -> tuple[tf.Tensor, Any]:
-        def grad(dy: tf.Tensor) -> tf.Tensor:
-            one_hot = tf.one_hot(indices, num_channels, dtype=dy.dtype)  # [out_channels, channels]
-            flat = tf.matmul(tf.reshape(dy, [-1, dy.shape[-1]]), one_hot)
-            return tf.reshape(flat, tf.shape(x))
+    def gather(x: Tensor) -> tuple[Tensor, Any]:
+        def grad(dy: Tensor) -> Tensor:
+            one_hot = ops.one_hot(indices, num_channels, dtype=dy.dtype)  # [out_channels, channels]
+            flat = ops.matmul(ops.reshape(dy, [-1, dy.shape[-1]]), one_hot)
+            return ops.reshape(flat, ops.shape(x))
 
-        return tf.gather(x, indices, axis=-1), grad
+        return ops.take(x, indices, axis=-1), grad
 
     return gather(x)

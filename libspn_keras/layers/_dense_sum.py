@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from libspn_keras.layers._base_sum import BaseWeightedSums
 from libspn_keras.layers._products import product_factors
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+from libspn_keras.math._backend import Tensor
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -49,8 +49,8 @@ class DenseSum(ScopeTracking, BaseWeightedSums):
     Example:
         >>> import numpy as np
         >>> layer = DenseSum(num_sums=3)
-        >>> layer(np.zeros((2, 4, 1, 5), "float32")).shape
-        TensorShape([2, 4, 1, 3])
+        >>> tuple(layer(np.zeros((2, 4, 1, 5), "float32")).shape)
+        (2, 4, 1, 3)
     """
 
     def build(self, input_shape: Shape) -> None:
@@ -68,7 +68,7 @@ class DenseSum(ScopeTracking, BaseWeightedSums):
         """The sums of a region mix its nodes, which share the region's scope: complete by construction."""
         return scopes
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Compute the weighted sums of ``x``, from the factors of a ``DenseProduct`` output where possible."""
         check_float_dtype(self.name, x.dtype)
         factors = product_factors(x)

@@ -9,11 +9,11 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+from libspn_keras.math._backend import Tensor
 from libspn_keras.sum_ops import SumOpBase
 
 REGION_LAYOUT = "[batch, num_vars, 1, num_latents]"
@@ -147,8 +147,8 @@ class LatentTreeSum(BaseSum):
     Example:
         >>> import numpy as np
         >>> layer = LatentTreeSum(parents=[-1, 0, 1, 0])
-        >>> layer(np.zeros((2, 4, 1, 3), "float32")).shape
-        TensorShape([2, 1, 1, 3])
+        >>> tuple(layer(np.zeros((2, 4, 1, 3), "float32")).shape)
+        (2, 1, 1, 3)
         >>> np.allclose(np.asarray(layer(np.zeros((2, 4, 1, 3), "float32"))), 0.0, atol=1e-6)  # normalized
         True
     """
@@ -203,12 +203,12 @@ class LatentTreeSum(BaseSum):
         self._add_accumulators((self.num_vars - 1, num_latents, num_latents))
         self.input_spec = keras.InputSpec(ndim=4, axes={1: self.num_vars, 2: 1, 3: num_latents})
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Compute ``log p(x | Z_root = k)`` bottom-up, one batched weighted sum per height of the tree."""
         check_float_dtype(self.name, x.dtype)
         leaves = ops.transpose(x[:, :, 0, :], (1, 0, 2))  # [num_vars, batch, K]: gathers along the first axis
         accumulators = ops.convert_to_tensor(self.accumulators)  # one read; each height takes its edges' slice
-        messages: list[tf.Tensor] = []  # per height: [n_h, batch, K], to the parents of the nodes of that height
+        messages: list[Tensor] = []  # per height: [n_h, batch, K], to the parents of the nodes of that height
         first_edge = 0
         for height in self._schedule:
             value = ops.take(leaves, np.asarray(height.nodes), axis=0)
@@ -223,7 +223,7 @@ class LatentTreeSum(BaseSum):
                 segments = np.concatenate([part.segments for part in height.incoming])
                 value = value + ops.segment_sum(received, segments, num_segments=len(height.nodes))
             if height is self._schedule[-1]:
-                return ops.transpose(value, (1, 0, 2))[:, :, tf.newaxis, :]
+                return ops.transpose(value, (1, 0, 2))[:, :, np.newaxis, :]
             weights = accumulators[first_edge : first_edge + len(height.nodes)]
             first_edge += len(height.nodes)
             sums = self.sum_op.weighted_sum(ops.transpose(value, (1, 0, 2)), weights, self.logspace_accumulators)

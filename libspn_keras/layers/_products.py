@@ -6,17 +6,18 @@ from typing import Any, NamedTuple
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
 from libspn_keras.math import attach_rows, attached_row_sums, attached_rows, factor_rows, from_rows, log_outer_product
+from libspn_keras.math._backend import Tensor, attach, attached, in_traced_function
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
-# Attribute under which a DenseProduct output (and an Undecompose of it) carries its factors, so that a sum on top
-# can contract the products without forming them in log-space (Keras attaches masks to tensors the same way).
-_FACTORS_ATTRIBUTE = "_libspn_keras_product_factors"
+# Key under which a DenseProduct output (and an Undecompose of it) carries its factors (``attach``), so that a sum on
+# top can contract the products without forming them in log-space (Keras attaches masks to tensors the same way).
+_FACTORS_KEY = "product_factors"
 
 
 class ProductFactors(NamedTuple):
@@ -29,19 +30,21 @@ class ProductFactors(NamedTuple):
             1 for a ``DenseProduct``, ``num_decomps_in // num_decomps`` times that for an ``Undecompose`` of it.
     """
 
-    rows: tf.Tensor
+    rows: Tensor
     num_mixed: int
 
 
-def attach_product_factors(x: tf.Tensor, factors: ProductFactors) -> tf.Tensor:
-    """Attach the ``ProductFactors`` of the region tensor ``x`` to it; return ``x``."""
-    setattr(x, _FACTORS_ATTRIBUTE, factors)
-    return x
+def attach_product_factors(x: Tensor, factors: ProductFactors) -> Tensor:
+    """Attach the ``ProductFactors`` of the region tensor ``x`` to it (where its backend allows); return ``x``."""
+    return attach(x, _FACTORS_KEY, factors)
 
 
-def product_factors(x: tf.Tensor) -> ProductFactors | None:
-    """The ``ProductFactors`` of a ``DenseProduct`` output (or an ``Undecompose`` of one), if any."""
-    factors = getattr(x, _FACTORS_ATTRIBUTE, None)
+def product_factors(x: Tensor) -> ProductFactors | None:
+    """The ``ProductFactors`` of a ``DenseProduct`` output (or an ``Undecompose`` of one), if any.
+
+    ``None`` where nothing could be attached (e.g. JAX tracers): the layers above then read the products themselves.
+    """
+    factors = attached(x, _FACTORS_KEY)
     return factors if factors is not None and factors.rows.dtype == x.dtype else None
 
 
@@ -87,8 +90,8 @@ class DenseProduct(ScopeTracking, keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> DenseProduct(num_factors=2)(np.zeros((3, 4, 2, 5), "float32")).shape
-        TensorShape([3, 2, 2, 25])
+        >>> tuple(DenseProduct(num_factors=2)(np.zeros((3, 4, 2, 5), "float32")).shape)
+        (3, 2, 2, 25)
     """
 
     def __init__(self, num_factors: int, **kwargs: Any) -> None:
@@ -99,17 +102,17 @@ class DenseProduct(ScopeTracking, keras.layers.Layer):
         """Check the input shape."""
         _check_scopes(self, tuple(input_shape), self.num_factors)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Sum (log-space product) every combination of nodes of the merged scopes."""
         check_float_dtype(self.name, x.dtype)
         _check_scopes(self, tuple(x.shape), self.num_factors)
         _, num_scopes, num_decomps, num_nodes = x.shape
-        grouped = tf.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
+        grouped = ops.reshape(x, [-1, num_scopes // self.num_factors, self.num_factors, num_decomps, num_nodes])
         out = log_outer_product(grouped, factor_axis=2)
         # What the next layer may read instead: the factors (a DenseSum contracts them without forming the
         # products) and, inside tf.function (where only what is read is computed), the products' rows.
         factors = factor_rows(x, self.num_factors)
-        if not tf.executing_eagerly():
+        if in_traced_function():
             attach_rows(out, log_outer_product(factors, factor_axis=0))
         return attach_product_factors(out, ProductFactors(factors, 1))
 
@@ -145,8 +148,8 @@ class ReduceProduct(ScopeTracking, keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> ReduceProduct(num_factors=4)(np.zeros((3, 4, 2, 5), "float32")).shape
-        TensorShape([3, 1, 2, 5])
+        >>> tuple(ReduceProduct(num_factors=4)(np.zeros((3, 4, 2, 5), "float32")).shape)
+        (3, 1, 2, 5)
     """
 
     def __init__(self, num_factors: int, **kwargs: Any) -> None:
@@ -157,7 +160,7 @@ class ReduceProduct(ScopeTracking, keras.layers.Layer):
         """Check the input shape."""
         _check_scopes(self, tuple(input_shape), self.num_factors)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Sum (log-space product) groups of ``num_factors`` consecutive scopes."""
         check_float_dtype(self.name, x.dtype)
         _check_scopes(self, tuple(x.shape), self.num_factors)
@@ -171,11 +174,11 @@ class ReduceProduct(ScopeTracking, keras.layers.Layer):
             return from_rows(row_sums(sources), (num_groups, num_decomps), shared=False)
         rows = attached_rows(x)
         if rows is not None:  # [groups, factors, decomps, batch, nodes]
-            grouped_rows = tf.reshape(rows, [num_groups, self.num_factors, num_decomps, -1, num_nodes])
-            out_rows = tf.reshape(tf.reduce_sum(grouped_rows, axis=1), [num_groups * num_decomps, -1, num_nodes])
+            grouped_rows = ops.reshape(rows, [num_groups, self.num_factors, num_decomps, -1, num_nodes])
+            out_rows = ops.reshape(ops.sum(grouped_rows, axis=1), [num_groups * num_decomps, -1, num_nodes])
             return from_rows(out_rows, (num_groups, num_decomps), shared=False)
-        grouped = tf.reshape(x, [-1, num_groups, self.num_factors, num_decomps, num_nodes])
-        return tf.reduce_sum(grouped, axis=2)
+        grouped = ops.reshape(x, [-1, num_groups, self.num_factors, num_decomps, num_nodes])
+        return ops.sum(grouped, axis=2)
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Merge groups of ``num_factors`` scopes, which must be disjoint (decomposability)."""

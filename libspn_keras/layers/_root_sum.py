@@ -6,12 +6,13 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._products import product_factors
 from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_root
 from libspn_keras.layers._validation import Shape, check_bool, check_float_dtype
+from libspn_keras.math._backend import Tensor
 from libspn_keras.sum_ops import SumOpBase
 
 
@@ -112,7 +113,7 @@ class RootSum(ScopeTracking, BaseSum):
             check_root(self.name, scopes, REGION_CELLS)
         return None
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Compute the root (or the weighted children) in log-space."""
         check_float_dtype(self.name, x.dtype)
         num_in = self._num_in(tuple(x.shape))
@@ -129,9 +130,9 @@ class RootSum(ScopeTracking, BaseSum):
             out = self.sum_op.weighted_sum_of_products(
                 factors.rows, self.accumulators, self.logspace_accumulators, num_mixed
             )
-            return tf.reshape(out, [-1, 1])
-        x = tf.reshape(x, [-1, num_in])  # decomposition-major: child d * num_nodes + n
-        accumulators = tf.reshape(self.accumulators, [num_in, 1])
+            return ops.reshape(out, [-1, 1])
+        x = ops.reshape(x, [-1, num_in])  # decomposition-major: child d * num_nodes + n
+        accumulators = ops.reshape(self.accumulators, [num_in, 1])
         if self.return_weighted_child_logits:
             return self.sum_op.weighted_children(x, accumulators, self.logspace_accumulators)
         return self.sum_op.weighted_sum(x, accumulators, self.logspace_accumulators)

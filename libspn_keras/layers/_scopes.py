@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_region, variable_scopes
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, pop_input_shape
@@ -20,6 +20,8 @@ from libspn_keras.math import (
     gather_or_zero,
     inverse_gather_index,
 )
+from libspn_keras.math._backend import Tensor, values_known
+from libspn_keras.math._backend_structure import read_variable
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -46,8 +48,8 @@ class FlatToRegions(ScopeTracking, keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> FlatToRegions(num_decomps=3)(np.zeros((2, 5), "float32")).shape
-        TensorShape([2, 5, 3, 1])
+        >>> tuple(FlatToRegions(num_decomps=3)(np.zeros((2, 5), "float32")).shape)
+        (2, 5, 3, 1)
     """
 
     def __init__(self, num_decomps: int = 1, **kwargs: Any) -> None:
@@ -71,12 +73,12 @@ class FlatToRegions(ScopeTracking, keras.layers.Layer):
         observed = variable_scopes((input_shape[1], 1), log_probabilities=False, layout=REGION)
         return observed.with_counts(np.repeat(observed.counts, self.num_decomps, axis=1))
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Add the decomposition (and variable dimensionality) axes."""
-        if x.shape.rank == 2:
-            x = x[..., tf.newaxis]
-        x = x[:, :, tf.newaxis, :]
-        return tf.tile(x, [1, 1, self.num_decomps, 1]) if self.num_decomps > 1 else x
+        if len(x.shape) == 2:
+            x = x[..., np.newaxis]
+        x = x[:, :, np.newaxis, :]
+        return ops.tile(x, [1, 1, self.num_decomps, 1]) if self.num_decomps > 1 else x
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, num_vars, num_decomps, var_dimensionality]``."""
@@ -88,7 +90,7 @@ class FlatToRegions(ScopeTracking, keras.layers.Layer):
         return {"num_decomps": self.num_decomps, **super().get_config()}
 
 
-def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
+def _permute_and_pad(x: Tensor, permutations: np.ndarray) -> Tensor:
     """Gather scopes per decomposition; index ``-1`` yields a padding scope with log-probability 0."""
     _, num_scopes, num_decomps, num_nodes = x.shape
     scope_index = np.where(permutations < 0, num_scopes, permutations).T  # [scopes_out, decomps]
@@ -100,18 +102,18 @@ def _permute_and_pad(x: tf.Tensor, permutations: np.ndarray) -> tf.Tensor:
         if row_sums is not None:  # sums of permuted rows are sums of the input's rows (padding stays padding)
             padded_index = np.append(flat_index, rows.shape[0])
 
-            def permuted_row_sums(sources: np.ndarray) -> tf.Tensor:
+            def permuted_row_sums(sources: np.ndarray) -> Tensor:
                 return row_sums(padded_index[np.minimum(sources, len(flat_index))])
 
             attach_row_sums(out, permuted_row_sums)
         return out
-    padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
-    flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
-    gathered = tf.gather(flat, flat_index, axis=1)
-    return tf.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
+    padded = ops.concatenate([x, ops.zeros_like(x[:, :1])], axis=1)
+    flat = ops.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
+    gathered = ops.take(flat, flat_index, axis=1)
+    return ops.reshape(gathered, [-1, scope_index.shape[0], num_decomps, num_nodes])
 
 
-def _permute_and_pad_by_weight(x: tf.Tensor, permutations: tf.Tensor) -> tf.Tensor:
+def _permute_and_pad_by_weight(x: Tensor, permutations: Tensor) -> Tensor:
     """``_permute_and_pad`` with the permutations read from a weight when the layer runs (an int tensor).
 
     The same gathers as ``_permute_and_pad`` with a run-time index computed from ``permutations``
@@ -120,31 +122,31 @@ def _permute_and_pad_by_weight(x: tf.Tensor, permutations: tf.Tensor) -> tf.Tens
     """
     _, num_scopes, num_decomps, num_nodes = x.shape
     num_scopes_out = permutations.shape[1]
-    scope_index = tf.transpose(tf.where(permutations < 0, num_scopes, permutations))  # [scopes_out, decomps]
-    flat_index = tf.reshape(scope_index * num_decomps + tf.range(num_decomps)[tf.newaxis], [-1])
+    scope_index = ops.transpose(ops.where(permutations < 0, num_scopes, permutations))  # [scopes_out, decomps]
+    flat_index = ops.reshape(scope_index * num_decomps + np.arange(num_decomps, dtype=np.int32)[np.newaxis], [-1])
     rows = attached_rows(x)
     if rows is not None:  # [scopes * decomps, batch, nodes]: index scopes * decomps is the padding row
-        row_index = tf.minimum(flat_index, num_scopes * num_decomps)
+        row_index = ops.minimum(flat_index, num_scopes * num_decomps)
         return from_rows(gather_or_zero(rows, row_index), (num_scopes_out, num_decomps), shared=False)
-    padded = tf.concat([x, tf.zeros_like(x[:, :1])], axis=1)
-    flat = tf.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
-    gathered = tf.gather(flat, flat_index, axis=1)
-    return tf.reshape(gathered, [-1, num_scopes_out, num_decomps, num_nodes])
+    padded = ops.concatenate([x, ops.zeros_like(x[:, :1])], axis=1)
+    flat = ops.reshape(padded, [-1, (num_scopes + 1) * num_decomps, num_nodes])
+    gathered = ops.take(flat, flat_index, axis=1)
+    return ops.reshape(gathered, [-1, num_scopes_out, num_decomps, num_nodes])
 
 
-def _gather_rows(rows: tf.Tensor, index: np.ndarray) -> tf.Tensor:
+def _gather_rows(rows: Tensor, index: np.ndarray) -> Tensor:
     """``rows[index]`` where no row is taken twice, and ``index >= len(rows)`` yields a row of zeros (padding).
 
     Its gradient is a gather too (of the output signal, by the inverse of ``index``), not the scatter-add of
-    ``tf.gather``'s gradient: a decomposition uses every scope at most once, so no signals need adding.
+    a gather's gradient: a decomposition uses every scope at most once, so no signals need adding.
     """
     num_rows = rows.shape[0]
     inverse = inverse_gather_index(index, num_rows)
     index = np.minimum(index, num_rows).astype(np.int32)
 
     @custom_gradient
-    def gather(rows: tf.Tensor) -> tuple[tf.Tensor, Any]:
-        def grad(dy: tf.Tensor) -> tf.Tensor:
+    def gather(rows: Tensor) -> tuple[Tensor, Any]:
+        def grad(dy: Tensor) -> Tensor:
             return gather_or_zero(dy, inverse)
 
         return gather_or_zero(rows, index), grad
@@ -208,7 +210,7 @@ class BasePermuteAndPadScopes(ScopeTracking, keras.layers.Layer):
     def _num_scopes_out(self, input_shape: Shape) -> int:
         raise NotImplementedError
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Permute and pad the scopes of ``x``."""
         assert self.permutations is not None, "build() sets the permutations"
         return _permute_and_pad(x, self.permutations)
@@ -314,8 +316,8 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
     Example:
         >>> import numpy as np
         >>> layer = PermuteAndPadScopesRandom(factors=[2, 2], seed=0)
-        >>> layer(np.zeros((1, 3, 2, 4), "float32")).shape
-        TensorShape([1, 4, 2, 4])
+        >>> tuple(layer(np.zeros((1, 3, 2, 4), "float32")).shape)
+        (1, 4, 2, 4)
     """
 
     def __init__(
@@ -339,8 +341,12 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
     def permutations(self) -> np.ndarray | None:
         """The permutations ``[num_decomps, num_scopes_out]``: the weight's value once built."""
         if self.permutations_variable is not None:
-            with tf.init_scope():  # the current value, also when read while a function is traced
-                return np.asarray(self.permutations_variable.numpy()).astype(np.int64)
+            value = read_variable(self.permutations_variable)  # the current value, also while a function is traced
+            if value is None:
+                raise ValueError(
+                    f"Layer '{self.name}': its permutations cannot be read while a JAX function is traced."
+                )
+            return value.astype(np.int64)
         return self._initial_permutations
 
     @permutations.setter
@@ -421,7 +427,7 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             trainable=False,
         )
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Permute and pad the scopes of ``x`` by the permutations the weight holds now.
 
         Eagerly (and when weights are loaded from a file, ``load_own_variables``) the weight's value is checked as
@@ -429,9 +435,9 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         break decomposability.
         """
         assert self.permutations_variable is not None, "build() creates the permutations weight"
-        if tf.executing_eagerly():
+        if values_known(x):
             self._check_weight()
-        return _permute_and_pad_by_weight(x, tf.convert_to_tensor(self.permutations_variable))
+        return _permute_and_pad_by_weight(x, ops.convert_to_tensor(self.permutations_variable))
 
     def load_own_variables(self, store: Any) -> None:
         """Load the permutations weight (e.g. from a ``.weights.h5`` file) and check it."""

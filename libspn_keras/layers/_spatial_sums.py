@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._base_sum import BaseWeightedSums
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+from libspn_keras.math._backend import Tensor
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 
@@ -62,8 +63,8 @@ class Local2DSum(BaseSpatialSum):
 
     Example:
         >>> import numpy as np
-        >>> Local2DSum(num_sums=5)(np.zeros((2, 3, 3, 4), "float32")).shape
-        TensorShape([2, 3, 3, 5])
+        >>> tuple(Local2DSum(num_sums=5)(np.zeros((2, 3, 3, 4), "float32")).shape)
+        (2, 3, 3, 5)
     """
 
     def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
@@ -85,8 +86,8 @@ class Conv2DSum(BaseSpatialSum):
 
     Example:
         >>> import numpy as np
-        >>> Conv2DSum(num_sums=5)(np.zeros((2, 3, 3, 4), "float32")).shape
-        TensorShape([2, 3, 3, 5])
+        >>> tuple(Conv2DSum(num_sums=5)(np.zeros((2, 3, 3, 4), "float32")).shape)
+        (2, 3, 3, 5)
     """
 
     def _accumulator_shape(self, height: int, width: int, channels: int) -> tuple[int, ...]:
@@ -95,9 +96,9 @@ class Conv2DSum(BaseSpatialSum):
     def _accepted_inputs(self, height: int, width: int, channels: int) -> keras.InputSpec | None:
         return keras.InputSpec(axes={-1: channels})  # any height and width: the weights are shared
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Compute the weighted sums of every cell with the shared ``[channels, num_sums]`` weights."""
         check_float_dtype(self.name, x.dtype)
         assert self.accumulators is not None, "build() creates the accumulators"
-        accumulators = tf.reshape(self.accumulators, self.accumulators.shape[2:])
+        accumulators = ops.reshape(self.accumulators, self.accumulators.shape[2:])
         return self.sum_op.weighted_sum(x, accumulators, self.logspace_accumulators)

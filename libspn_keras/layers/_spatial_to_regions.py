@@ -7,10 +7,11 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_spatial, scope_difference
 from libspn_keras.layers._validation import Shape, check_rank
+from libspn_keras.math._backend import Tensor
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -33,8 +34,8 @@ class SpatialToRegions(ScopeTracking, keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> SpatialToRegions()(np.zeros((2, 1, 1, 6), "float32")).shape
-        TensorShape([2, 1, 1, 6])
+        >>> tuple(SpatialToRegions()(np.zeros((2, 1, 1, 6), "float32")).shape)
+        (2, 1, 1, 6)
     """
 
     def build(self, input_shape: Shape) -> None:
@@ -62,10 +63,10 @@ class SpatialToRegions(ScopeTracking, keras.layers.Layer):
                 )
         return dataclasses.replace(scopes, counts=counts[:1, :1], layout=REGION)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Flatten cells and channels into the node axis."""
         _, height, width, channels = x.shape
-        return tf.reshape(x, [-1, 1, 1, height * width * channels])
+        return ops.reshape(x, [-1, 1, 1, height * width * channels])
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Return ``[batch, 1, 1, height * width * channels]``."""

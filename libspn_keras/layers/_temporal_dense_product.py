@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+from libspn_keras.math._backend import Tensor
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -46,8 +47,8 @@ class TemporalDenseProduct(ScopeTracking, keras.layers.Layer):
         >>> a = np.log(np.array([[[[0.5, 0.25]]]], "float32"))
         >>> b = np.log(np.array([[[[0.1, 0.2, 0.4]]]], "float32"))
         >>> out = TemporalDenseProduct()([a, b])
-        >>> out.shape
-        TensorShape([1, 1, 1, 6])
+        >>> tuple(out.shape)
+        (1, 1, 1, 6)
         >>> [round(float(v), 3) for v in np.exp(np.asarray(out)).ravel()]
         [0.05, 0.1, 0.2, 0.025, 0.05, 0.1]
     """
@@ -80,14 +81,14 @@ class TemporalDenseProduct(ScopeTracking, keras.layers.Layer):
                     f"same {name}. Received: input_shape={[a_shape, b_shape]}"
                 )
 
-    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         """Sum (log-space product) every pair of nodes of the two inputs."""
         a, b = inputs
         check_float_dtype(self.name, a.dtype)
         check_float_dtype(self.name, b.dtype)
         num_nodes = a.shape[-1] * b.shape[-1]
-        out = a[..., :, tf.newaxis] + b[..., tf.newaxis, :]
-        return tf.reshape(out, tf.concat([tf.shape(out)[:-2], [num_nodes]], axis=0))
+        out = ops.expand_dims(a, -1) + ops.expand_dims(b, -2)
+        return ops.reshape(out, (*ops.shape(out)[:-2], num_nodes))
 
     def _propagate_scopes(self, scopes: tuple[Scopes | None, ...], input_shape: list[Shape]) -> Scopes | None:
         """Products per region of two inputs over the same variables must have disjoint scopes."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers._products import ProductFactors, attach_product_factors, product_factors
 from libspn_keras.layers._scope_tracking import (
@@ -18,6 +18,7 @@ from libspn_keras.layers._scope_tracking import (
     scope_difference,
 )
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank
+from libspn_keras.math._backend import Tensor
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 
@@ -45,8 +46,8 @@ class Undecompose(ScopeTracking, keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> Undecompose()(np.zeros((2, 1, 3, 4), "float32")).shape
-        TensorShape([2, 1, 1, 12])
+        >>> tuple(Undecompose()(np.zeros((2, 1, 3, 4), "float32")).shape)
+        (2, 1, 1, 12)
     """
 
     def __init__(self, num_decomps: int = 1, **kwargs: Any) -> None:
@@ -83,12 +84,12 @@ class Undecompose(ScopeTracking, keras.layers.Layer):
                 )
         return scopes.with_counts(scopes.counts[:, ::group])
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         """Reshape decompositions into nodes."""
         if x.shape[2] is not None:  # the layer has no weights, so it may see other shapes than in build
             self._check_decomps(tuple(x.shape))
         _, num_scopes, num_decomps_in, num_nodes = x.shape
-        out = tf.reshape(x, [-1, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps])
+        out = ops.reshape(x, [-1, num_scopes, self.num_decomps, num_nodes * num_decomps_in // self.num_decomps])
         factors = product_factors(x)
         if factors is not None:  # the products of num_mixed consecutive regions become the nodes of one region
             num_mixed = factors.num_mixed * num_decomps_in // self.num_decomps

@@ -8,7 +8,16 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from libspn_keras.math._backend import Tensor, check, values_known
+from libspn_keras.math._backend_structure import (
+    graph_checked_values,
+    initializer_errors,
+    read_variable,
+    value_check_error,
+    widest_int_dtype,
+)
 
 
 def is_number(value: Any) -> bool:
@@ -85,12 +94,14 @@ def check_float_dtype(layer: str, dtype: Any, what: str = "log-probabilities") -
         raise TypeError(f"Layer '{layer}' expects floating-point {what}. Received: dtype={name}")
 
 
-def check_states(values: tf.Tensor, num_states: int, message: str, fraction_message: str | None = None) -> tf.Tensor:
+def check_states(values: Tensor, num_states: int, message: str, fraction_message: str | None = None) -> Tensor:
     """Return ``values`` once checked to be integers in ``[0, num_states)``, without casting them.
 
     The checks compare in the input's own dtype (integers as int64): a cast to int32 first would wrap ``+-inf``,
-    huge floats and large integers around into the range. They are TensorFlow assertions, so they hold eagerly and
-    in a ``tf.function`` (``InvalidArgumentError`` with ``message``); XLA drops them.
+    huge floats and large integers around into the range. Where values are known (eagerly) a failed check raises
+    at once; in a TensorFlow graph (``tf.function``) it is a graph assertion. Both raise ``InvalidArgumentError``
+    with ``message`` on TensorFlow, ``ValueError`` on other backends; XLA drops the assertions, and in a traced JAX
+    function the values are not checked (``libspn_keras.math._backend.check``).
 
     Args:
         values: Integer, boolean or floating-point tensor (``NaN`` is rejected: replace missing values first).
@@ -100,32 +111,30 @@ def check_states(values: tf.Tensor, num_states: int, message: str, fraction_mess
         fraction_message: Message for a non-integral float (default: ``message + "; received a fraction"``).
 
     Returns:
-        The checked values: floats unchanged, integers and booleans as int64.
+        The checked values: floats unchanged, integers and booleans as int64 (int32 on JAX without x64).
 
     Example:
-        >>> check_states(tf.constant([0.0, 2.0]), 3, "labels in [0, 3)").numpy().tolist()
+        >>> import numpy as np
+        >>> from keras import ops
+        >>> ops.convert_to_numpy(check_states(np.array([0.0, 2.0], "float32"), 3, "labels in [0, 3)")).tolist()
         [0.0, 2.0]
     """
-    values = values if values.dtype.is_floating else tf.cast(values, tf.int64)
-    # Eagerly each assertion raises as it is made: NaN first (it fails every comparison).
-    is_nan = tf.math.is_nan(values) if values.dtype.is_floating else tf.zeros_like(values, tf.bool)
-    checks = [tf.debugging.assert_equal(is_nan, tf.zeros_like(is_nan), message=message + "; received NaN")]
+    values = ops.convert_to_tensor(values)
+    floating = "float" in keras.backend.standardize_dtype(values.dtype)
+    values = values if floating else ops.cast(values, widest_int_dtype())
+    error = value_check_error()
+    # Eagerly each check raises as it is made: NaN first (it fails every comparison).
+    checks = [] if not floating else [(ops.logical_not(ops.isnan(values)), message + "; received NaN")]
     checks += [
-        tf.debugging.assert_greater_equal(
-            values, tf.zeros([], values.dtype), message=message + "; received a negative value"
-        ),
-        tf.debugging.assert_less(
-            values, tf.cast(num_states, values.dtype), message=message + "; received a larger value"
-        ),
+        (ops.greater_equal(values, ops.zeros([], values.dtype)), message + "; received a negative value"),
+        (ops.less(values, ops.cast(num_states, values.dtype)), message + "; received a larger value"),
     ]
-    if values.dtype.is_floating:
-        checks.append(
-            tf.debugging.assert_equal(
-                values, tf.round(values), message=fraction_message or message + "; received a fraction"
-            )
-        )
-    with tf.control_dependencies(checks):
-        return tf.identity(values)
+    if floating:
+        checks.append((ops.equal(values, ops.round(values)), fraction_message or message + "; received a fraction"))
+    checked = values
+    for ok, text in checks:
+        checked = check(ok, text, error, depends=checked)
+    return checked
 
 
 # Keras shapes: a tuple of ints with ``None`` for unknown sizes (usually the batch). Arithmetic on entries is only
@@ -139,9 +148,8 @@ def initial_value(variable: Any) -> np.ndarray | None:
     (A layer built lazily inside a ``tf.function``, e.g. the first ``fit`` step, may get a weight whose value is
     only set when the graph runs; build-time value checks are then skipped.)
     """
-    with tf.init_scope():
-        value = np.asarray(keras.ops.convert_to_numpy(variable))
-    return value if value.shape == tuple(variable.shape) else None
+    value = read_variable(variable)
+    return value if value is not None and value.shape == tuple(variable.shape) else None
 
 
 def checked_initializer(
@@ -188,20 +196,17 @@ max(scale)=-1.0, 2 invalid values
     message = f"Layer '{layer}' expects {argument} to give {requirement}."
 
     def initialize(shape: Sequence[int], dtype: Any = None) -> Any:
-        values = tf.convert_to_tensor(initializer(shape, dtype=dtype))
-        if tf.executing_eagerly():
-            if not bool(tf.reduce_all(valid(values))):
-                received = np.asarray(values)
+        values = ops.convert_to_tensor(initializer(shape, dtype=dtype))
+        if values_known(values):
+            if not bool(np.all(ops.convert_to_numpy(valid(values)))):
+                received = ops.convert_to_numpy(values)
                 raise ValueError(
                     f"{message} Received: min({what})={received.min()}, max({what})={received.max()}, "
-                    f"{int(np.size(received) - np.count_nonzero(np.asarray(valid(values))))} invalid values"
+                    f"{int(np.size(received) - np.count_nonzero(ops.convert_to_numpy(valid(values))))} invalid values"
                 )
             return values
-        # A data dependency (``check_numerics`` of zeros, NaN where invalid): a variable's initial value may be lifted
-        # out of the traced function, and control dependencies are not lifted with it.
-        zeros = tf.zeros_like(values)
-        flags = tf.debugging.check_numerics(tf.where(valid(values), zeros, zeros + np.nan), message)
-        return values + flags
+        # In a traced TensorFlow function: a check with the variable's initialization (see graph_checked_values).
+        return graph_checked_values(values, valid(values), message)
 
     return initialize
 
@@ -253,7 +258,7 @@ def shape_checked_initializer(layer: str, name: str, initializer: Callable[..., 
         )
         try:
             values = initializer(shape, dtype=dtype)
-        except (ValueError, tf.errors.InvalidArgumentError) as error:
+        except initializer_errors() as error:
             raise ValueError(f"Layer '{layer}' expects {hint} Received: {received}") from error
         if tuple(values.shape) != expected:
             raise ValueError(f"Layer '{layer}' expects {hint} Received: values of shape {tuple(values.shape)}")
