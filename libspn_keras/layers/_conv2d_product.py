@@ -13,8 +13,7 @@ from libspn_keras.layers._scope_tracking import Scopes, as_spatial
 from libspn_keras.layers._spatial_scopes import SpatialScopeMixin
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_number
 from libspn_keras.math import custom_gradient
-from libspn_keras.math._backend import Tensor
-from libspn_keras.math._backend_structure import add_n
+from libspn_keras.math._backend import Tensor, add_n
 
 SPATIAL_LAYOUT = "[batch, height, width, channels]"
 PADDINGS = ("valid", "full", "final")

@@ -20,8 +20,7 @@ from libspn_keras.math import (
     gather_or_zero,
     inverse_gather_index,
 )
-from libspn_keras.math._backend import Tensor, values_known
-from libspn_keras.math._backend_structure import read_variable
+from libspn_keras.math._backend import Tensor, read_variable, values_known
 
 REGION_LAYOUT = "[batch, num_scopes, num_decomps, num_nodes]"
 

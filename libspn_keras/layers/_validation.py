@@ -10,12 +10,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from libspn_keras.math._backend import Tensor, check, values_known
-from libspn_keras.math._backend_structure import (
+from libspn_keras.math._backend import (
+    Tensor,
+    check,
     graph_checked_values,
     initializer_errors,
     read_variable,
     value_check_error,
+    values_known,
     widest_int_dtype,
 )
 

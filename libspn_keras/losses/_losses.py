@@ -7,8 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from libspn_keras.math._backend import Tensor, check
-from libspn_keras.math._backend_math import invalid_argument_error, widest_int_dtype
+from libspn_keras.math._backend import Tensor, check, value_check_error, widest_int_dtype
 
 
 def _reduction(reduction: str) -> str:
@@ -66,7 +65,7 @@ def _checked_labels(values: Tensor, num_classes: int, message: str) -> Tensor:
     floating = "float" in keras.backend.standardize_dtype(values.dtype)
     if not floating:
         values = ops.cast(values, widest_int_dtype())
-    error = invalid_argument_error()
+    error = value_check_error()
     if floating:
         values = check(ops.logical_not(ops.isnan(values)), message + "; received NaN", error, depends=values)
     values = check(values >= 0, message + "; received a negative value", error, depends=values)

@@ -8,6 +8,10 @@ has no public op for live here, each with one implementation per backend (Tensor
   gradient per input, as a tuple.
 - ``vjp``: the vector-Jacobian product of a function (queries take the backward pass of a model down to its
   leaves).
+- ``value_check_error`` / ``initializer_errors`` / ``graph_execution_errors``: the exception classes value checks
+  raise and callers catch, per backend.
+- ``read_variable``, ``graph_checked_values``, ``add_n``, ``widest_int_dtype``, ``is_backend_tensor``: small
+  pieces the layers need where ``keras.ops`` has no equivalent.
 - ``values_known`` / ``check``: value checks that raise a ``ValueError`` where values are concrete (eager
   calls, NumPy inputs). In a TensorFlow graph (``tf.function``) the check is a graph assertion
   (``InvalidArgumentError``, dropped by XLA); in a traced JAX function (``jit``, the default for ``fit`` on JAX)
@@ -23,6 +27,8 @@ does not import TensorFlow.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -269,3 +275,142 @@ def attached(x: Any, key: str) -> Any:
     """The value ``attach`` attached to ``x`` under ``key``, or ``None``."""
     table = getattr(x, _ATTACHED, None)
     return None if table is None else table.get(key)
+
+
+@functools.cache
+def value_check_error() -> type[Exception]:
+    """The exception a failed value check (``check``) raises where the values are known (eagerly).
+
+    On TensorFlow a ``tf.errors.InvalidArgumentError`` that is also a ``ValueError``: the class a graph assertion
+    raises in a ``tf.function``, so a bad value raises the same error eagerly and in a graph. Elsewhere
+    ``ValueError``.
+
+    Example:
+        >>> issubclass(value_check_error(), ValueError)
+        True
+    """
+    if backend() != "tensorflow":
+        return ValueError
+    import tensorflow as tf
+
+    class InvalidValuesError(tf.errors.InvalidArgumentError, ValueError):  # type: ignore[misc]
+        """``tf.errors.InvalidArgumentError`` raised eagerly by a failed value check."""
+
+        def __init__(self, message: str, *op_error_args: Any) -> None:
+            # (message) raised here; (node_def, op, message[, error_code]) when Keras re-raises it with context.
+            super().__init__(*((None, None, message) if not op_error_args else (message, *op_error_args)))
+
+    return InvalidValuesError
+
+
+def initializer_errors() -> tuple[type[Exception], ...]:
+    """The exceptions an initializer raises for values that do not fit the requested shape."""
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return (ValueError, tf.errors.InvalidArgumentError)
+    return (ValueError, TypeError)
+
+
+def graph_execution_errors() -> tuple[type[BaseException], ...]:
+    """The errors a compiled TensorFlow function raises when an op fails (``tf.errors.OpError``).
+
+    Empty unless TensorFlow is already imported (so ``except graph_execution_errors():`` catches nothing on the
+    other backends and never imports TensorFlow).
+
+    Example:
+        >>> all(issubclass(error, Exception) for error in graph_execution_errors())
+        True
+    """
+    if "tensorflow" not in sys.modules:
+        return ()
+    import tensorflow as tf
+
+    return (tf.errors.OpError,)
+
+
+def read_variable(variable: Any) -> np.ndarray | None:
+    """The current value of ``variable`` as a NumPy array, also while a function is traced; ``None`` if unknown.
+
+    On TensorFlow the value is read outside any graph being built (``tf.init_scope``). On JAX a variable read while
+    a function is traced is a tracer: ``None`` then.
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.init_scope():
+            return np.asarray(keras.ops.convert_to_numpy(variable))
+    try:
+        return np.asarray(keras.ops.convert_to_numpy(variable))
+    except Exception:  # noqa: BLE001 - a tracer (jax.errors.TracerArrayConversionError and relatives)
+        return None
+
+
+def graph_checked_values(values: Tensor, valid: Tensor, message: str) -> Tensor:
+    """``values``, with a check that fails with ``message`` when the TensorFlow graph computing them runs.
+
+    For initial values made inside a traced TensorFlow function: the check is a data dependency
+    (``check_numerics`` of zeros, NaN where ``valid`` is ``False``), since a variable's initial value may be lifted
+    out of the traced function and control dependencies are not lifted with it. Elsewhere (a traced JAX function)
+    the values are returned unchecked.
+    """
+    if backend() != "tensorflow":
+        return values
+    import tensorflow as tf
+
+    zeros = tf.zeros_like(values)
+    flags = tf.debugging.check_numerics(tf.where(valid, zeros, zeros + np.nan), message)
+    return values + flags
+
+
+def add_n(tensors: Sequence[Tensor]) -> Tensor:
+    """The sum of ``tensors`` (same shape and dtype): one ``AddN`` on TensorFlow, chained additions elsewhere.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(add_n([np.ones(2), np.ones(2), np.ones(2)])).tolist()
+        [3.0, 3.0]
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.add_n(list(tensors))
+    return functools.reduce(keras.ops.add, tensors)
+
+
+def widest_int_dtype() -> str:
+    """The widest integer dtype the backend computes in: ``"int64"``, or ``"int32"`` on JAX without x64.
+
+    Example:
+        >>> widest_int_dtype() in ("int32", "int64")
+        True
+    """
+    if backend() == "jax":
+        import jax
+
+        return "int64" if jax.config.read("jax_enable_x64") else "int32"
+    return "int64"
+
+
+def is_backend_tensor(x: Any) -> bool:
+    """Whether ``x`` is a tensor of the Keras backend (eager or traced; not a ``keras.KerasTensor``, not NumPy).
+
+    Example:
+        >>> is_backend_tensor(keras.ops.ones(2)), is_backend_tensor(np.ones(2))
+        (True, False)
+    """
+    if isinstance(x, keras.KerasTensor):
+        return False
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return isinstance(x, tf.Tensor)
+    if name == "jax":
+        import jax
+
+        return isinstance(x, jax.Array)
+    if name == "torch":
+        import torch
+
+        return isinstance(x, torch.Tensor)
+    return bool(keras.ops.is_tensor(x))

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from libspn_keras.math._backend_models import is_backend_tensor
+from libspn_keras.math._backend import is_backend_tensor
 from libspn_keras.models._input_checks import (
     cause_first,
     check_declared_dtype,

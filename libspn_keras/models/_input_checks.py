@@ -18,8 +18,7 @@ import numpy as np
 from keras import ops
 
 from libspn_keras.layers import BaseLeaf, FlatToRegions, IndicatorLeaf
-from libspn_keras.math._backend import Tensor, check, values_known
-from libspn_keras.math._backend_models import graph_execution_errors, is_backend_tensor
+from libspn_keras.math._backend import Tensor, check, graph_execution_errors, is_backend_tensor, values_known
 
 
 def _dtype(x: Any) -> str | None:
