@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.math import (
     IndicatorRows,
@@ -15,7 +15,6 @@ from libspn_keras.math import (
     attach_row_sums,
     attached_indicator_index,
     contraction_weights,
-    custom_gradient,
     from_rows,
     gather_or_zero,
     index_rows,
@@ -33,6 +32,8 @@ from libspn_keras.math import (
     to_rows,
     weights_to_rows,
 )
+from libspn_keras.math._backend import Tensor, custom_gradient, vjp
+from libspn_keras.math._backend_sumops import as_tensor
 
 
 class SumOpBase(abc.ABC):
@@ -101,7 +102,7 @@ class SumOpBase(abc.ABC):
             )
         return bool(logspace_accumulators)
 
-    def weighted_sum(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
+    def weighted_sum(self, x: Tensor, accumulators: Tensor, logspace_accumulators: bool) -> Tensor:
         """Compute log-space weighted sums over the last axis of ``x``.
 
         Over the output of an ``IndicatorLeaf`` (which attaches its ``libspn_keras.math.indicator_index``) the sums
@@ -118,14 +119,14 @@ class SumOpBase(abc.ABC):
         Returns:
             Log-probabilities of the sums, ``[batch, *middle, num_out]``.
         """
-        x = tf.convert_to_tensor(x)
-        accumulators = tf.convert_to_tensor(accumulators)
-        middle, shared = x.shape[1:-1], accumulators.shape.rank == 2
+        x = as_tensor(x)
+        accumulators = as_tensor(accumulators)
+        middle, shared = tuple(x.shape[1:-1]), len(accumulators.shape) == 2
 
-        def forward(x: tf.Tensor, weights_rows: tf.Tensor, log_norm_rows: tf.Tensor | None) -> WeightedSumParts:
-            return self.forward_rows(to_rows(x, accumulators.shape.rank), weights_rows, log_norm_rows)
+        def forward(x: Tensor, weights_rows: Tensor, log_norm_rows: Tensor | None) -> WeightedSumParts:
+            return self.forward_rows(to_rows(x, len(accumulators.shape)), weights_rows, log_norm_rows)
 
-        def to_children(child_rows: tf.Tensor) -> tf.Tensor:
+        def to_children(child_rows: Tensor) -> Tensor:
             return from_rows(child_rows, middle, shared)
 
         index = attached_indicator_index(x)
@@ -134,15 +135,15 @@ class SumOpBase(abc.ABC):
         out = from_rows(log_sums, middle, shared)
         if indicators is not None and not shared:
 
-            def row_sums(sources: np.ndarray) -> tf.Tensor:
+            def row_sums(sources: np.ndarray) -> Tensor:
                 return self._apply(forward, to_children, x, accumulators, logspace_accumulators, indicators, sources)
 
             attach_row_sums(out, row_sums)
         return out
 
     def weighted_sum_of_products(
-        self, factors: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool, num_mixed: int = 1
-    ) -> tf.Tensor:
+        self, factors: Tensor, accumulators: Tensor, logspace_accumulators: bool, num_mixed: int = 1
+    ) -> Tensor:
         """Weighted sums over the outer products of ``factors`` (the output of a ``DenseProduct``).
 
         Equals ``weighted_sum`` of the products. Ops with ``fuses_products`` never form the products in
@@ -166,19 +167,19 @@ class SumOpBase(abc.ABC):
         Returns:
             Log-probabilities of the sums, ``[batch, num_groups, num_decomps, num_out]``.
         """
-        factors = tf.convert_to_tensor(factors)
-        accumulators = tf.convert_to_tensor(accumulators)
+        factors = as_tensor(factors)
+        accumulators = as_tensor(accumulators)
         middle = tuple(accumulators.shape[:2])
         if not self.fuses_products:
             products = mixed_product_rows(log_outer_product(factors), num_mixed)
             return self.weighted_sum(from_rows(products, middle, shared=False), accumulators, logspace_accumulators)
-        num_factors, num_rows = factors.shape[0], tf.shape(factors)[2]
+        num_factors, num_rows = factors.shape[0], ops.shape(factors)[2]
 
-        def to_children(child_rows: tf.Tensor) -> tf.Tensor:
+        def to_children(child_rows: Tensor) -> Tensor:
             # Without the signal of the normalizer's row (``WeightedSumParts.extra_rows``), if there is one.
             return product_signal_to_factors(child_rows, num_factors)[:, :, :num_rows]
 
-        def forward(factors: tf.Tensor, weights_rows: tf.Tensor, log_norm_rows: tf.Tensor | None) -> WeightedSumParts:
+        def forward(factors: Tensor, weights_rows: Tensor, log_norm_rows: Tensor | None) -> WeightedSumParts:
             if num_mixed == 1:
                 # Unnormalized weights are normalized by the same matmul (one more row); the log_norm of
                 # contraction_weights is then not read, and inside tf.function not computed.
@@ -186,26 +187,26 @@ class SumOpBase(abc.ABC):
                 return log_product_weighted_sum_parts(factors, weights_rows, normalize=normalize)
             # One row of weights per group: [regions, mixed * products, out] -> [regions * mixed, products, out].
             num_out = weights_rows.shape[-1]
-            weights_rows = tf.reshape(weights_rows, [-1, weights_rows.shape[1] // num_mixed, num_out])
+            weights_rows = ops.reshape(weights_rows, [-1, weights_rows.shape[1] // num_mixed, num_out])
             if log_norm_rows is not None:
-                log_norm_rows = tf.repeat(log_norm_rows, num_mixed, axis=0)
+                log_norm_rows = ops.repeat(log_norm_rows, num_mixed, axis=0)
             return log_product_weighted_sum_parts(factors, weights_rows, log_norm_rows)
 
         log_sums = self._apply(forward, to_children, factors, accumulators, logspace_accumulators)
         if num_mixed > 1:
-            log_sums = log_sum_exp(tf.reshape(log_sums, [-1, num_mixed, num_rows, log_sums.shape[-1]]), axis=1)
+            log_sums = log_sum_exp(ops.reshape(log_sums, [-1, num_mixed, num_rows, log_sums.shape[-1]]), axis=1)
         return from_rows(log_sums, middle, shared=False)
 
     def _apply(
         self,
-        forward: Callable[[tf.Tensor, tf.Tensor, tf.Tensor | None], WeightedSumParts],
-        to_children: Callable[[tf.Tensor], tf.Tensor],
-        children: tf.Tensor,
-        accumulators: tf.Tensor,
+        forward: Callable[[Tensor, Tensor, Tensor | None], WeightedSumParts],
+        to_children: Callable[[Tensor], Tensor],
+        children: Tensor,
+        accumulators: Tensor,
         logspace_accumulators: bool,
         indicators: IndicatorRows | None = None,
         sources: np.ndarray | None = None,
-    ) -> tf.Tensor:
+    ) -> Tensor:
         """Run ``forward`` with this op's backward rule; return the sums in the rows layout.
 
         ``forward`` maps the children and the weights and log-normalizer in the rows layout
@@ -217,7 +218,7 @@ class SumOpBase(abc.ABC):
         one-hot matmul), and the backward rule runs on the ``num_states + 2`` rows of
         ``libspn_keras.math.indicator_log_table``. The children's signal is computed per sample, from ``forward``,
         and only if something reads it (a leaf below with weights, or a query): in a ``tf.function`` nothing else
-        of that is run. Autodiff ops take these backward passes under a ``tf.GradientTape``, whose gradient is
+        of that is run. Autodiff ops take these backward passes with ``libspn_keras.math.vjp``, whose gradient is
         itself differentiable: second-order gradients are those of ``forward``.
 
         ``sources`` (with ``indicators``; static int ``[num_out_rows, num_terms]``, see
@@ -227,9 +228,9 @@ class SumOpBase(abc.ABC):
         """
 
         def parts_of(
-            forward: Callable[[tf.Tensor, tf.Tensor, tf.Tensor | None], WeightedSumParts],
-        ) -> Callable[[tf.Tensor, tf.Tensor], WeightedSumParts]:
-            def parts(children: tf.Tensor, accumulators: tf.Tensor) -> WeightedSumParts:
+            forward: Callable[[Tensor, Tensor, Tensor | None], WeightedSumParts],
+        ) -> Callable[[Tensor, Tensor], WeightedSumParts]:
+            def parts(children: Tensor, accumulators: Tensor) -> WeightedSumParts:
                 weights, log_norm = contraction_weights(accumulators, logspace_accumulators)
                 log_norm_rows = None if log_norm is None else weights_to_rows(log_norm)
                 return forward(children, weights_to_rows(weights), log_norm_rows)
@@ -240,47 +241,45 @@ class SumOpBase(abc.ABC):
         if indicators is None and not self.has_custom_backward:
             return weighted_parts(children, accumulators).log_sums
 
-        def backward(parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def backward(parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
             if parts.extra_rows:  # rows the forward pass added for itself get no signal
-                dy = tf.pad(dy, [[0, 0], [0, parts.extra_rows], [0, 0]])
+                dy = ops.pad(dy, [[0, 0], [0, parts.extra_rows], [0, 0]])
             child_rows, edge_rows = self.backward(parts, dy)
-            return to_children(child_rows), tf.reshape(edge_rows, tf.shape(accumulators))
+            return to_children(child_rows), ops.reshape(edge_rows, ops.shape(accumulators))
 
         def recomputed_backward(
-            parts_of: Callable[[tf.Tensor, tf.Tensor], WeightedSumParts],
-            children: tf.Tensor,
-            accumulators: tf.Tensor,
-            dy: tf.Tensor,
+            parts_of: Callable[[Tensor, Tensor], WeightedSumParts],
+            children: Tensor,
+            accumulators: Tensor,
+            dy: Tensor,
         ) -> Any:
             if self.has_custom_backward:
                 child_rows, edge_rows = self.backward(parts_of(children, accumulators), dy)
-                return child_rows, tf.reshape(edge_rows, tf.shape(accumulators))
-            with tf.GradientTape() as tape:
-                tape.watch([children, accumulators])
-                log_sums = parts_of(children, accumulators).log_sums
-            return tape.gradient(log_sums, [children, accumulators], output_gradients=dy)
+                return child_rows, ops.reshape(edge_rows, ops.shape(accumulators))
+            _, (child_grad, edge_grad) = vjp(lambda c, a: parts_of(c, a).log_sums, [children, accumulators], dy)
+            return child_grad, edge_grad
 
-        def indicator_backward(children: tf.Tensor, accumulators: tf.Tensor, dy: tf.Tensor) -> Any:
+        def indicator_backward(children: Tensor, accumulators: Tensor, dy: Tensor) -> Any:
             assert indicators is not None
             child_rows, edge_grad = recomputed_backward(weighted_parts, children, accumulators, dy)
             child_grad = child_rows if not self.has_custom_backward else to_children(child_rows)
             if not self.merges_equal_rows:
                 return child_grad, edge_grad
             num_rows = indicators.num_states + 2
-            one_hot = tf.one_hot(indicators.index_rows, num_rows, dtype=dy.dtype)  # [groups, rows, states + 2]
-            state_dy = tf.matmul(one_hot, dy, transpose_a=True)  # [groups, states + 2, out]
+            one_hot = ops.one_hot(indicators.index_rows, num_rows, dtype=dy.dtype)  # [groups, rows, states + 2]
+            state_dy = ops.matmul(ops.swapaxes(one_hot, -1, -2), dy)  # [groups, states + 2, out]
             table = indicator_log_table(indicators.num_states, dy.dtype)
-            table_rows = tf.broadcast_to(table, [tf.shape(state_dy)[0], *table.shape])
+            table_rows = ops.broadcast_to(table, [ops.shape(state_dy)[0], *table.shape])
             return child_grad, recomputed_backward(parts_of(self.forward_rows), table_rows, accumulators, state_dy)[1]
 
         @custom_gradient
-        def apply(children: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        def apply(children: Tensor, accumulators: Tensor) -> tuple[Tensor, Any]:
             if indicators is not None:
                 log_weights = weights_to_rows(log_normalized_weights(accumulators, logspace_accumulators))
                 if sources is not None:
                     num_rows = log_weights.shape[0]
 
-                    def summed_backward(dy: tf.Tensor) -> Any:
+                    def summed_backward(dy: Tensor) -> Any:
                         return indicator_backward(children, accumulators, spread_to_sources(dy, sources, num_rows))
 
                     return summed_lookup(indicators, indicator_sums_table(log_weights), sources), summed_backward
@@ -291,7 +290,7 @@ class SumOpBase(abc.ABC):
 
         return apply(children, accumulators)
 
-    def forward_rows(self, x_rows: tf.Tensor, weights_rows: tf.Tensor, log_norm: tf.Tensor | None) -> WeightedSumParts:
+    def forward_rows(self, x_rows: Tensor, weights_rows: Tensor, log_norm: Tensor | None) -> WeightedSumParts:
         """The forward pass in the rows layout (``libspn_keras.math.log_weighted_sum_rows``).
 
         Args:
@@ -305,7 +304,7 @@ class SumOpBase(abc.ABC):
         """
         return log_weighted_sum_rows(x_rows, weights_rows, log_norm)
 
-    def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
         """Backward rule of ops with ``has_custom_backward``, in the rows layout.
 
         Args:
@@ -318,7 +317,7 @@ class SumOpBase(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} uses autodiff and has no custom backward rule.")
 
-    def weighted_children(self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool) -> tf.Tensor:
+    def weighted_children(self, x: Tensor, accumulators: Tensor, logspace_accumulators: bool) -> Tensor:
         """Compute the weighted children ``x_i + log w_i`` of a single root sum (e.g. class logits).
 
         Args:
@@ -330,21 +329,21 @@ class SumOpBase(abc.ABC):
             The weighted child log-probabilities, ``[batch, num_in]``.
         """
         if not self.has_custom_backward:
-            return x + tf.transpose(log_normalized_weights(accumulators, logspace_accumulators))
+            return x + ops.transpose(log_normalized_weights(accumulators, logspace_accumulators))
 
         @custom_gradient
-        def forward(x: tf.Tensor, accumulators: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def forward(x: Tensor, accumulators: Tensor) -> tuple[Tensor, Any]:
+            def grad(dy: Tensor) -> tuple[Tensor, Tensor]:
                 # The signal of each child is its own count; the edge counts are summed over the batch.
-                return dy, tf.transpose(tf.reduce_sum(dy, axis=0, keepdims=True))
+                return dy, ops.transpose(ops.sum(dy, axis=0, keepdims=True))
 
-            return x + tf.transpose(log_normalized_weights(accumulators, logspace_accumulators)), grad
+            return x + ops.transpose(log_normalized_weights(accumulators, logspace_accumulators)), grad
 
-        return forward(x, tf.convert_to_tensor(accumulators))
+        return forward(as_tensor(x), as_tensor(accumulators))
 
     def weighted_conv(
-        self, x: tf.Tensor, accumulators: tf.Tensor, logspace_accumulators: bool, normalize_in_forward_pass: bool = True
-    ) -> tf.Tensor:
+        self, x: Tensor, accumulators: Tensor, logspace_accumulators: bool, normalize_in_forward_pass: bool = True
+    ) -> Tensor:
         """Compute the 1x1 convolutional sums of ``Conv2DSum`` (LibSPN Keras 0.6's entry point): ``weighted_sum``.
 
         Args:
@@ -363,17 +362,17 @@ class SumOpBase(abc.ABC):
             >>> from libspn_keras.sum_ops import SumOpGradBackprop
             >>> x = np.log(np.full((1, 2, 2, 3), 0.5, "float32"))
             >>> out = SumOpGradBackprop().weighted_conv(x, np.ones((1, 1, 3, 2), "float32"), False)
-            >>> out.shape, round(float(out[0, 0, 0, 0]), 4)
-            (TensorShape([1, 2, 2, 2]), -0.6931)
+            >>> tuple(out.shape), round(float(out[0, 0, 0, 0]), 4)
+            ((1, 2, 2, 2), -0.6931)
         """
-        accumulators = tf.convert_to_tensor(accumulators)
-        accumulators = tf.reshape(accumulators, accumulators.shape[-2:])
+        accumulators = as_tensor(accumulators)
+        accumulators = ops.reshape(accumulators, tuple(accumulators.shape[-2:]))
         out = self.weighted_sum(x, accumulators, logspace_accumulators)
         if normalize_in_forward_pass:
             return out
-        totals = accumulators if logspace_accumulators else tf.math.log(accumulators)
-        log_total = tf.cast(tf.reduce_logsumexp(totals, axis=0), out.dtype)
-        return out + (tf.stop_gradient(log_total) if self.has_custom_backward else log_total)
+        totals = accumulators if logspace_accumulators else ops.log(accumulators)
+        log_total = ops.cast(ops.logsumexp(totals, axis=0), out.dtype)
+        return out + (ops.stop_gradient(log_total) if self.has_custom_backward else log_total)
 
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:
@@ -395,7 +394,7 @@ class SumOpBase(abc.ABC):
         return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
 
-def summed_lookup(indicators: IndicatorRows, table: tf.Tensor, sources: np.ndarray) -> tf.Tensor:
+def summed_lookup(indicators: IndicatorRows, table: Tensor, sources: np.ndarray) -> Tensor:
     """Sums of groups of looked-up rows: row ``i`` is ``sum_t lookup[sources[i, t]]``, ``sources >= G`` add nothing.
 
     Args:
@@ -411,11 +410,11 @@ def summed_lookup(indicators: IndicatorRows, table: tf.Tensor, sources: np.ndarr
     states = gather_or_zero(indicators.index_rows, clipped)  # [out_rows, terms, batch]
     offsets = (clipped * num_table_rows)[..., np.newaxis]
     padding = num_groups * num_table_rows  # the zero row after the flattened table
-    flat_index = tf.where(offsets < padding, states + offsets, padding)
-    rows = gather_or_zero(tf.reshape(table, [-1, num_out]), tf.transpose(flat_index, [0, 2, 1]))
-    return tf.reduce_sum(rows, axis=2)
+    flat_index = ops.where(offsets < padding, states + offsets, padding)
+    rows = gather_or_zero(ops.reshape(table, [-1, num_out]), ops.transpose(flat_index, [0, 2, 1]))
+    return ops.sum(rows, axis=2)
 
 
-def spread_to_sources(dy: tf.Tensor, sources: np.ndarray, num_rows: int) -> tf.Tensor:
+def spread_to_sources(dy: Tensor, sources: np.ndarray, num_rows: int) -> Tensor:
     """The signal ``[num_rows, batch, num_out]`` of the rows that ``summed_lookup`` summed, from that of the sums."""
     return gather_or_zero(dy, inverse_gather_index(sources, num_rows))

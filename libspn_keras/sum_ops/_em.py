@@ -7,9 +7,11 @@ import numbers
 from typing import Any, ClassVar
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from libspn_keras.math import WeightedSumParts, stateless_seed
+from libspn_keras.math import WeightedSumParts
+from libspn_keras.math._backend import Tensor
+from libspn_keras.math._backend_sumops import argmax_int32, map_int32, stateless_uniform
 from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops._base import SumOpBase
 
@@ -36,16 +38,16 @@ class SumOpEMBackprop(SumOpBase):
     has_custom_backward: ClassVar[bool] = True
     normalizes_counts: ClassVar[bool] = True
 
-    def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
         """Dense (soft) EM signals as two batched matmuls, without per-edge tensors of the batch."""
         linear, scaled = parts.linear_sums, parts.scaled_children
         assert linear is not None and scaled is not None, "the forward pass keeps the linear sums"
         positive = linear > 0
-        ratio = tf.where(positive, dy / tf.where(positive, linear, tf.ones_like(dy)), tf.zeros_like(dy))
-        # An explicit transpose of the weights; Grappler folds it into the matmul (`transpose_b=True` instead: the
-        # same time at the widest level of the benchmark RAT-SPN, see benchmarks/README.md).
-        child_mass = tf.matmul(ratio, tf.linalg.matrix_transpose(parts.weights))
-        edge_mass = tf.matmul(scaled, ratio, transpose_a=True)
+        ratio = ops.where(positive, dy / ops.where(positive, linear, ops.ones_like(dy)), ops.zeros_like(dy))
+        # Explicit transposes; Grappler (and XLA) fold them into the matmuls (`transpose_b=True` instead: the same
+        # time at the widest level of the benchmark RAT-SPN, see benchmarks/README.md).
+        child_mass = ops.matmul(ratio, ops.swapaxes(parts.weights, -1, -2))
+        edge_mass = ops.matmul(ops.swapaxes(scaled, -1, -2), ratio)
         return scaled * child_mass, parts.weights * edge_mass
 
     def get_config(self) -> dict[str, Any]:
@@ -90,7 +92,7 @@ class BaseSelectionSumOp(SumOpBase):
     sets on its own copy of the op."""
 
     @abc.abstractmethod
-    def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
         """Logits from which each sum selects a child (rows layout).
 
         Args:
@@ -104,18 +106,19 @@ class BaseSelectionSumOp(SumOpBase):
     shares_logits: ClassVar[bool] = False
     """Whether ``selection_logits`` are the same for every sum of a row (``[groups, rows, in, 1]``)."""
 
-    def backward(self, parts: WeightedSumParts, dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
         """Send each sum's count to its selected child (segment sums; no one-hot edge tensors).
 
         At most ``SELECTION_LOGITS_PER_ROW`` selection logits (``groups * in * out``) per row are formed at once:
-        with more, the sums select their children in blocks of outputs, one block after the other (a
-        ``tf.map_fn``), with the same winners. E.g. the logits of a RAT-SPN level with 512 regions of 1,024 products
-        and 32 sums take 210 MB per block at batch 100 instead of 6.7 GB at once. Logits that every sum of a row
-        shares (``shares_logits``, without sampling) are formed once, never in blocks.
+        with more, the sums select their children in blocks of outputs, one block after the other (a loop,
+        ``libspn_keras.math._backend_sumops.map_int32``), with the same winners. E.g. the logits of a RAT-SPN level
+        with 512 regions of 1,024 products and 32 sums take 210 MB per block at batch 100 instead of 6.7 GB at once.
+        Logits that every sum of a row shares (``shares_logits``, without sampling) are formed once, never in
+        blocks.
         """
         x = parts.log_children
         assert x is not None, "selection ops do not fuse products, so the log-space children exist"
-        log_weights = tf.math.log(parts.weights)  # [groups or 1, in, out]
+        log_weights = ops.log(parts.weights)  # [groups or 1, in, out]
         num_out = log_weights.shape[-1]
         per_out = None if None in (x.shape[0], x.shape[-1]) else x.shape[0] * x.shape[-1]
         if (self.shares_logits and not self.sample_prob) or per_out is None or num_out is None:
@@ -123,34 +126,56 @@ class BaseSelectionSumOp(SumOpBase):
         else:
             block = max(1, SELECTION_LOGITS_PER_ROW // per_out)
         if num_out is None or block >= num_out:
-            winners = self._select(x, log_weights)
+            winners = self._select(x, log_weights, self._draw_seeds())
         else:
             num_blocks = -(-num_out // block)
             block = -(-num_out // num_blocks)  # balanced blocks, the last one padded
-            padded = tf.pad(log_weights, [[0, 0], [0, 0], [0, num_blocks * block - num_out]])
-            blocks = tf.transpose(tf.reshape(padded, [-1, padded.shape[1], num_blocks, block]), [2, 0, 1, 3])
-            selected = tf.map_fn(lambda lw: self._select(x, lw), blocks, fn_output_signature=tf.int32)
-            groups = tf.shape(selected)[1]  # [blocks, groups, rows, block]
-            winners = tf.reshape(tf.transpose(selected, [1, 2, 0, 3]), [groups, -1, num_blocks * block])
+            padded = ops.pad(log_weights, [[0, 0], [0, 0], [0, num_blocks * block - num_out]])
+            blocks = ops.transpose(ops.reshape(padded, [-1, padded.shape[1], num_blocks, block]), [2, 0, 1, 3])
+            if self.sample_prob:
+                # The seeds of every block, drawn before the loop in the order the blocks draw them.
+                seeds = ops.stack([self._draw_seeds() for _ in range(num_blocks)])
+                selected = map_int32(lambda args: self._select(x, args[0], args[1]), (blocks, seeds))
+            else:
+                selected = map_int32(lambda lw: self._select(x, lw, None), blocks)
+            groups = ops.shape(selected)[1]  # [blocks, groups, rows, block]
+            winners = ops.reshape(ops.transpose(selected, [1, 2, 0, 3]), [groups, -1, num_blocks * block])
             winners = winners[:, :, :num_out]
+        num_in = _dim(x, -1)
         if winners.shape[-1] == 1 and num_out != 1:  # one child per row for all its sums (shared logits)
-            return shared_selection_counts(winners, dy, tf.shape(x)[-1])
-        return selection_counts(tf.broadcast_to(winners, tf.shape(dy)), dy, tf.shape(x)[-1])
+            return shared_selection_counts(winners, dy, num_in)
+        return selection_counts(ops.broadcast_to(winners, ops.shape(dy)), dy, num_in)
 
-    def _select(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
-        """Selected child of each sum of ``log_weights`` (``[groups or 1, in, out]``): ``[groups, rows, out or 1]``."""
-        logits = self.selection_logits(x, log_weights)  # [groups, rows, in, out or 1]
-        winners = tf.argmax(logits, axis=-2, output_type=tf.int32)
+    def _draw_seeds(self) -> Tensor | None:
+        """The seeds (int32 ``[1 or 2, 2]``) of one ``_select`` with sampling, drawn from ``self.seed``.
+
+        One seed for the Gumbel noise, and one for the choice between sample and winner if ``sample_prob < 1``;
+        each is one ``keras.random.randint`` draw (``libspn_keras.math.stateless_seed``): the same for an int seed,
+        advancing a ``keras.random.SeedGenerator`` (or Keras' global generator for ``None``).
+        """
         if not self.sample_prob:
+            return None
+        count = 1 if self.sample_prob >= 1.0 else 2
+        return ops.stack([keras.random.randint([2], 0, 2**31 - 1, dtype="int32", seed=self.seed) for _ in range(count)])
+
+    def _select(self, x: Tensor, log_weights: Tensor, seeds: Tensor | None) -> Tensor:
+        """Selected child of each sum of ``log_weights`` (``[groups or 1, in, out]``): ``[groups, rows, out or 1]``.
+
+        ``seeds`` (``_draw_seeds``) are those of the draws when sampling.
+        """
+        logits = self.selection_logits(x, log_weights)  # [groups, rows, in, out or 1]
+        winners = argmax_int32(logits, axis=-2)
+        if not self.sample_prob or seeds is None:
             return winners
-        full = tf.concat([tf.shape(logits)[:3], tf.shape(log_weights)[-1:]], axis=0)  # every sum draws its own
-        # Stateless draws (seeds from ``self.seed``, see ``stateless_seed``): no new random kernel per eager call.
-        uniform = tf.random.stateless_uniform(full, stateless_seed(self.seed), 1e-20, 1.0, dtype=logits.dtype)
-        sampled = tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-2, output_type=tf.int32)
+        logits_shape = ops.shape(logits)
+        full = [*logits_shape[:3], ops.shape(log_weights)[-1]]  # every sum draws its own
+        # Stateless draws from the seeds drawn by ``_draw_seeds``: no new random kernel per eager call.
+        uniform = stateless_uniform(full, seeds[0], 1e-20, 1.0, dtype=logits.dtype)
+        sampled = argmax_int32(logits - ops.log(-ops.log(uniform)), axis=-2)
         if self.sample_prob < 1.0:
-            use_sample = tf.random.stateless_uniform(tf.shape(sampled), stateless_seed(self.seed), dtype=logits.dtype)
+            use_sample = stateless_uniform(ops.shape(sampled), seeds[1], dtype=logits.dtype)
             use_sample = use_sample < self.sample_prob
-            sampled = tf.where(use_sample, sampled, tf.broadcast_to(winners, tf.shape(sampled)))
+            sampled = ops.where(use_sample, sampled, ops.broadcast_to(winners, ops.shape(sampled)))
         return sampled
 
     @property
@@ -163,7 +188,7 @@ class BaseSelectionSumOp(SumOpBase):
         return {"sample_prob": self.sample_prob}
 
 
-def selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def selection_counts(winners: Tensor, dy: Tensor, num_in: Tensor) -> tuple[Tensor, Tensor]:
     """Counts of children and edges when sum ``o`` of row ``r`` sends ``dy[g, r, o]`` to child ``winners[g, r, o]``.
 
     Args:
@@ -174,20 +199,21 @@ def selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor) -> tu
     Returns:
         Child counts ``[groups, rows, in]`` and edge counts ``[groups, in, out]``.
     """
-    shape = tf.shape(dy)
-    num_groups, num_rows, num_out = shape[0], shape[1], shape[2]
-    row_index = tf.reshape(tf.range(num_groups * num_rows), [num_groups, num_rows, 1])
-    child_counts = tf.math.unsorted_segment_sum(dy, row_index * num_in + winners, num_groups * num_rows * num_in)
-    group_index = tf.reshape(tf.range(num_groups), [num_groups, 1, 1])
-    edge_ids = (group_index * num_in + winners) * num_out + tf.range(num_out)
-    edge_counts = tf.math.unsorted_segment_sum(dy, edge_ids, num_groups * num_in * num_out)
+    num_groups, num_rows, num_out = (_dim(dy, axis) for axis in range(3))
+    row_index = ops.reshape(ops.arange(0, num_groups * num_rows, 1, dtype="int32"), [num_groups, num_rows, 1])
+    flat_dy = ops.reshape(dy, [-1])
+    child_ids = ops.reshape(row_index * num_in + winners, [-1])
+    child_counts = ops.segment_sum(flat_dy, child_ids, num_segments=num_groups * num_rows * num_in)
+    group_index = ops.reshape(ops.arange(0, num_groups, 1, dtype="int32"), [num_groups, 1, 1])
+    edge_ids = (group_index * num_in + winners) * num_out + ops.arange(0, num_out, 1, dtype="int32")
+    edge_counts = ops.segment_sum(flat_dy, ops.reshape(edge_ids, [-1]), num_segments=num_groups * num_in * num_out)
     return (
-        tf.reshape(child_counts, [num_groups, num_rows, num_in]),
-        tf.reshape(edge_counts, [num_groups, num_in, num_out]),
+        ops.reshape(child_counts, [num_groups, num_rows, num_in]),
+        ops.reshape(edge_counts, [num_groups, num_in, num_out]),
     )
 
 
-def shared_selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def shared_selection_counts(winners: Tensor, dy: Tensor, num_in: Tensor) -> tuple[Tensor, Tensor]:
     """``selection_counts`` when all sums of a row select the same child ``winners[g, r, 0]``.
 
     The child receives the row's total count, and the edge counts of a group are one matmul of the rows' one-hot
@@ -201,14 +227,14 @@ def shared_selection_counts(winners: tf.Tensor, dy: tf.Tensor, num_in: tf.Tensor
     Returns:
         Child counts ``[groups, rows, in]`` and edge counts ``[groups, in, out]``.
     """
-    one_hot = tf.one_hot(winners[..., 0], num_in, dtype=dy.dtype)  # [groups, rows, in]
-    child_counts = one_hot * tf.reduce_sum(dy, axis=-1, keepdims=True)
-    return child_counts, tf.matmul(one_hot, dy, transpose_a=True)
+    one_hot = ops.one_hot(winners[..., 0], num_in, dtype=dy.dtype)  # [groups, rows, in]
+    child_counts = one_hot * ops.sum(dy, axis=-1, keepdims=True)
+    return child_counts, ops.matmul(ops.swapaxes(one_hot, -1, -2), dy)
 
 
-def weighted_logits(x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+def weighted_logits(x: Tensor, log_weights: Tensor) -> Tensor:
     """``x_i + log w_io``: ``[groups, rows, in, 1] + [groups, 1, in, out] -> [groups, rows, in, out]``."""
-    return x[..., tf.newaxis] + log_weights[:, tf.newaxis]
+    return ops.expand_dims(x, -1) + ops.expand_dims(log_weights, 1)
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -227,7 +253,7 @@ class SumOpHardEMBackprop(BaseSelectionSumOp):
         SumOpHardEMBackprop(sample_prob=0.5)
     """
 
-    def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
         """Weighted child log-probabilities."""
         return weighted_logits(x, log_weights)
 
@@ -250,9 +276,9 @@ class SumOpUnweightedHardEMBackprop(BaseSelectionSumOp):
 
     shares_logits: ClassVar[bool] = True
 
-    def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
         """Unweighted child log-probabilities, the same for every sum of a region."""
-        return x[..., tf.newaxis]
+        return ops.expand_dims(x, -1)
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -272,10 +298,16 @@ class SumOpSampleBackprop(BaseSelectionSumOp):
     def __init__(self) -> None:
         super().__init__(sample_prob=1.0)
 
-    def selection_logits(self, x: tf.Tensor, log_weights: tf.Tensor) -> tf.Tensor:
+    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
         """Weighted child log-probabilities."""
         return weighted_logits(x, log_weights)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments (none)."""
         return {}
+
+
+def _dim(x: Tensor, axis: int) -> Any:
+    """The size of ``x`` along ``axis``: an int where the static shape knows it, else a scalar tensor."""
+    size = x.shape[axis]
+    return ops.shape(x)[axis] if size is None else size
