@@ -12,6 +12,9 @@ has no public op for live here, each with one implementation per backend (Tensor
   raise and callers catch, per backend.
 - ``read_variable``, ``graph_checked_values``, ``add_n``, ``widest_int_dtype``, ``is_backend_tensor``: small
   pieces the layers need where ``keras.ops`` has no equivalent.
+- ``as_tensor``, ``argmax_int32``, ``stateless_uniform``, ``map_int32``: what the sum ops' selection and
+  sampling rules need (a variable read as a tensor; the first index on ties; draws from a seed tensor inside a
+  loop; a map without TensorFlow's extra signature call).
 - ``values_known`` / ``check``: value checks that raise a ``ValueError`` where values are concrete (eager
   calls, NumPy inputs). In a TensorFlow graph (``tf.function``) the check is a graph assertion
   (``InvalidArgumentError``, dropped by XLA); in a traced JAX function (``jit``, the default for ``fit`` on JAX)
@@ -80,7 +83,12 @@ def custom_gradient(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Calla
 
             return outputs, grad
 
-        return tf_wrapped
+        def tf_call(*inputs: Any) -> Any:
+            # Variables are read first: a variable read inside ``f`` would make TensorFlow ask ``grad`` for
+            # variable gradients.
+            return tf_wrapped(*(tf.convert_to_tensor(x) for x in inputs))
+
+        return tf_call
     if name == "jax":
         import jax
 
@@ -414,3 +422,84 @@ def is_backend_tensor(x: Any) -> bool:
 
         return isinstance(x, torch.Tensor)
     return bool(keras.ops.is_tensor(x))
+
+
+def as_tensor(x: Any) -> Tensor:
+    """``x`` (a tensor, array or variable) as a tensor of the backend; a variable is read.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(as_tensor(keras.Variable([1.0, 2.0]))).tolist()
+        [1.0, 2.0]
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(x)
+    return keras.ops.convert_to_tensor(x)
+
+
+def argmax_int32(x: Tensor, axis: int) -> Tensor:
+    """Index (int32) of the first maximum of ``x`` along ``axis``.
+
+    Example:
+        >>> import numpy as np
+        >>> keras.ops.convert_to_numpy(argmax_int32(np.array([[1.0, 3.0, 3.0]]), axis=-1)).tolist()
+        [1]
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(x, axis=axis, output_type=tf.int32)
+    if backend() == "jax":
+        import jax.numpy as jnp
+
+        return jnp.argmax(x, axis=axis).astype("int32")
+    return keras.ops.cast(keras.ops.argmax(x, axis=axis), "int32")
+
+
+def stateless_uniform(
+    shape: Sequence[Any], seed: Tensor, minval: float = 0.0, maxval: float = 1.0, dtype: str | None = None
+) -> Tensor:
+    """Uniform draws in ``[minval, maxval)``, the same for the same ``seed`` (an int32 tensor ``[2]``).
+
+    On TensorFlow this is ``tf.random.stateless_uniform`` (the seed as it is); on JAX ``jax.random.uniform`` with
+    the seed as a raw key (``uint32``).
+
+    Example:
+        >>> import numpy as np
+        >>> seed = np.array([3, 4], "int32")
+        >>> a, b = stateless_uniform([2, 3], seed), stateless_uniform([2, 3], seed)
+        >>> bool(np.all(keras.ops.convert_to_numpy(a) == keras.ops.convert_to_numpy(b)))
+        True
+    """
+    dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed, minval, maxval, dtype=dtype)
+    if backend() == "jax":
+        key = keras.ops.cast(keras.ops.convert_to_tensor(seed), "uint32")
+        return keras.random.uniform(tuple(shape), minval, maxval, dtype=dtype, seed=key)
+    raise NotImplementedError(f"Seeded draws inside loops are not written for the '{backend()}' Keras backend.")
+
+
+def map_int32(fn: Callable[[Any], Tensor], elems: Any) -> Tensor:
+    """``fn`` applied to each slice of ``elems`` (a tensor or tuple of tensors) along axis 0, one after the other.
+
+    ``fn`` returns an int32 tensor; the results are stacked.
+
+    Example:
+        >>> import numpy as np
+        >>> out = map_int32(lambda x: keras.ops.cast(keras.ops.sum(x), "int32"), np.ones((3, 2), "float32"))
+        >>> keras.ops.convert_to_numpy(out).tolist()
+        [2, 2, 2]
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.map_fn(fn, elems, fn_output_signature=tf.int32)
+    if backend() == "jax":
+        import jax
+
+        return jax.lax.map(fn, elems)
+    return keras.ops.map(fn, elems)

@@ -32,8 +32,7 @@ from libspn_keras.math import (
     to_rows,
     weights_to_rows,
 )
-from libspn_keras.math._backend import Tensor, custom_gradient, vjp
-from libspn_keras.math._backend_sumops import as_tensor
+from libspn_keras.math._backend import Tensor, as_tensor, custom_gradient, vjp
 
 
 class SumOpBase(abc.ABC):

@@ -10,8 +10,7 @@ import keras
 from keras import ops
 
 from libspn_keras.math import WeightedSumParts
-from libspn_keras.math._backend import Tensor
-from libspn_keras.math._backend_sumops import argmax_int32, map_int32, stateless_uniform
+from libspn_keras.math._backend import Tensor, argmax_int32, map_int32, stateless_uniform
 from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops._base import SumOpBase
 
@@ -111,7 +110,7 @@ class BaseSelectionSumOp(SumOpBase):
 
         At most ``SELECTION_LOGITS_PER_ROW`` selection logits (``groups * in * out``) per row are formed at once:
         with more, the sums select their children in blocks of outputs, one block after the other (a loop,
-        ``libspn_keras.math._backend_sumops.map_int32``), with the same winners. E.g. the logits of a RAT-SPN level
+        ``libspn_keras.math._backend.map_int32``), with the same winners. E.g. the logits of a RAT-SPN level
         with 512 regions of 1,024 products and 32 sums take 210 MB per block at batch 100 instead of 6.7 GB at once.
         Logits that every sum of a row shares (``shares_logits``, without sampling) are formed once, never in
         blocks.
