@@ -54,7 +54,7 @@ def invalid_argument_error() -> type[Exception]:
 
 def recurrence(
     step: Callable[..., Tensor], init: Tensor, xs: Sequence[Tensor], collect: bool = False
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor]:
     """Run ``carry = step(carry, *[x[t] for x in xs])`` for ``t = 1, ..., T - 1`` from ``carry = init``.
 
     ``T`` is the length of the leading (time) axis of every ``x`` in ``xs``; step 0 is ``init`` itself (the caller
