@@ -25,6 +25,10 @@ Each ``jit_compile`` configuration also checks XLA against the plain ``tf.functi
 maximum absolute difference of the forward log-likelihoods and the largest difference of the gradients (or EM
 counts) relative to the largest gradient of the same variable.
 
+On JAX (``KERAS_BACKEND=jax``) the plain mode runs eagerly (op by op) and the ``jit_compile`` mode is ``jax.jit``
+of a stateless forward pass / training step (``model.stateless_call``, ``optimizer.stateless_apply``); GPU peak
+memory is ``peak_bytes_in_use`` of the device's ``memory_stats``, which JAX cannot reset (cumulative per process).
+
 Usage:
     python benchmarks/dgcspn.py                               # batch 64 and 256, grad and hard EM, both modes
     python benchmarks/dgcspn.py --ops grad,em,hard-em,unweighted-hard-em --repeats 20
@@ -54,7 +58,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
 
 from libspn_keras import layers, losses, optimizers, sum_ops  # noqa: E402
 
@@ -137,7 +144,11 @@ class Config:
 
 
 def gpu_present() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
+    if BACKEND == "tensorflow":
+        return bool(tf.config.list_physical_devices("GPU"))
+    import jax
+
+    return jax.default_backend() == "gpu"
 
 
 def current_rss_mb() -> float:
@@ -147,13 +158,69 @@ def current_rss_mb() -> float:
 
 def peak_mb() -> float:
     if gpu_present():
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        if BACKEND == "tensorflow":
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        import jax
+
+        return jax.devices()[0].memory_stats()["peak_bytes_in_use"] / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def reset_peak() -> None:
-    if gpu_present():
+    if gpu_present() and BACKEND == "tensorflow":  # JAX cannot reset its peak
         tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def jax_functions(model: Any, optimizer: Any, loss_fn: Any, jit: bool) -> tuple[Any, Any, Any]:
+    """``(forward, train_step, gradients)`` of ``x`` on JAX: stateless, under ``jax.jit`` with ``jit``.
+
+    ``forward`` and ``gradients`` read the model's current variables; ``train_step`` keeps the variables and the
+    optimizer's state between calls (from the model's variables at its first call).
+    """
+    import jax
+
+    compile_fn = jax.jit if jit else (lambda fn: fn)
+    trainable, non_trainable = model.trainable_variables, model.non_trainable_variables
+    if not optimizer.built:
+        optimizer.build(trainable)
+
+    def forward_impl(trainable_values: Any, non_trainable_values: Any, x: Any) -> Any:
+        logits, _ = model.stateless_call(trainable_values, non_trainable_values, x)
+        return keras.ops.logsumexp(logits, axis=-1)
+
+    def loss_and_updates(trainable_values: Any, non_trainable_values: Any, x: Any) -> tuple[Any, Any]:
+        logits, updated = model.stateless_call(trainable_values, non_trainable_values, x, training=True)
+        return loss_fn(None, logits), updated
+
+    def grads_impl(trainable_values: Any, non_trainable_values: Any, x: Any) -> Any:
+        return jax.grad(loss_and_updates, has_aux=True)(trainable_values, non_trainable_values, x)[0]
+
+    def train_impl(trainable_values: Any, non_trainable_values: Any, optimizer_values: Any, x: Any) -> Any:
+        (loss, updated), grads = jax.value_and_grad(loss_and_updates, has_aux=True)(
+            trainable_values, non_trainable_values, x
+        )
+        trainable_values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, trainable_values)
+        return loss, trainable_values, updated, optimizer_values
+
+    forward_compiled, grads_compiled = compile_fn(forward_impl), compile_fn(grads_impl)
+    train_compiled = compile_fn(train_impl)
+
+    def values() -> tuple[list[Any], list[Any]]:
+        return [v.value for v in trainable], [v.value for v in non_trainable]
+
+    state: list[Any] = []
+
+    def train_step(x: Any) -> Any:
+        if not state:
+            state.extend([*values(), [v.value for v in optimizer.variables]])
+        loss, *state[:] = train_compiled(*state, x)
+        return loss
+
+    return (
+        lambda x: forward_compiled(*values(), x),
+        train_step,
+        lambda x: grads_compiled(*values(), x),
+    )
 
 
 def timed(fn: Any, repeats: int, warmup: int) -> tuple[float, float]:
@@ -181,38 +248,53 @@ def measure(config: Config) -> dict[str, Any]:
         raise AssertionError(f"the README DGC-SPN has {README_PARAMS:,} parameters, built {params:,}")
     optimizer = keras.optimizers.Adam(1e-3) if config.op == "grad" else optimizers.OnlineExpectationMaximization(0.05)
     loss_fn = losses.NegativeLogLikelihood()
-    x = tf.constant(np.random.default_rng(0).normal(size=(config.batch, 28, 28, 1)).astype("float32"))
+    x = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(config.batch, 28, 28, 1)).astype("float32"))
     variables = model.trainable_variables
 
-    def forward_impl(x: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_logsumexp(model(x), axis=-1)
+    if BACKEND == "tensorflow":
 
-    def grads_impl(x: tf.Tensor) -> list[tf.Tensor]:
-        with tf.GradientTape() as tape:
-            loss = loss_fn(None, model(x, training=True))
-        return tape.gradient(loss, variables)
+        def forward_impl(x: Any) -> Any:
+            return tf.reduce_logsumexp(model(x), axis=-1)
 
-    def train_impl(x: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = loss_fn(None, model(x, training=True))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+        def grads_impl(x: Any) -> list[Any]:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(None, model(x, training=True))
+            return tape.gradient(loss, variables)
 
-    forward = tf.function(forward_impl, jit_compile=config.jit)
-    train_step = tf.function(train_impl, jit_compile=config.jit)
-    optimizer.build(variables)
+        def train_impl(x: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(None, model(x, training=True))
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
+
+        forward = tf.function(forward_impl, jit_compile=config.jit)
+        train_step = tf.function(train_impl, jit_compile=config.jit)
+        optimizer.build(variables)
+
+        def plain_and_jit() -> tuple[Any, Any, Any]:
+            """(jit gradients, plain log-likelihoods, plain gradients) at the current weights."""
+            jit_grads = tf.function(grads_impl, jit_compile=True)(x)
+            return jit_grads, tf.function(forward_impl)(x), tf.function(grads_impl)(x)
+    else:
+        forward, train_step, jit_gradients = jax_functions(model, optimizer, loss_fn, config.jit)
+
+        def plain_and_jit() -> tuple[Any, Any, Any]:
+            plain_forward, _, plain_gradients = jax_functions(model, optimizer, loss_fn, False)
+            return jit_gradients(x), plain_forward(x), plain_gradients(x)
+
     base_mb = current_rss_mb()
 
     reset_peak()
     forward_first, forward_s = timed(lambda: forward(x), config.repeats, config.warmup)
     forward_peak = peak_mb()
     result: dict[str, Any] = {}
-    if config.jit:  # XLA against the plain tf.function, at the initial weights
-        snapshot = [v.numpy() for v in model.weights]
-        jit_ll = forward(x).numpy()
-        jit_grads = [g.numpy() for g in tf.function(grads_impl, jit_compile=True)(x)]
-        ref_ll = tf.function(forward_impl)(x).numpy()
-        ref_grads = [g.numpy() for g in tf.function(grads_impl)(x)]
+    if config.jit:  # XLA against the plain tf.function (eager on JAX), at the initial weights
+        snapshot = [keras.ops.convert_to_numpy(v) for v in model.weights]
+        jit_ll = keras.ops.convert_to_numpy(forward(x))
+        jit_grads, ref_ll, ref_grads = plain_and_jit()
+        jit_grads = [keras.ops.convert_to_numpy(g) for g in jit_grads]
+        ref_ll = keras.ops.convert_to_numpy(ref_ll)
+        ref_grads = [keras.ops.convert_to_numpy(g) for g in ref_grads]
         result["ll_max_abs_diff"] = float(np.max(np.abs(jit_ll - ref_ll)))
         result["ll_mean"] = float(np.mean(ref_ll))
         owner = {id(v): layer.name for layer in model.layers for v in layer.weights}
@@ -252,6 +334,14 @@ def measure_in_subprocess(config: Config) -> dict[str, Any]:
 
 
 def machine_info() -> str:
+    if BACKEND != "tensorflow":
+        import jax
+
+        device = f"{jax.default_backend().upper()}: {jax.devices()[0].device_kind}"
+        return (
+            f"{device}; {len(os.sched_getaffinity(0))} usable cores (os.cpu_count() {os.cpu_count()}); "
+            f"JAX {jax.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"
+        )
     threads = (
         f"intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}"

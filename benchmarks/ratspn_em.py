@@ -151,31 +151,69 @@ def build(num_vars: int, depth: int, reps: int, dists: int, sums: int) -> Any:
     return models.SequentialSumProductNetwork(stack)
 
 
+def backend_name() -> str:
+    import keras
+
+    return str(keras.backend.backend())
+
+
+def compiled(fn: Callable[..., Any], jit_compile: bool = False, model: Any = None) -> Callable[..., Any]:
+    """``fn`` as one compiled computation: ``tf.function(fn, jit_compile=jit_compile)`` on TensorFlow.
+
+    On JAX every compiled function is XLA (``jax.jit``): ``jit_compile`` changes nothing. ``model``'s variables,
+    if given, are inputs of the compiled function (``keras.StatelessScope``) rather than constants baked into it.
+    """
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=jit_compile)  # type: ignore[no-any-return]
+    import jax
+    import keras
+
+    variables = list(model.variables) if model is not None else []
+
+    @jax.jit
+    def run(values: list[Any], *args: Any) -> Any:
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            return fn(*args)
+
+    return lambda *args: run([v.value for v in variables], *args)
+
+
+def random_uniform(shape: list[int]) -> Any:
+    """Uniform random values (the floors' operands: their values do not matter, only their shapes)."""
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.uniform(shape)
+    import keras
+
+    return keras.random.uniform(shape)
+
+
 def floor_operands(model: Any, batch: int) -> list[tuple[Any, Any]]:
     """Random operands of the floor: ``([regions, batch, in], [regions, in, out])`` per ``DenseSum`` layer."""
-    import tensorflow as tf
-
     from libspn_keras import layers
 
     operands = []
     for layer in model.layers:
         if isinstance(layer, layers.DenseSum):
             s, d, i, o = layer.accumulators.shape
-            operands.append((tf.random.uniform([s * d, batch, i]), tf.random.uniform([s * d, i, o])))
+            operands.append((random_uniform([s * d, batch, i]), random_uniform([s * d, i, o])))
     return operands
 
 
 def floor_function(model: Any, batch: int, jit_compile: bool = False) -> Callable[[], Any]:
     """The sum layers' multiply-adds as plain batched matmuls on random tensors (the "floor")."""
-    import tensorflow as tf
+    from keras import ops
 
     operands = floor_operands(model, batch)
 
-    @tf.function(jit_compile=jit_compile)
-    def run() -> tf.Tensor:
-        return tf.add_n([tf.reduce_sum(tf.matmul(a, b)) for a, b in operands])
+    def run(operands: list[tuple[Any, Any]]) -> Any:
+        return sum(ops.sum(ops.matmul(a, b)) for a, b in operands)
 
-    return run
+    run_compiled = compiled(run, jit_compile=jit_compile)
+    return lambda: run_compiled(operands)
 
 
 def outer_products(factors: list[Any]) -> Any:
@@ -184,13 +222,13 @@ def outer_products(factors: list[Any]) -> Any:
     Formed as ``libspn_keras.math.log_product_weighted_sum_parts`` forms them: one batched ``[n^k, 1] x [1, n]``
     matmul per further factor; node ``(i, j)`` is at ``i * n + j`` (the first factor varies slowest).
     """
-    import tensorflow as tf
+    from keras import ops
 
-    products = factors[0]
+    products = ops.convert_to_tensor(factors[0])
     for factor in factors[1:]:
-        by_row = tf.reshape(products, [-1, products.shape[-1], 1])
-        products = tf.matmul(by_row, tf.reshape(factor, [-1, 1, factor.shape[-1]]))
-        products = tf.reshape(products, [factor.shape[0], factor.shape[1], -1])
+        by_row = ops.reshape(products, [-1, products.shape[-1], 1])
+        products = ops.matmul(by_row, ops.reshape(factor, [-1, 1, factor.shape[-1]]))
+        products = ops.reshape(products, [factor.shape[0], factor.shape[1], -1])
     return products
 
 
@@ -200,8 +238,6 @@ def products_floor_operands(model: Any, batch: int) -> list[tuple[list[Any], Any
     A sum over a ``DenseProduct`` output gets that product's linear factors (``[regions, batch, nodes]`` each, whose
     ``outer_products`` are the floor's left operand); any other sum gets the floor's left operand as one factor.
     """
-    import tensorflow as tf
-
     from libspn_keras import layers
 
     operands = []
@@ -211,10 +247,10 @@ def products_floor_operands(model: Any, batch: int) -> list[tuple[list[Any], Any
         s, d, i, o = layer.accumulators.shape
         if isinstance(previous, layers.DenseProduct):
             nodes = round(i ** (1 / previous.num_factors))
-            factors = [tf.random.uniform([s * d, batch, nodes]) for _ in range(previous.num_factors)]
+            factors = [random_uniform([s * d, batch, nodes]) for _ in range(previous.num_factors)]
         else:
-            factors = [tf.random.uniform([s * d, batch, i])]
-        operands.append((factors, tf.random.uniform([s * d, i, o])))
+            factors = [random_uniform([s * d, batch, i])]
+        operands.append((factors, random_uniform([s * d, i, o])))
     return operands
 
 
@@ -228,15 +264,15 @@ def products_floor_function(model: Any, batch: int, jit_compile: bool = False) -
     and the floor is the cost of writing and re-reading the products, the gap between the forward pass and this row
     everything else (leaves, ``exp`` / ``log``, maxima, the root).
     """
-    import tensorflow as tf
+    from keras import ops
 
     operands = products_floor_operands(model, batch)
 
-    @tf.function(jit_compile=jit_compile)
-    def run() -> tf.Tensor:
-        return tf.add_n([tf.reduce_sum(tf.matmul(outer_products(f), w)) for f, w in operands])
+    def run(operands: list[tuple[list[Any], Any]]) -> Any:
+        return sum(ops.sum(ops.matmul(outer_products(f), w)) for f, w in operands)
 
-    return run
+    run_compiled = compiled(run, jit_compile=jit_compile)
+    return lambda: run_compiled(operands)
 
 
 def forward_and_floor(model: Any, batch: Any, rounds: int) -> dict[str, dict[str, float]]:
@@ -247,17 +283,16 @@ def forward_and_floor(model: Any, batch: Any, rounds: int) -> dict[str, dict[str
     per-round ratios).
 
     Returns:
-        ``{"graph": {...}, "xla": {...}}`` (``tf.function`` without and with ``jit_compile=True``), each with
+        ``{"graph": {...}, "xla": {...}}`` (``tf.function`` without and with ``jit_compile=True``; on JAX both
+        are ``jax.jit``), each with
         ``forward_s``, ``floor_s``, ``products_floor_s``, ``ratio`` (forward / floor) and ``products_ratio``
         (floor + outer products over the floor).
     """
-    import tensorflow as tf
-
     modes = {"graph": False, "xla": True}
     size = int(batch.shape[0])
     functions = {
         mode: (
-            tf.function(lambda x: model(x), jit_compile=jit),
+            compiled(lambda x: model(x), jit_compile=jit, model=model),
             floor_function(model, size, jit_compile=jit),
             products_floor_function(model, size, jit_compile=jit),
         )
@@ -281,14 +316,14 @@ def forward_and_floor(model: Any, batch: Any, rounds: int) -> dict[str, dict[str
 
 
 def layer_profile(model: Any, batch: Any, repeats: int) -> list[tuple[str, str, float]]:
-    """Forward time of every prefix of the model (inside ``tf.function``, best of ``repeats``), in ms.
+    """Forward time of every prefix of the model (in ``tf.function`` or ``jax.jit``, best of ``repeats``), in ms.
 
     A prefix ends where the full model's next layer would read: a ``DenseProduct`` followed by a ``DenseSum`` is
     timed with it (the sum contracts the factors, the products are never formed), and a prefix's output is taken
     in the layout the next layer reads (the attached position rows where there are some), so that no prefix pays
     for a transpose the full model does not do.
     """
-    import tensorflow as tf
+    from keras import ops
 
     from libspn_keras import layers
     from libspn_keras.math import attached_rows
@@ -305,14 +340,15 @@ def layer_profile(model: Any, batch: Any, repeats: int) -> list[tuple[str, str, 
     profile, start = [], 0
     for end in ends:
 
-        @tf.function
-        def prefix(x: tf.Tensor, stop: int = end) -> tf.Tensor:
+        def prefix_impl(x: Any, stop: int = end) -> Any:
             for layer in model.layers[:stop]:
                 x = layer(x)
             rows = attached_rows(x)
-            return tf.reduce_sum(x if rows is None else rows)
+            return ops.sum(x if rows is None else rows)
 
-        seconds = min(timed(lambda: prefix(batch), 1) for _ in range(repeats))
+        prefix = compiled(prefix_impl, model=model)
+
+        seconds = min(timed(lambda prefix=prefix: prefix(batch), 1) for _ in range(repeats))
         name = " + ".join(layer.name for layer in model.layers[start:end])
         profile.append((name, str(tuple(model.layers[end - 1].output.shape[1:])), seconds * 1000))
         start = end
@@ -346,6 +382,13 @@ def epoch_clock() -> Any:
     return EpochClock()
 
 
+def training_input(rows: np.ndarray, batch_size: int) -> dict[str, Any]:
+    """``model.fit``'s data arguments: ``training_dataset`` on TensorFlow, the rows shuffled by ``fit`` elsewhere."""
+    if backend_name() == "tensorflow":
+        return {"x": training_dataset(rows, batch_size), "shuffle": False}  # the dataset reshuffles itself
+    return {"x": rows, "batch_size": batch_size, "shuffle": True}
+
+
 def training_dataset(rows: np.ndarray, batch_size: int) -> Any:
     """``model.fit``'s input: ``rows`` reshuffled every epoch, in batches, with tf.data autotuning off.
 
@@ -362,10 +405,34 @@ def training_dataset(rows: np.ndarray, batch_size: int) -> Any:
     return shuffled.batch(batch_size).with_options(options)
 
 
-def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
-    import tensorflow as tf
+def set_threads(threads: int) -> None:
+    """Use ``threads`` intra-op threads (on JAX: XLA's CPU flags, set before JAX starts)."""
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    elif "jax" not in sys.modules:
+        flags = f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+
+
+def library_description() -> tuple[str, str]:
+    """The device type and the library versions of the libspn-keras run."""
+    import keras
+
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        device = tf.config.list_logical_devices()[0].device_type
+        return device, f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+
+    import jax
+
+    return jax.devices()[0].platform.upper(), f"JAX {jax.__version__}, Keras {keras.__version__}"
+
+
+def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
+    set_threads(args.threads)
     import keras
 
     from libspn_keras import losses, optimizers
@@ -379,13 +446,13 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
     fit_rows = epoch_rows(train, args.batch_size, args.max_batches)
     clock = epoch_clock()
-    data = training_dataset(train[:fit_rows], args.batch_size)
-    model.fit(data, epochs=args.epochs, verbose=0, callbacks=[clock], shuffle=False)  # data reshuffles itself
+    model.fit(**training_input(train[:fit_rows], args.batch_size), epochs=args.epochs, verbose=0, callbacks=[clock])
     fit_return_s = time.perf_counter() - clock.train_end
     training_peak_mb = peak_rss_mb()  # before the floors' operands and the timed functions are allocated
-    batch = tf.constant(test[: args.batch_size])
+    batch = keras.ops.convert_to_tensor(test[: args.batch_size])
     timings = forward_and_floor(model, batch, 5)
     profile = layer_profile(model, batch, 10) if args.profile_layers else []
+    device, library = library_description()
     test_ll = float(np.mean(np.concatenate([model.log_marginal(part) for part in batches(test, args.batch_size)])))
     return {
         "params": model.count_params(),
@@ -406,8 +473,8 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
         "train_rows": int(train.shape[0]),
         "test_rows": int(test.shape[0]),
         "num_vars": int(train.shape[1]),
-        "device": tf.config.list_logical_devices()[0].device_type,
-        "library": f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        "device": device,
+        "library": library,
     }
 
 

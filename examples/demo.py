@@ -17,9 +17,10 @@ Runs with pip alone (the digits ship inside scikit-learn), in well under a minut
 3. A picture with the training curves and a few test digits with their predicted labels is written to
    ``OUTPUT_DIR/digits_demo.png``.
 
-The run is reproducible: ``--seed`` seeds Keras, NumPy and TensorFlow (``keras.utils.set_random_seed``) and
-TensorFlow's ops are made deterministic (``tf.config.experimental.enable_op_determinism``), so two runs on one
-machine print the same numbers. Use ``--quick`` for a seconds-long smoke run with tiny models.
+The run is reproducible: ``--seed`` seeds Keras, NumPy and the backend (``keras.utils.set_random_seed``) and, on
+TensorFlow, its ops are made deterministic (``tf.config.experimental.enable_op_determinism``), so two runs on one
+machine print the same numbers. It runs on the TensorFlow (default) and JAX backends (``KERAS_BACKEND=jax``).
+Use ``--quick`` for a seconds-long smoke run with tiny models.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from libspn_keras import layers, losses, metrics, models  # noqa: E402
 from libspn_keras.datasets import DigitsSplit, load_digits_split  # noqa: E402
@@ -249,7 +249,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()  # same numbers from run to run
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # same numbers from run to run
     sizes = QUICK if args.quick else FULL
     split = load_digits_split(test_fraction=0.25, seed=0)
     print(f"8x8 digits: {len(split.x_train)} train / {len(split.x_test)} test images, pixels scaled to [0, 1]")

@@ -43,7 +43,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from libspn_keras import initializers, layers, models  # noqa: E402
 
@@ -138,11 +137,11 @@ class InputDropout(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def call(self, x: Any, training: bool | None = None) -> Any:
         if not training or self.rate == 0.0:
             return x
-        drop = keras.random.uniform(tf.shape(x), dtype=x.dtype, seed=self.seed_generator) < self.rate
-        return tf.where(drop, tf.constant(float("nan"), x.dtype), x)
+        drop = keras.random.uniform(keras.ops.shape(x), dtype=x.dtype, seed=self.seed_generator) < self.rate
+        return keras.ops.where(drop, keras.ops.full_like(x, float("nan")), x)
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape

@@ -10,7 +10,13 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import pytest
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="tf.distribute.MirroredStrategy needs the TensorFlow backend (JAX: tests/test_distribute_jax.py)",
+)
 
 SCRIPT = textwrap.dedent(
     """

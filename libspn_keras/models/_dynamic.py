@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from libspn_keras.layers import TemporalDenseProduct
+from libspn_keras.math._backend import Tensor, check
+from libspn_keras.math._backend_dynamic import invalid_argument_error, recurrence
 from libspn_keras.models._generative import GenerativeTrainingMixin
 
 _NETWORKS = ("template_network", "interface_network_t0", "interface_network_t_minus_1", "top_network")
@@ -67,11 +69,13 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
     Padding never changes the likelihood: padded steps are skipped (their rows are replaced by the sequence's first
     real row before the template sees them, so leaves never receive invalid values, and the recursion restarts at
     the first real step), and no signal (gradient or EM count) reaches them. The data-dependent checks run eagerly
-    and inside ``tf.function``; under XLA (``jit_compile=True``) they are skipped.
+    and inside ``tf.function``; under XLA (``jit_compile=True``) and in traced JAX functions (``jit``, as in ``fit``
+    on JAX) they are skipped.
 
     **Computation.** The template and ``interface_network_t0`` do not depend on the recursion and run once on all
-    ``batch * max_len`` steps; only ``interface_network_t_minus_1`` and the temporal product run inside a
-    ``tf.while_loop`` over time, and ``top_network`` runs once (on the last step, or on all steps batched).
+    ``batch * max_len`` steps; only ``interface_network_t_minus_1`` and the temporal product run inside a loop
+    over time (a ``tf.while_loop`` on TensorFlow, ``jax.lax.scan`` on JAX), and ``top_network`` runs once (on the
+    last step, or on all steps batched).
 
     Args:
         template_network: Template network that is applied to the leaves and ends with nodes that cover all
@@ -107,8 +111,9 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
         TypeError: If a network is not a Keras layer.
         ValueError: At build time, if the networks' shapes do not fit together (the error names the network);
             when called, for an unknown input structure or badly shaped lengths.
-        tf.errors.InvalidArgumentError: When called (eagerly or in a ``tf.function``) on lengths outside
-            ``[1, max_len]`` or on ambiguous ``NaN`` padding.
+        InvalidArgumentError: When called (eagerly or in a ``tf.function``) on lengths outside ``[1, max_len]`` or
+            on ambiguous ``NaN`` padding: ``tf.errors.InvalidArgumentError`` on TensorFlow, a ``ValueError`` on
+            other backends (eagerly; not checked in a traced JAX function).
 
     Example:
         A hidden-Markov-like dynamic SPN over two binary variables per step:
@@ -131,8 +136,8 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
         ... )
         >>> x = np.array([[[np.nan, np.nan], [0, 1], [1, 1]],
         ...               [[1, 0], [0, 0], [1, 1]]], "float32")  # lengths 2 and 3
-        >>> spn(x).shape
-        TensorShape([2, 1])
+        >>> tuple(spn(x).shape)
+        (2, 1)
         >>> same = spn((x, np.array([2, 3])))  # explicit lengths: the padding values are never read
         >>> bool(np.allclose(same, spn(x)))
         True
@@ -281,39 +286,35 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
 
     # -- forward pass ------------------------------------------------------------------------------------------
 
-    def _first_steps(self, x: tf.Tensor, lengths: Any, max_len: tf.Tensor) -> tf.Tensor:
-        """Index of the first real step of each sequence, ``[batch]`` int32 (asserts valid lengths / padding)."""
-        batch = tf.shape(x)[0]
+    def _first_steps(self, x: Tensor, lengths: Any, max_len: Any) -> Tensor:
+        """Index of the first real step of each sequence, ``[batch]`` int32 (checks valid lengths / padding)."""
+        batch = ops.shape(x)[0]
+        error = invalid_argument_error()
         if lengths is None:
-            if not x.dtype.is_floating:
-                return tf.zeros([batch], tf.int32)
-            padding = tf.cast(tf.reduce_all(tf.math.is_nan(x), axis=list(range(2, x.shape.rank))), tf.int32)
-            leading = tf.reduce_sum(tf.math.cumprod(padding, axis=1), axis=1)
-            checks = [
-                tf.debugging.assert_less(
-                    leading,
-                    max_len,
-                    message=f"Model '{self.name}': a sequence has no real step (every row is all-NaN padding)",
-                ),
-                tf.debugging.assert_equal(
-                    tf.reduce_sum(padding, axis=1),
-                    leading,
-                    message=(
-                        f"Model '{self.name}': an all-NaN row follows a real step. Sequences must be pre-padded "
-                        "(padding first); to marginalize a fully unobserved step, pass sequence_lengths"
-                    ),
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                return tf.identity(leading)
-        lengths = tf.convert_to_tensor(lengths)
-        if not (lengths.dtype.is_integer or lengths.dtype.is_floating):
-            raise TypeError(
-                f"Model '{self.name}' expects integer sequence_lengths. Received: dtype={lengths.dtype.name}"
+            if "float" not in keras.backend.standardize_dtype(x.dtype):
+                return ops.zeros((batch,), "int32")
+            padding = ops.cast(ops.all(ops.isnan(x), axis=tuple(range(2, len(x.shape)))), "int32")
+            leading = ops.sum(ops.cumprod(padding, axis=1), axis=1)
+            leading = check(
+                ops.less(leading, max_len),
+                f"Model '{self.name}': a sequence has no real step (every row is all-NaN padding)",
+                error,
+                depends=leading,
             )
-        if lengths.shape.rank == 2 and lengths.shape[1] == 1:
+            return check(
+                ops.equal(ops.sum(padding, axis=1), leading),
+                f"Model '{self.name}': an all-NaN row follows a real step. Sequences must be pre-padded "
+                "(padding first); to marginalize a fully unobserved step, pass sequence_lengths",
+                error,
+                depends=leading,
+            )
+        lengths = ops.convert_to_tensor(lengths)
+        dtype = keras.backend.standardize_dtype(lengths.dtype)
+        if not ("int" in dtype or "float" in dtype):
+            raise TypeError(f"Model '{self.name}' expects integer sequence_lengths. Received: dtype={dtype}")
+        if len(lengths.shape) == 2 and lengths.shape[1] == 1:
             lengths = lengths[:, 0]
-        if lengths.shape.rank != 1:
+        if len(lengths.shape) != 1:
             raise ValueError(
                 f"Model '{self.name}' expects sequence_lengths of shape [batch]. Received: shape={lengths.shape}"
             )
@@ -322,19 +323,21 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
                 f"Model '{self.name}' expects sequence_lengths with one length per sequence. "
                 f"Received: {lengths.shape[0]} lengths for {x.shape[0]} sequences"
             )
-        int_lengths = tf.cast(lengths, tf.int32)
+        int_lengths = ops.cast(lengths, "int32")
         message = f"Model '{self.name}' expects sequence_lengths to be integers in [1, max_len]"
         checks = [
-            tf.debugging.assert_equal(tf.shape(lengths)[0], batch, message=f"{message}, one length per sequence"),
-            tf.debugging.assert_greater_equal(int_lengths, 1, message=message),
-            tf.debugging.assert_less_equal(int_lengths, max_len, message=message),
+            (ops.equal(ops.shape(lengths)[0], batch), f"{message}, one length per sequence"),
+            (ops.greater_equal(int_lengths, 1), message),
+            (ops.less_equal(int_lengths, max_len), message),
         ]
-        if lengths.dtype.is_floating:
-            checks.append(tf.debugging.assert_equal(lengths, tf.cast(int_lengths, lengths.dtype), message=message))
-        with tf.control_dependencies(checks):
-            return max_len - int_lengths
+        if "float" in dtype:
+            checks.append((ops.equal(lengths, ops.cast(int_lengths, lengths.dtype)), message))
+        first = max_len - int_lengths
+        for ok, text in checks:
+            first = check(ok, text, error, depends=first)
+        return first
 
-    def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
+    def call(self, inputs: Any, training: bool | None = None) -> Tensor:
         """Compute the log-probability of the sequences (at the last step or at every step).
 
         Args:
@@ -346,54 +349,45 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
             ``[batch, num_roots]`` or ``[batch, max_len, num_roots]`` log-probabilities.
         """
         x, lengths = self._split_structure(inputs)
-        x = tf.convert_to_tensor(x)
-        if x.shape.rank is None or x.shape.rank < 3:
+        x = ops.convert_to_tensor(x)
+        if len(x.shape) < 3:
             raise ValueError(
                 f"Model '{self.name}' expects sequences [batch, max_len, *step_shape]. Received: shape={x.shape}"
             )
-        batch = tf.shape(x)[0]
-        max_len = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
-        first = self._first_steps(x, lengths, tf.convert_to_tensor(max_len, tf.int32))
-        steps = tf.range(max_len, dtype=tf.int32)
+        batch = ops.shape(x)[0]
+        max_len = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+        first = self._first_steps(x, lengths, ops.convert_to_tensor(max_len, "int32"))
+        steps = ops.arange(max_len, dtype="int32")
 
-        # Padding rows become copies of the first real row (valid values for every leaf), then time-major.
-        source = tf.maximum(steps[tf.newaxis, :], first[:, tf.newaxis])
-        x = tf.gather(x, source, axis=1, batch_dims=1)
-        x = tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
-        flat = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+        # Padding rows become copies of the first real row (valid values for every leaf), gathered time-major:
+        # row t * batch + b of ``flat`` is step max(t, first[b]) of sequence b.
+        source = ops.maximum(steps[:, None], first[None, :])  # [max_len, batch]
+        source = source + ops.arange(batch, dtype="int32")[None, :] * max_len
+        step_shape = ops.shape(x)[2:]
+        flat = ops.take(ops.reshape(x, (-1, *step_shape)), ops.reshape(source, (-1,)), axis=0)
 
         # Template and current interface do not depend on the recursion: one batched call for all steps.
         current = self.interface_network_t0(self.template_network(flat, training=training), training=training)
-        current = tf.reshape(current, tf.concat([[max_len, batch], tf.shape(current)[1:]], axis=0))
-        current_steps = tf.TensorArray(current.dtype, size=max_len, element_shape=current.shape[1:]).unstack(current)
-        restart = steps[:, tf.newaxis] <= first[tf.newaxis, :]  # [max_len, batch]: no previous interface
+        current = ops.reshape(current, (max_len, batch, *current.shape[1:]))
+        restart = ops.less_equal(steps[:, None], first[None, :])  # [max_len, batch]: no previous interface
         num_scopes, num_decomps, num_prev = self._interface_shape  # type: ignore[misc]
-        start = tf.zeros(tf.stack([batch, num_scopes, num_decomps, num_prev]), dtype=current.dtype)
-        product = self.temporal_product([start, current_steps.read(0)])
-        products = tf.TensorArray(product.dtype, size=max_len, element_shape=product.shape)
-        if not self.return_last_step:
-            products = products.write(0, product)
+        start = ops.zeros((batch, num_scopes, num_decomps, num_prev), dtype=current.dtype)
+        product = self.temporal_product([start, current[0]])
 
-        def step(t: tf.Tensor, product: tf.Tensor, products: tf.TensorArray) -> tuple[Any, ...]:
+        def step(product: Tensor, current_t: Tensor, restart_t: Tensor) -> Tensor:
             previous = self.interface_network_t_minus_1(product, training=training)
-            previous = tf.where(restart[t][:, tf.newaxis, tf.newaxis, tf.newaxis], tf.zeros_like(previous), previous)
-            product = self.temporal_product([previous, current_steps.read(t)])
-            if not self.return_last_step:
-                products = products.write(t, product)
-            return t + 1, product, products
+            previous = ops.where(restart_t[:, None, None, None], ops.zeros_like(previous), previous)
+            return self.temporal_product([previous, current_t])
 
-        _, product, products = tf.while_loop(
-            lambda t, *_: t < max_len, step, (tf.constant(1), product, products), maximum_iterations=max_len
-        )
+        product, products = recurrence(step, product, [current, restart], collect=not self.return_last_step)
         if self.return_last_step:
             return self.top_network(product, training=training)
-        stacked = products.stack()  # [max_len, batch, num_scopes, num_decomps, num_nodes]
-        roots = self.top_network(
-            tf.reshape(stacked, tf.concat([[-1], tf.shape(stacked)[2:]], axis=0)), training=training
-        )
-        roots = tf.reshape(roots, tf.concat([[max_len, batch], tf.shape(roots)[1:]], axis=0))
-        roots = tf.where((steps[:, tf.newaxis] < first[tf.newaxis, :])[..., tf.newaxis], tf.zeros_like(roots), roots)
-        return tf.transpose(roots, [1, 0, 2])
+        # products: [max_len, batch, num_scopes, num_decomps, num_nodes]
+        roots = self.top_network(ops.reshape(products, (-1, *products.shape[2:])), training=training)
+        roots = ops.reshape(roots, (max_len, batch, *roots.shape[1:]))
+        padded = ops.less(steps[:, None], first[None, :])[..., None]
+        roots = ops.where(padded, ops.zeros_like(roots), roots)
+        return ops.transpose(roots, (1, 0, 2))
 
     # -- serialization -----------------------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from libspn_keras.math._backend_dynamic import jit_compiled
 from libspn_keras.optimizers._em_statistics import (
     em_outcome_axis,
     has_normalized_counts,
@@ -105,8 +105,9 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
     consecutive batches and applies their mean every ``k``-th step, as the original did.
 
     Each variable of at least ``XLA_UPDATE_MIN_SIZE`` (65,536) entries is updated by one XLA-compiled computation
-    (compiled on the first step, once per variable), the others by the same computation as plain TF ops; both give
-    the same values up to float rounding.
+    (``tf.function(jit_compile=True)`` on TensorFlow, ``jax.jit`` on JAX; compiled on the first step, once per
+    variable), the others by the same computation as plain ops; both give the same values up to float rounding. (On
+    JAX, ``fit`` compiles the whole training step anyway.)
 
     Sum layers whose sum op back-propagates gradients (``SumOpGradBackprop``) receive no counts; the first step
     warns once, naming their accumulators.
@@ -175,7 +176,7 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         )
         # One compiled function per large variable, so that no function is retraced for another shape.
         self._compiled_updates: dict[int, Callable[..., Any]] = {
-            index: tf.function(_updated_value, jit_compile=True)
+            index: jit_compiled(_updated_value, static_argnums=(3, 4, 5))
             for index, variable in enumerate(variables)
             if None not in variable.shape and math.prod(variable.shape) >= XLA_UPDATE_MIN_SIZE
         }
@@ -219,7 +220,9 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         current = ops.convert_to_tensor(variable)
         self.assign(
             variable,
-            ops.cond(last, lambda: update(current, total / self.accumulate_batches, lr, rule, axis), lambda: current),
+            ops.cond(
+                last, lambda: update(current, total / self.accumulate_batches, lr, rule, axis, False), lambda: current
+            ),
         )
         self.assign(batch_sum, ops.where(last, ops.zeros_like(total), total))
 
