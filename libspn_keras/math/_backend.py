@@ -15,6 +15,8 @@ has no public op for live here, each with one implementation per backend (Tensor
 - ``as_tensor``, ``argmax_int32``, ``stateless_uniform``, ``map_int32``: what the sum ops' selection and
   sampling rules need (a variable read as a tensor; the first index on ties; draws from a seed tensor inside a
   loop; a map without TensorFlow's extra signature call).
+- ``recurrence``, ``jit_compiled``: the dynamic SPN's time loop (``tf.while_loop`` with a fixed iteration
+  bound on TensorFlow, which XLA needs for its gradient; ``keras.ops.scan`` elsewhere) and a compiled function.
 - ``values_known`` / ``check``: value checks that raise a ``ValueError`` where values are concrete (eager
   calls, NumPy inputs). In a TensorFlow graph (``tf.function``) the check is a graph assertion
   (``InvalidArgumentError``, dropped by XLA); in a traced JAX function (``jit``, the default for ``fit`` on JAX)
@@ -36,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import keras
+from keras import ops
 import numpy as np
 
 #: A tensor of the Keras backend (``tf.Tensor``, ``jax.Array``, ``torch.Tensor``) or a NumPy array.
@@ -503,3 +506,87 @@ def map_int32(fn: Callable[[Any], Tensor], elems: Any) -> Tensor:
 
         return jax.lax.map(fn, elems)
     return keras.ops.map(fn, elems)
+
+
+def recurrence(
+    step: Callable[..., Tensor], init: Tensor, xs: Sequence[Tensor], collect: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Run ``carry = step(carry, *[x[t] for x in xs])`` for ``t = 1, ..., T - 1`` from ``carry = init``.
+
+    ``T`` is the length of the leading (time) axis of every ``x`` in ``xs``; step 0 is ``init`` itself (the caller
+    computes it from ``x[0]``). ``step`` must return a tensor of ``init``'s shape and dtype.
+
+    Args:
+        step: The recursion, ``step(carry, *x_t) -> carry``.
+        init: The carry at step 0.
+        xs: Time-major tensors ``[T, ...]`` read at each step.
+        collect: Whether to also return the carries of all steps.
+
+    Returns:
+        ``(last carry, carries [T, *init.shape] or None)``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(1.0, 5.0, dtype="float32")[:, None]  # [T=4, 1]
+        >>> last, every = recurrence(lambda c, x_t: 2.0 * c + x_t, x[0], [x], collect=True)
+        >>> ops.convert_to_numpy(last).tolist(), ops.convert_to_numpy(every)[:, 0].tolist()
+        ([26.0], [1.0, 4.0, 11.0, 26.0])
+    """
+    xs = [ops.convert_to_tensor(x) for x in xs]
+    init = ops.convert_to_tensor(init)
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        num_steps = xs[0].shape[0] if xs[0].shape[0] is not None else tf.shape(xs[0])[0]
+        arrays = [tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape[1:]).unstack(x) for x in xs]
+        carries = tf.TensorArray(init.dtype, size=num_steps, element_shape=init.shape)
+        if collect:
+            carries = carries.write(0, init)
+
+        def body(t: Any, carry: Any, carries: Any) -> tuple[Any, ...]:
+            carry = step(carry, *[array.read(t) for array in arrays])
+            if collect:
+                carries = carries.write(t, carry)
+            return t + 1, carry, carries
+
+        _, carry, carries = tf.while_loop(
+            lambda t, *_: t < num_steps, body, (tf.constant(1), init, carries), maximum_iterations=num_steps
+        )
+        return carry, carries.stack() if collect else None
+
+    def scan_step(carry: Tensor, x_t: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+        carry = step(carry, *x_t)
+        return carry, carry if collect else None
+
+    carry, ys = ops.scan(scan_step, init, [x[1:] for x in xs])
+    if not collect:
+        return carry, None
+    return carry, ops.concatenate([ops.expand_dims(init, 0), ys], axis=0)
+
+
+def jit_compiled(fn: Callable[..., Any], static_argnums: Sequence[int] = ()) -> Callable[..., Any]:
+    """``fn`` compiled with XLA: ``tf.function(fn, jit_compile=True)`` or ``jax.jit``; ``fn`` itself elsewhere.
+
+    Args:
+        fn: A function of tensors.
+        static_argnums: The positions of Python (non-tensor) arguments, which select a computation (JAX traces
+            one per value; TensorFlow treats Python arguments as constants anyway).
+
+    Returns:
+        The compiled function, with ``fn``'s signature.
+
+    Example:
+        >>> double = jit_compiled(lambda x, k: k * x, static_argnums=(1,))
+        >>> ops.convert_to_numpy(double(ops.ones(2), 2)).tolist()
+        [2.0, 2.0]
+    """
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)  # type: ignore[no-any-return]
+    if name == "jax":
+        import jax
+
+        return jax.jit(fn, static_argnums=tuple(static_argnums))
+    return fn

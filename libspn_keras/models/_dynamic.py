@@ -9,8 +9,7 @@ import keras
 from keras import ops
 
 from libspn_keras.layers import TemporalDenseProduct
-from libspn_keras.math._backend import Tensor, check
-from libspn_keras.math._backend_dynamic import invalid_argument_error, recurrence
+from libspn_keras.math._backend import Tensor, check, recurrence, value_check_error
 from libspn_keras.models._generative import GenerativeTrainingMixin
 
 _NETWORKS = ("template_network", "interface_network_t0", "interface_network_t_minus_1", "top_network")
@@ -289,7 +288,7 @@ class DynamicSumProductNetwork(GenerativeTrainingMixin, keras.Model):
     def _first_steps(self, x: Tensor, lengths: Any, max_len: Any) -> Tensor:
         """Index of the first real step of each sequence, ``[batch]`` int32 (checks valid lengths / padding)."""
         batch = ops.shape(x)[0]
-        error = invalid_argument_error()
+        error = value_check_error()
         if lengths is None:
             if "float" not in keras.backend.standardize_dtype(x.dtype):
                 return ops.zeros((batch,), "int32")

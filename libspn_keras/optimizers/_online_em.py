@@ -11,7 +11,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from libspn_keras.math._backend_dynamic import jit_compiled
+from libspn_keras.math._backend import jit_compiled
 from libspn_keras.optimizers._em_statistics import (
     em_outcome_axis,
     has_normalized_counts,
