@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import keras
-from keras import ops
 import numpy as np
+from keras import ops
 
 #: A tensor of the Keras backend (``tf.Tensor``, ``jax.Array``, ``torch.Tensor``) or a NumPy array.
 Tensor: TypeAlias = Any
