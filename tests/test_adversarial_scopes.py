@@ -18,6 +18,7 @@ import pytest
 from scipy.special import logsumexp
 
 from libspn_keras import layers, models
+from tests.backend_utils import jit as compiled
 from tests.backend_utils import tensor
 from tests.test_validity import all_states, randomize_accumulators
 
@@ -46,7 +47,7 @@ def eager_log_partition(make_layers: LayerFactory, shape: tuple[int, ...]) -> fl
 def model_log_partition(model: keras.Model, shape: tuple[int, ...], dtype: str = "float32", jit: bool = False) -> float:
     """``log Z`` of a built model by enumerating every binary state (child logits of the root are summed out)."""
     randomize_accumulators(model, np.random.default_rng(1))
-    forward = jit(model) if jit else model
+    forward = compiled(model) if jit else model
     out = np.asarray(forward(tensor(states(shape, dtype))), np.float64)
     return float(logsumexp(out))
 

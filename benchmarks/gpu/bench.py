@@ -14,7 +14,7 @@ ratio of each time to PyJuice's on the same circuit and batch.
     - "JAX matmul floor": the sum layers' multiply-adds of our RAT-SPN as bare batched matmuls in JAX.
 (b) HCLT on accidents, ``num_latents`` K (default 32): ``libspn_keras.structure.hclt`` against
     ``pyjuice.structures.HCLT`` (same K, mini-batch EM with step 0.05, pseudocount 0.1 for PyJuice;
-    ``OnlineExpectationMaximization(0.05)`` for ours).
+    ``SumOpEMBackprop`` sums with ``OnlineExpectationMaximization(0.05, normalized_update=True)`` for ours).
 (c) The README DGC-SPN (``benchmarks/dgcspn.py``) train step at batch 256, gradient (Adam) and hard EM.
 
 Every measurement runs in its own subprocess (JAX and PyTorch never share a process; JAX does not preallocate
@@ -52,10 +52,19 @@ RESULT_MARK = "GPU_BENCH_RESULT "
 STEP = 0.05
 
 
+EPOCHS: int | None = None  # --epochs
+
+
 def sizes(quick: bool) -> dict[str, Any]:
+    if EPOCHS:
+        return {**_sizes(quick), "epochs": EPOCHS}
+    return _sizes(quick)
+
+
+def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(depth=3, reps=2, dists=4, sums=4, rows=400, batches=(50,), hclt_k=4, dgc_batch=4, epochs=2)
-    return dict(depth=5, reps=32, dists=32, sums=32, rows=None, batches=(100, 1000), hclt_k=32, dgc_batch=256, epochs=3)
+    return dict(depth=5, reps=32, dists=32, sums=32, rows=None, batches=(100, 1000), hclt_k=32, dgc_batch=256, epochs=2)
 
 
 def load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
@@ -291,12 +300,14 @@ def run_pyjuice_hclt(args: argparse.Namespace) -> dict[str, Any]:
 def run_ours_hclt(args: argparse.Namespace) -> dict[str, Any]:
     import keras
 
-    from libspn_keras import optimizers, structure
+    from libspn_keras import optimizers, structure, sum_ops
 
     keras.utils.set_random_seed(0)
     train, test, _ = load(args)
-    model = structure.hclt(train.astype(np.int32), num_latents=sizes(args.quick)["hclt_k"])
-    optimizer = optimizers.OnlineExpectationMaximization(STEP)
+    model = structure.hclt(
+        train.astype(np.int32), num_latents=sizes(args.quick)["hclt_k"], sum_op=sum_ops.SumOpEMBackprop()
+    )
+    optimizer = optimizers.OnlineExpectationMaximization(STEP, normalized_update=True)  # PyJuice's mini-batch EM
     return fit_ours(model, train, test, args.batch, sizes(args.quick)["epochs"], optimizer)
 
 
@@ -326,7 +337,7 @@ def run_spflow_ratspn(args: argparse.Namespace) -> dict[str, Any]:
             online.interpolate(before)
         torch_sync()
         epoch_s.append(time.perf_counter() - start)
-        if args.quick is False and epoch_s[-1] > 120:
+        if not args.quick and epoch_s[-1] > 60:
             break  # one slow epoch is enough to report
     model.eval()
     with torch.no_grad():
@@ -391,6 +402,7 @@ LABELS = {
 
 def run_worker(args: argparse.Namespace, name: str, extra: list[str]) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, *extra, "--data-dir", args.data_dir]
+    command += ["--epochs", str(args.epochs)] if args.epochs else []
     if args.quick:
         command.append("--quick")
     start = time.perf_counter()
@@ -403,8 +415,8 @@ def run_worker(args: argparse.Namespace, name: str, extra: list[str]) -> dict[st
     return {"error": " | ".join(tail)[-300:] or f"exit {proc.returncode}", "wall_s": wall}
 
 
-def fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def fmt(value: Any, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, spec) + suffix
 
 
 def table(rows: list[tuple[str, str, str, dict[str, Any]]]) -> str:
@@ -428,8 +440,8 @@ def table(rows: list[tuple[str, str, str, dict[str, Any]]]) -> str:
         speed = result.get("forward_sps")
         fwd_ratio = ref["forward_sps"] / speed if ref.get("forward_sps") and speed else None
         lines.append(
-            f"| {bench} | {batch} | {label} | {fmt(time_s, '.3f')} | {fmt(ratio, '.2f')}x | "
-            f"{fmt(speed, ',.0f')} | {fmt(fwd_ratio, '.2f')}x | {fmt(result.get('peak_mb'), ',.0f')} | "
+            f"| {bench} | {batch} | {label} | {fmt(time_s, '.3f')} | {fmt(ratio, '.2f', 'x')} | "
+            f"{fmt(speed, ',.0f')} | {fmt(fwd_ratio, '.2f', 'x')} | {fmt(result.get('peak_mb'), ',.0f')} | "
             f"{fmt(result.get('test_ll'), '.2f')} | {fmt(result.get('params'), ',')} |"
         )
     return "\n".join(lines)
@@ -437,11 +449,13 @@ def table(rows: list[tuple[str, str, str, dict[str, Any]]]) -> str:
 
 def versions() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for module in ("jax", "keras", "torch", "pyjuice", "spflow"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("jax", "jaxlib", "keras", "torch", "triton", "pyjuice", "spflow"):
         try:
-            parts.append(f"{module} {__import__(module).__version__}")
-        except Exception:  # noqa: BLE001 - a missing peer is reported as missing
-            parts.append(f"{module} missing")
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} missing")
     return ", ".join(parts)
 
 
@@ -452,11 +466,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--only", default="ratspn,hclt,dgcspn", help="comma-separated of ratspn, hclt, dgcspn")
     parser.add_argument("--peers", default="pyjuice,spflow", help="comma-separated peers to run ('none': ours only)")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for the table (default $OUT)")
-    parser.add_argument("--worker-timeout", type=float, default=600)
+    parser.add_argument("--worker-timeout", type=float, default=300, help="seconds per measurement")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per training run (default 2)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--op", default="grad", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global EPOCHS
+    EPOCHS = args.epochs
     if args.worker:
         result = WORKERS[args.worker](args)
         print(RESULT_MARK + json.dumps(result), flush=True)
@@ -464,24 +481,28 @@ def main(argv: list[str] | None = None) -> str:
     size = sizes(args.quick)
     only, peers = set(args.only.split(",")), set(args.peers.split(","))
     plan: list[tuple[str, str, str, list[str]]] = []
-    if "ratspn" in only:
-        for batch in size["batches"]:
-            b = ["--batch", str(batch)]
-            plan += [("RAT-SPN", str(batch), "ours-ratspn", b), ("RAT-SPN", str(batch), "floor-ratspn", b)]
-            plan += [("RAT-SPN", str(batch), f"{p}-ratspn", b) for p in ("pyjuice", "spflow") if p in peers]
-    if "hclt" in only:
-        batch = size["batches"][-1] if not args.quick else size["batches"][0]
-        b = ["--batch", str(batch)]
-        plan += [(f"HCLT K={size['hclt_k']}", str(batch), "ours-hclt", b)]
-        plan += [(f"HCLT K={size['hclt_k']}", str(batch), "pyjuice-hclt", b)] if "pyjuice" in peers else []
-    if "dgcspn" in only:
-        for op in ("grad", "hard-em"):
-            plan.append((f"DGC-SPN step ({op})", str(size["dgc_batch"]), "ours-dgcspn", ["--op", op]))
+    # Most telling first (a run stopped at its time limit keeps those): RAT-SPN at the first batch size, HCLT,
+    # DGC-SPN, RAT-SPN at the larger batch, then SPFlow (the slowest peer).
+    ratspn = [
+        [("RAT-SPN", str(b), name, ["--batch", str(b)]) for name in ("ours-ratspn", "pyjuice-ratspn", "floor-ratspn")]
+        for b in size["batches"]
+    ]
+    spflow = [("RAT-SPN", str(b), "spflow-ratspn", ["--batch", str(b)]) for b in size["batches"]]
+    hclt_batch = str(size["batches"][-1])
+    hclt = [(f"HCLT K={size['hclt_k']}", hclt_batch, n, ["--batch", hclt_batch]) for n in ("ours-hclt", "pyjuice-hclt")]
+    dgc = [(f"DGC-SPN step ({op})", str(size["dgc_batch"]), "ours-dgcspn", ["--op", op]) for op in ("grad", "hard-em")]
+    for group, wanted in ((ratspn[0], "ratspn"), (hclt, "hclt"), (dgc, "dgcspn"), (sum(ratspn[1:], []), "ratspn")):
+        plan += group if wanted in only else []
+    plan += spflow if "ratspn" in only else []
+    plan = [entry for entry in plan if entry[2].split("-")[0] not in {"pyjuice", "spflow"} - peers]
     rows = []
     for bench, batch, name, extra in plan:
         result = run_worker(args, name, extra)
         print(f"{bench} batch {batch} {name}: {result}", flush=True)
         rows.append((bench, batch, name, result))
+        if args.out:  # as it goes, so that a run stopped at its time limit keeps what it measured
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "gpu_bench.json").write_text(json.dumps(rows, indent=1))
     report = f"{versions()}\n\n{table(rows)}\n"
     print(report)
     if args.out:

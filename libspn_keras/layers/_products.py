@@ -42,7 +42,7 @@ def attach_product_factors(x: Tensor, factors: ProductFactors) -> Tensor:
 def product_factors(x: Tensor) -> ProductFactors | None:
     """The ``ProductFactors`` of a ``DenseProduct`` output (or an ``Undecompose`` of one), if any.
 
-    ``None`` where nothing could be attached (e.g. JAX tracers): the layers above then read the products themselves.
+    ``None`` where nothing is attached (``x`` came through another op): the layers above then read the products.
     """
     factors = attached(x, _FACTORS_KEY)
     return factors if factors is not None and factors.rows.dtype == x.dtype else None
@@ -112,7 +112,7 @@ class DenseProduct(ScopeTracking, keras.layers.Layer):
         # What the next layer may read instead: the factors (a DenseSum contracts them without forming the
         # products) and, inside tf.function (where only what is read is computed), the products' rows.
         factors = factor_rows(x, self.num_factors)
-        if in_traced_function():
+        if in_traced_function(out):
             attach_rows(out, log_outer_product(factors, factor_axis=0))
         return attach_product_factors(out, ProductFactors(factors, 1))
 

@@ -22,9 +22,9 @@ has no public op for live here, each with one implementation per backend (Tensor
   (``InvalidArgumentError``, dropped by XLA); in a traced JAX function (``jit``, the default for ``fit`` on JAX)
   values are not known while tracing and the check is skipped: see ``docs/errors.md``.
 - ``attach`` / ``attached``: metadata carried on a tensor from one layer to the next, the way Keras attaches
-  masks (e.g. the row indices of an indicator leaf, which let the sums above look their values up). Where the
-  backend's tensors take no attributes (JAX tracers), nothing is attached and the layers above compute the same
-  values the general way.
+  masks (e.g. the row indices of an indicator leaf, which let the sums above look their values up): an attribute
+  where the tensor takes one, else (JAX tracers) a table keyed by the tensor's identity, holding a weak reference
+  to it. Where nothing is attached, the layers above compute the same values the general way.
 
 Nothing here imports a backend's framework at module level: ``import libspn_keras`` with ``KERAS_BACKEND=jax``
 does not import TensorFlow.
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -207,17 +208,24 @@ def values_known(*tensors: Any) -> bool:
     return True
 
 
-def in_traced_function() -> bool:
-    """Whether code runs while a TensorFlow graph is traced (``tf.function``); ``False`` on other backends.
+def in_traced_function(*tensors: Any) -> bool:
+    """Whether code runs while a function is traced for compilation, so that work nothing reads is pruned.
 
-    On TensorFlow, work that nothing reads is pruned from a traced graph, so layers may offer alternative
-    layouts of their output for free there (``libspn_keras.math.attach_rows``); eagerly they would be computed.
+    On TensorFlow: a ``tf.function`` graph is being built. On JAX: one of ``tensors`` is a tracer (``jax.jit``,
+    which is how Keras runs ``fit`` and ``predict``; also ``jax.grad`` outside ``jit``). Layers may offer
+    alternative layouts of their output there for free (``libspn_keras.math.attach_rows``): the compiler drops
+    whichever nobody reads, where eagerly both would be computed and kept.
     """
-    if backend() != "tensorflow":
-        return False
-    import tensorflow as tf
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
 
-    return not tf.executing_eagerly()
+        return not tf.executing_eagerly()
+    if name == "jax":
+        import jax
+
+        return any(isinstance(t, jax.core.Tracer) for t in tensors)
+    return False
 
 
 def check(ok: Any, message: str, error: type[Exception] = ValueError, depends: Any = None) -> Any:
@@ -261,31 +269,57 @@ def check(ok: Any, message: str, error: type[Exception] = ValueError, depends: A
 
 
 _ATTACHED = "_libspn_keras_attached"
+#: Attachments of tensors that take no attributes (JAX tracers): ``id(x) -> (weakref to x, {key: value})``. An
+#: entry lives as long as its tensor, as an attribute would.
+_SIDE_TABLE: dict[int, tuple[weakref.ref[Any], dict[str, Any]]] = {}
 
 
 def attach(x: Any, key: str, value: Any) -> Any:
-    """Attach ``value`` under ``key`` to the tensor ``x`` and return ``x``; nothing happens where ``x`` takes none.
+    """Attach ``value`` under ``key`` to the tensor ``x`` and return ``x``, the way Keras attaches masks.
+
+    The value lives as long as ``x``: as an attribute where the tensor takes one (TensorFlow tensors, JAX arrays),
+    else in a table keyed by the tensor's identity with a weak reference to it (JAX tracers). A new tensor made
+    from ``x`` (any op, even a copy) carries nothing.
 
     Example:
         >>> x = keras.ops.ones(2)
-        >>> attached(attach(x, "note", 3), "note") in (3, None)  # None where the backend's tensors take none
+        >>> attached(attach(x, "note", 3), "note")
+        3
+        >>> attached(keras.ops.copy(x), "note") is None
         True
     """
-    table = getattr(x, _ATTACHED, None)
+    table = _attachments(x)
     if table is None:
         table = {}
         try:
             setattr(x, _ATTACHED, table)
         except (AttributeError, TypeError):
-            return x
+            try:
+                reference = weakref.ref(x, functools.partial(_forget, id(x)))
+            except TypeError:  # neither attributes nor weak references: nothing is attached
+                return x
+            _SIDE_TABLE[id(x)] = (reference, table)
     table[key] = value
     return x
 
 
 def attached(x: Any, key: str) -> Any:
     """The value ``attach`` attached to ``x`` under ``key``, or ``None``."""
-    table = getattr(x, _ATTACHED, None)
+    table = _attachments(x)
     return None if table is None else table.get(key)
+
+
+def _forget(key: int, reference: weakref.ref[Any]) -> None:
+    if key in _SIDE_TABLE and _SIDE_TABLE[key][0] is reference:
+        del _SIDE_TABLE[key]
+
+
+def _attachments(x: Any) -> dict[str, Any] | None:
+    table = getattr(x, _ATTACHED, None)
+    if table is not None:
+        return table  # type: ignore[no-any-return]
+    entry = _SIDE_TABLE.get(id(x))
+    return entry[1] if entry is not None and entry[0]() is x else None
 
 
 @functools.cache
@@ -590,3 +624,20 @@ def jit_compiled(fn: Callable[..., Any], static_argnums: Sequence[int] = ()) -> 
 
         return jax.jit(fn, static_argnums=tuple(static_argnums))
     return fn
+
+
+def reduce_max(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """Maximum of a floating-point ``x`` along ``axis``; ``-inf`` over an empty axis or tensor (an empty batch).
+
+    ``keras.ops.max`` raises on an empty tensor and, eagerly on TensorFlow, checks the size first; this is
+    ``tf.reduce_max`` / ``jnp.max(..., initial=-inf)``. ``NaN`` propagates.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(reduce_max(np.zeros((0, 3), "float32"), axis=-1)).shape
+        (0,)
+    """
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.reduce_max(x, axis=axis, keepdims=keepdims)
+    return ops.max(x, axis=axis, keepdims=keepdims, initial=float("-inf"))

@@ -69,8 +69,8 @@ class IndicatorRows(NamedTuple):
 def attach_indicator_index(x: Tensor, index: Tensor) -> Tensor:
     """Attach the ``indicator_index`` ``[batch, *variables]`` of the log-indicators ``x`` to ``x``; return ``x``.
 
-    Where ``x`` takes no attributes (a JAX tracer) nothing is attached: the sums above compute the same values from
-    ``x`` itself.
+    (``libspn_keras.math.attach``: also on JAX tracers.) Where nothing is attached (``x`` was copied or transformed
+    on its way up), the sums above compute the same values from ``x`` itself.
     """
     return attach(x, _INDEX_ATTRIBUTE, index)
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from keras import ops
 
-from libspn_keras.math._backend import Tensor, attach, attached, custom_gradient, in_traced_function
+from libspn_keras.math._backend import Tensor, attach, attached, custom_gradient, in_traced_function, reduce_max
 
 
 def normalized_weights(accumulators: Tensor, logspace_accumulators: bool) -> Tensor:
@@ -89,7 +89,7 @@ def contraction_weights(accumulators: Tensor, logspace_accumulators: bool) -> tu
         return normalized_weights(accumulators, logspace_accumulators), None
     if logspace_accumulators:
         # The maximum cancels in weights / sum(weights), so no gradient needs to flow through it.
-        weights = ops.exp(accumulators - _finite_or_zero(ops.max(accumulators, axis=-2, keepdims=True)))
+        weights = ops.exp(accumulators - _finite_or_zero(reduce_max(accumulators, axis=-2, keepdims=True)))
     else:
         weights = accumulators
     return weights, ops.log(ops.sum(weights, axis=-2, keepdims=True))
@@ -114,11 +114,11 @@ _ROWS_ATTRIBUTE = "_libspn_keras_position_rows"
 def attach_rows(x: Tensor, rows: Tensor) -> Tensor:
     """Attach the position rows ``[prod(middle), batch, nodes]`` of ``x`` (same values) to ``x``; return ``x``.
 
-    Only inside ``tf.function`` (``in_traced_function``), where whichever layout nobody reads is pruned: eagerly,
-    both layouts would stay alive as long as ``x`` and double the memory of the activations, and in a JAX trace the
-    tracers take no attributes, so nothing is attached there (the layers above transpose instead).
+    Only inside a traced function (``in_traced_function``: ``tf.function``, ``jax.jit``), where whichever layout
+    nobody reads is pruned: eagerly, both layouts would stay alive as long as ``x`` and double the memory of the
+    activations (the layers above transpose instead).
     """
-    if in_traced_function():
+    if in_traced_function(x):
         attach(x, _ROWS_ATTRIBUTE, rows)
     return x
 
@@ -151,7 +151,7 @@ def attach_row_sums(x: Tensor, row_sums: RowSums) -> Tensor:
     permutation of the rows composes it with its own, and a ``ReduceProduct`` on top calls it instead of summing
     formed rows. Only inside ``tf.function``, like ``attach_rows``: the rows nobody reads are pruned there.
     """
-    if in_traced_function():
+    if in_traced_function(x):
         attach(x, _ROW_SUMS_ATTRIBUTE, row_sums)
     return x
 
@@ -321,7 +321,7 @@ def log_weighted_sum_rows(x_rows: Tensor, weights_rows: Tensor, log_norm: Tensor
     Returns:
         The sums and the intermediates.
     """
-    x_max = _finite_or_zero(ops.max(x_rows, axis=-1, keepdims=True))
+    x_max = _finite_or_zero(reduce_max(x_rows, axis=-1, keepdims=True))
     scaled = ops.exp(x_rows - x_max)
     linear = ops.matmul(scaled, weights_rows)
     log_sums = _log_of_linear(linear, x_max, log_norm)
@@ -443,7 +443,7 @@ def log_product_weighted_sum_parts(
         raise ValueError("log_product_weighted_sum_parts: pass log_norm or normalize=True, not both.")
     num_factors, num_groups, _, num_nodes = factors.shape
     num_out = weights.shape[-1]
-    f_max = _finite_or_zero(ops.max(factors, axis=-1, keepdims=True))
+    f_max = _finite_or_zero(reduce_max(factors, axis=-1, keepdims=True))
     shifted = factors - f_max
     if normalize:  # exp(0) = 1: a row of ones, whose products are all 1
         shifted = ops.concatenate([shifted, ops.zeros_like(shifted[:, :, :1])], axis=2)
@@ -486,7 +486,7 @@ def log_sum_exp(x: Tensor, axis: int) -> Tensor:
         >>> float(log_sum_exp(ops.log(np.array([[0.25, 0.5]], "float32")), axis=1)[0])
         -0.2876820...
     """
-    x_max = _finite_or_zero(ops.max(x, axis=axis, keepdims=True))
+    x_max = _finite_or_zero(reduce_max(x, axis=axis, keepdims=True))
     return ops.squeeze(_log_sums(ops.sum(ops.exp(x - x_max), axis=axis, keepdims=True), x_max), axis=axis)
 
 

@@ -222,7 +222,7 @@ def test_dense_sum_with_one_sum_then_root(float64, num_decomps, op_name):
         out, (_, counts) = value_and_grad(lambda x: root(dense(product(x))), x, variables=[root.accumulators])
         return out, counts
 
-    fn(tensor(leaves))  # build
+    root(dense(product(tensor(leaves))))  # build
     dense.accumulators.assign(dense_acc)
     root.accumulators.assign(root_acc)
     out, root_counts = (to_numpy(t) for t in function(fn)(tensor(leaves)))

@@ -43,6 +43,9 @@ def _inputs():
 
 
 def _run(chain: list, x, keep_rows: bool, mode: str) -> list[np.ndarray]:
+    h = x
+    for layer in chain:  # build, so that the accumulators exist before they are differentiated
+        h = layer(h)
     sums = [layer for layer in chain if hasattr(layer, "accumulators")]
 
     def fn(x):
