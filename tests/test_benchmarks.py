@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,28 @@ def test_ratspn_em_spflow_autograd_estep_matches_spflow_em():
     ):
         torch.testing.assert_close(by_autograd, full, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(new_value, 0.95 * old_value + 0.05 * full, atol=1e-5, rtol=1e-4)
+
+
+GPU_BENCH = REPO / "benchmarks" / "gpu" / "bench.py"
+
+
+@pytest.mark.requires_jax
+def test_gpu_benchmark_quick(tmp_path):
+    """``benchmarks/gpu/bench.py --quick`` (JAX on CPU, peers off) prints a full table and writes it."""
+    data_dir = REPO.parent / "shared" / "data" / "debd"
+    result = subprocess.run(
+        [sys.executable, str(GPU_BENCH), "--quick", "--peers", "none", "--data-dir", str(data_dir)]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (tmp_path / "gpu_bench.md").read_text()
+    for label in ("| RAT-SPN | 50 | libspn-keras (JAX) |", "| RAT-SPN | 50 | JAX matmul floor", "| HCLT K=4 | 50 |"):
+        assert label in table, table
+    assert "DGC-SPN step (hard-em)" in table and "failed" not in table, table
+    rows = {row.split("|")[3].strip(): row for row in table.splitlines() if "libspn-keras" in row}
+    assert rows, table

@@ -468,6 +468,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for the table (default $OUT)")
     parser.add_argument("--worker-timeout", type=float, default=300, help="seconds per measurement")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per training run (default 2)")
+    parser.add_argument("--workers", default=None, help="comma-separated measurements to run (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--op", default="grad", help=argparse.SUPPRESS)
@@ -495,6 +496,7 @@ def main(argv: list[str] | None = None) -> str:
         plan += group if wanted in only else []
     plan += spflow if "ratspn" in only else []
     plan = [entry for entry in plan if entry[2].split("-")[0] not in {"pyjuice", "spflow"} - peers]
+    plan = [entry for entry in plan if args.workers is None or entry[2] in args.workers.split(",")]
     rows = []
     for bench, batch, name, extra in plan:
         result = run_worker(args, name, extra)
