@@ -240,12 +240,10 @@ class SumOpBase(abc.ABC):
         if indicators is None and not self.has_custom_backward:
             return weighted_parts(children, accumulators).log_sums
 
-        seed = self.backward_seed()  # drawn here, in the forward pass: the backward rule is traced on JAX
-
         def backward(parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
             if parts.extra_rows:  # rows the forward pass added for itself get no signal
                 dy = ops.pad(dy, [[0, 0], [0, parts.extra_rows], [0, 0]])
-            child_rows, edge_rows = self.backward(parts, dy, seed)
+            child_rows, edge_rows = self.backward(parts, dy)
             return to_children(child_rows), ops.reshape(edge_rows, ops.shape(accumulators))
 
         def recomputed_backward(
@@ -255,7 +253,7 @@ class SumOpBase(abc.ABC):
             dy: Tensor,
         ) -> Any:
             if self.has_custom_backward:
-                child_rows, edge_rows = self.backward(parts_of(children, accumulators), dy, seed)
+                child_rows, edge_rows = self.backward(parts_of(children, accumulators), dy)
                 return child_rows, ops.reshape(edge_rows, ops.shape(accumulators))
             _, (child_grad, edge_grad) = vjp(lambda c, a: parts_of(c, a).log_sums, [children, accumulators], dy)
             return child_grad, edge_grad
@@ -305,21 +303,12 @@ class SumOpBase(abc.ABC):
         """
         return log_weighted_sum_rows(x_rows, weights_rows, log_norm)
 
-    def backward_seed(self) -> Tensor | None:
-        """The seed of this op's random draws in one backward pass, or ``None`` for ops that draw nothing.
-
-        Drawn in the forward pass, where random ops may run: JAX traces the backward rule of a custom gradient even
-        when it is called eagerly, and Keras refuses unseeded random ops in a trace.
-        """
-        return None
-
-    def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
         """Backward rule of ops with ``has_custom_backward``, in the rows layout.
 
         Args:
             parts: Forward intermediates (``WeightedSumParts``).
             dy: Signal arriving at the sums, ``[num_groups, num_rows, num_out]``.
-            seed: ``backward_seed()``, drawn in the forward pass.
 
         Returns:
             The signal of the children ``[num_groups, num_rows, num_in]`` and the edge counts

@@ -7,11 +7,10 @@ import numbers
 from typing import Any, ClassVar
 
 import keras
-import numpy as np
 from keras import ops
 
 from libspn_keras.math import WeightedSumParts
-from libspn_keras.math._backend import Tensor, argmax_int32, backend, map_int32, stateless_uniform
+from libspn_keras.math._backend import Tensor, argmax_int32, map_int32, stateless_uniform
 from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops._base import SumOpBase
 
@@ -38,7 +37,7 @@ class SumOpEMBackprop(SumOpBase):
     has_custom_backward: ClassVar[bool] = True
     normalizes_counts: ClassVar[bool] = True
 
-    def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
         """Dense (soft) EM signals as two batched matmuls, without per-edge tensors of the batch."""
         linear, scaled = parts.linear_sums, parts.scaled_children
         assert linear is not None and scaled is not None, "the forward pass keeps the linear sums"
@@ -106,7 +105,7 @@ class BaseSelectionSumOp(SumOpBase):
     shares_logits: ClassVar[bool] = False
     """Whether ``selection_logits`` are the same for every sum of a row (``[groups, rows, in, 1]``)."""
 
-    def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
         """Send each sum's count to its selected child (segment sums; no one-hot edge tensors).
 
         At most ``SELECTION_LOGITS_PER_ROW`` selection logits (``groups * in * out``) per row are formed at once:
@@ -126,7 +125,7 @@ class BaseSelectionSumOp(SumOpBase):
         else:
             block = max(1, SELECTION_LOGITS_PER_ROW // per_out)
         if num_out is None or block >= num_out:
-            winners = self._select(x, log_weights, self._draw_seeds(seed, 0))
+            winners = self._select(x, log_weights, self._draw_seeds())
         else:
             num_blocks = -(-num_out // block)
             block = -(-num_out // num_blocks)  # balanced blocks, the last one padded
@@ -134,7 +133,7 @@ class BaseSelectionSumOp(SumOpBase):
             blocks = ops.transpose(ops.reshape(padded, [-1, padded.shape[1], num_blocks, block]), [2, 0, 1, 3])
             if self.sample_prob:
                 # The seeds of every block, drawn before the loop in the order the blocks draw them.
-                seeds = ops.stack([self._draw_seeds(seed, index) for index in range(num_blocks)])
+                seeds = ops.stack([self._draw_seeds() for _ in range(num_blocks)])
                 selected = map_int32(lambda args: self._select(x, args[0], args[1]), (blocks, seeds))
             else:
                 selected = map_int32(lambda lw: self._select(x, lw, None), blocks)
@@ -146,36 +145,17 @@ class BaseSelectionSumOp(SumOpBase):
             return shared_selection_counts(winners, dy, num_in)
         return selection_counts(ops.broadcast_to(winners, ops.shape(dy)), dy, num_in)
 
-    def backward_seed(self) -> Tensor | None:
-        """With sampling, one ``keras.random.randint`` draw (int32 ``[2]``) from ``self.seed``; else ``None``.
+    def _draw_seeds(self) -> Tensor | None:
+        """The seeds (int32 ``[1 or 2, 2]``) of one ``_select`` with sampling, drawn from ``self.seed``.
 
-        The same for an int seed; it advances a ``keras.random.SeedGenerator`` (or Keras' global generator for
-        ``None``) once per forward pass.
+        One seed for the Gumbel noise, and one for the choice between sample and winner if ``sample_prob < 1``;
+        each is one ``keras.random.randint`` draw (``libspn_keras.math.stateless_seed``): the same for an int seed,
+        advancing a ``keras.random.SeedGenerator`` (or Keras' global generator for ``None``).
         """
         if not self.sample_prob:
             return None
-        try:
-            return keras.random.randint([2], 0, 2**31 - 1, dtype="int32", seed=self.seed)
-        except ValueError:
-            if self.seed is not None or backend() != "jax":
-                raise
-            # Keras refuses its global generator inside a JAX trace (jax.grad, jax.jit). The seed then comes from
-            # NumPy's global generator (also reset by keras.utils.set_random_seed) when the function is traced:
-            # fresh on every eager call, fixed inside one compiled function (docs/backends.md).
-            return ops.convert_to_tensor(np.random.randint(0, 2**31 - 1, size=2).astype("int32"))
-
-    def _draw_seeds(self, seed: Tensor | None, index: int) -> Tensor | None:
-        """The seeds (int32 ``[1 or 2, 2]``) of the ``index``-th ``_select`` of a backward pass with sampling.
-
-        One seed for the Gumbel noise, and one for the choice between sample and winner if ``sample_prob < 1``:
-        ``seed`` (``backward_seed``) with its second word offset by ``2 * index`` and ``2 * index + 1``, so that
-        every block of a backward pass draws its own noise.
-        """
-        if not self.sample_prob or seed is None:
-            return None
         count = 1 if self.sample_prob >= 1.0 else 2
-        offsets = np.array([[0, 2 * index + c] for c in range(count)], "int32")
-        return ops.add(ops.expand_dims(ops.cast(seed, "int32"), 0), offsets)
+        return ops.stack([keras.random.randint([2], 0, 2**31 - 1, dtype="int32", seed=self.seed) for _ in range(count)])
 
     def _select(self, x: Tensor, log_weights: Tensor, seeds: Tensor | None) -> Tensor:
         """Selected child of each sum of ``log_weights`` (``[groups or 1, in, out]``): ``[groups, rows, out or 1]``.
