@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("jax")
 
 
-@pytest.mark.xfail(strict=False, reason="until the port of issue 19 is merged")
 def test_import_on_jax_does_not_import_tensorflow():
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     code = "import libspn_keras, sys; assert 'tensorflow' not in sys.modules, 'libspn_keras imported TensorFlow'"
