@@ -21,11 +21,28 @@ import keras
 from keras import ops
 
 from libspn_keras.math._backend import Tensor
-
-# Keras has no public setter of the mask it attaches to tensors (layers set it through ``compute_mask``); its
-# losses and metrics read it with ``get_keras_mask``.
-from keras.src.backend.common.masking import set_keras_mask  # noqa: E402  isort: skip
 from libspn_keras.optimizers._em_statistics import is_em_statistic, variable_names
+
+
+class _MissingEntries(keras.layers.Layer):
+    """``[num_entries, 1]`` values masked to the missing entries, through Keras' public masking API.
+
+    Called on ``(values, missing)``, it returns ``values`` as a column whose Keras mask (``compute_mask``, which
+    Keras attaches to a layer's output and its losses and metrics read) is ``missing``.
+    """
+
+    def call(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
+        return ops.reshape(inputs[0], [-1, 1])
+
+    def compute_mask(self, inputs: tuple[Tensor, Tensor], previous_mask: Any = None) -> Tensor:
+        return inputs[1]
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[int | None, int]:
+        return (None, 1)
+
+
+#: Stateless, so one instance serves every model (as an attribute of a model it would be tracked as a layer).
+_MISSING_ENTRIES = _MissingEntries(name="missing_entries")
 
 
 def is_masked_leaf_data(model: keras.Model, data: Any) -> bool:
@@ -90,6 +107,5 @@ def entries(x: Any, y: Any, y_pred: Any, sample_weight: Any) -> tuple[Tensor, Te
         sample_weight = ops.convert_to_tensor(sample_weight)
         sample_weight = ops.reshape(sample_weight, [-1] + [1] * (len(y_pred.shape) - 1))
         sample_weight = ops.reshape(ops.broadcast_to(sample_weight, ops.shape(y_pred)), [-1])
-    y_pred = ops.reshape(y_pred, [-1, 1])
-    set_keras_mask(y_pred, missing)
+    y_pred = _MISSING_ENTRIES((y_pred, missing))
     return ops.reshape(y, [-1, 1]), y_pred, sample_weight
