@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -192,6 +193,39 @@ def _check_permutations(layer: str, permutations: np.ndarray, input_shape: Shape
     return keras.InputSpec(ndim=4, axes={1: num_scopes, 2: num_decomps})
 
 
+def _check_random_permutations(layer: str, permutations: np.ndarray, input_shape: Shape) -> keras.InputSpec:
+    """``_check_permutations``, and every decomposition uses every scope (a permutation of them, padded with -1)."""
+    spec = _check_permutations(layer, permutations, input_shape)
+    num_scopes = input_shape[1]
+    for decomp, row in enumerate(permutations):
+        if np.count_nonzero(row >= 0) != num_scopes:
+            raise ValueError(
+                f"Layer '{layer}' expects every decomposition to hold a permutation of the scopes "
+                f"0..{num_scopes - 1}, each exactly once (-1 pads). Received: permutations[{decomp}]={row.tolist()}"
+            )
+    return spec
+
+
+def _check_assignments(layer: PermuteAndPadScopesRandom, variable: keras.Variable) -> None:
+    """Make ``variable.assign`` reject invalid permutations with known values (``set_weights``, ``load_weights``).
+
+    ``keras.Model.set_weights`` assigns the variables of all layers directly, without the layers' ``set_weights``;
+    checking the assignment catches every way in. Traced values (JAX's stateless scope) are not checked; the
+    layer's ``call`` reads the variable without going through ``assign``.
+    """
+    assign = variable.assign
+    owner = weakref.ref(layer)
+
+    def checked_assign(value: Any) -> Any:
+        this = owner()
+        if this is not None and values_known(value):
+            array = _as_permutations(f"Layer '{this.name}'", keras.ops.convert_to_numpy(value))
+            _check_random_permutations(this.name, array, this._input_shape_built)
+        return assign(value)
+
+    variable.assign = checked_assign  # type: ignore[method-assign]
+
+
 class BasePermuteAndPadScopes(ScopeTracking, keras.layers.Layer):
     """Base of the scope permutation layers: gathers scopes per decomposition, ``-1`` pads.
 
@@ -356,8 +390,7 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             return
         if array is None:
             raise ValueError(f"Layer '{self.name}' is built; its permutations cannot be removed.")
-        _check_permutations(self.name, array, self._input_shape_built)
-        self.permutations_variable.assign(array.astype(np.int32))
+        self.permutations_variable.assign(array.astype(np.int32))  # checked by _check_assignments
 
     def generate_factors(self, factors: Sequence[int]) -> None:
         """Set the factors of the product layers that follow (bottom to top).
@@ -416,7 +449,7 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             perms = np.full((num_decomps, num_out), -1, dtype=np.int64)
             for decomp in range(num_decomps):
                 perms[decomp, positions] = rng.permutation(num_scopes)
-        self.input_spec = _check_permutations(self.name, perms, input_shape)
+        self.input_spec = _check_random_permutations(self.name, perms, input_shape)
         self._input_shape_built = input_shape
         self.permutations_variable = self.add_weight(
             name="permutations",
@@ -425,6 +458,7 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
             dtype="int32",
             trainable=False,
         )
+        _check_assignments(self, self.permutations_variable)
 
     def call(self, x: Tensor) -> Tensor:
         """Permute and pad the scopes of ``x`` by the permutations the weight holds now.
@@ -446,7 +480,7 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
     def _check_weight(self) -> None:
         permutations = self.permutations
         assert permutations is not None, "build() creates the permutations weight"
-        _check_permutations(self.name, permutations, self._input_shape_built)
+        _check_random_permutations(self.name, permutations, self._input_shape_built)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, including generated permutations."""

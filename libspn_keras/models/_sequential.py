@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -11,6 +12,7 @@ from keras import ops
 
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
 from libspn_keras.math._backend import Tensor, values_known
+from libspn_keras.models import _masked_leaves as masked_leaves
 from libspn_keras.models import _queries as queries
 from libspn_keras.models._generative import GenerativeTrainingMixin, revive
 from libspn_keras.models._input_checks import check_declared_dtype
@@ -71,6 +73,16 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
     one per call; draws follow ``keras.utils.set_random_seed``). The leaf's ``leaf_representation`` says what
     stands for a component: its mode (default) or a sample. ``infer_weighted_sum`` combines the components'
     values weighted by their signals (default) or takes each leaf's component with the largest signal.
+
+    **Masked-leaf training.** With ``infer_no_evidence=True``, ``fit(x, evidence_mask)`` trains on completions, as
+    the original's masked-leaf train step: the model completes ``x`` from the evidence, and the compiled loss and
+    metrics compare ``x`` with the completion on the missing entries only (a Keras mask on the completion; with the
+    default reduction the loss is the mean over the missing entries, e.g. their mean squared error for
+    ``loss="mse"``); sample weights weigh the entries of their sample. ``evaluate(x, evidence_mask)`` reports the
+    same. The gradient reaches the sum weights through the posterior signals (second order) and the leaves through
+    their modes, so this needs ``SumOpGradBackprop`` sums and a gradient optimizer: with EM sum ops, leaves with
+    ``use_accumulators=True`` or ``OnlineExpectationMaximization`` the backward pass is not a gradient of the loss,
+    and ``fit`` raises a ``ValueError`` (train by EM without the mask and copy the weights instead).
 
     Args:
         layers: The layers, bottom (input) to top (root).
@@ -144,6 +156,70 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             filled = ops.where(observed, x, ops.zeros_like(x))
             return queries.forward_with_evidence(self, filled, observed).root_output
         return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Like ``keras.Model.fit``; ``fit(x, evidence_mask)`` of an ``infer_no_evidence`` model trains on completions.
+
+        Masked-leaf training (see the class docstring) is checked before anything is traced.
+
+        Raises:
+            ValueError: In masked-leaf training, if the optimizer is ``OnlineExpectationMaximization`` or some
+                trainable variables receive EM counts.
+        """
+        if masked_leaves.is_masked_leaf_data(self, (x, y)):
+            masked_leaves.check_masked_leaf_training(self)
+        return super().fit(x, y, *args, **kwargs)
+
+    def train_step(self, *args: Any) -> Any:
+        """Like ``keras.Model.train_step``; with ``infer_no_evidence``, ``(x, evidence_mask)`` trains on completions.
+
+        The arguments are those of the backend's ``train_step``: ``(data)`` on TensorFlow and PyTorch,
+        ``(state, data)`` on JAX. See the class docstring (masked-leaf training).
+
+        Raises:
+            ValueError: In masked-leaf training, if the optimizer is ``OnlineExpectationMaximization`` or some
+                trainable variables receive EM counts; otherwise as ``GenerativeTrainingMixin.train_step``.
+        """
+        if not masked_leaves.is_masked_leaf_data(self, args[-1]):
+            return super().train_step(*args)
+        masked_leaves.check_masked_leaf_training(self)
+        with self._masked_leaf_step():
+            return super().train_step(*args[:-1], masked_leaves.restructure(args[-1]))
+
+    def test_step(self, *args: Any) -> Any:
+        """Like ``keras.Model.test_step``; with ``infer_no_evidence``, ``(x, evidence_mask)`` as in ``train_step``."""
+        if not masked_leaves.is_masked_leaf_data(self, args[-1]):
+            return super().test_step(*args)
+        with self._masked_leaf_step():
+            return super().test_step(*args[:-1], masked_leaves.restructure(args[-1]))
+
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> Any:
+        """The compiled loss; in masked-leaf training that of the missing entries (see the class docstring)."""
+        if getattr(self, "_in_masked_leaf_step", False):
+            y, y_pred, sample_weight = masked_leaves.entries(x, y, y_pred, sample_weight)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Update the compiled metrics; in masked-leaf training those of the missing entries (see ``compute_loss``)."""
+        if getattr(self, "_in_masked_leaf_step", False):
+            y, y_pred, sample_weight = masked_leaves.entries(x, y, y_pred, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    @contextlib.contextmanager
+    def _masked_leaf_step(self) -> Iterator[None]:
+        """Mark the step being traced as masked-leaf training (``compute_loss`` and ``compute_metrics`` read it)."""
+        self._in_masked_leaf_step = True
+        try:
+            yield
+        finally:
+            self._in_masked_leaf_step = False
 
     @property
     def _owner(self) -> str:

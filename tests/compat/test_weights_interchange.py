@@ -322,11 +322,39 @@ def test_invalid_permutations_from_weights_are_rejected(tmp_path, float64):
     model = small_region(seed=1)
     weights = model.get_weights()
     weights[2] = np.array([[3, 1, 0, 0], [2, 0, 3, 1]])  # scope 0 twice in decomposition 0
-    model.set_weights(weights)
     match = r"Layer 'permute_and_pad_scopes_random.*': decomposition 0 uses a scope more than once"
+    with pytest.raises(ValueError, match=match):
+        model.set_weights(weights)
+    variable = model.layers[2].permutations_variable
+    type(variable).assign(variable, weights[2])  # past the check of assignments, as a corrupted file would be
     with pytest.raises(ValueError, match=match):
         model(np.zeros((2, 4)))
     path = str(tmp_path / "bad.weights.h5")
     model.save_weights(path)
     with pytest.raises(ValueError, match=match):
         small_region(seed=2).load_weights(path)
+
+
+@pytest.mark.parametrize(
+    ("permutations", "match"),
+    [
+        ([[3, 1, 0, 0], [2, 0, 3, 1]], r"decomposition 0 uses a scope more than once.*Received: permutations\[0\]"),
+        ([[3, 1, 0, -1], [2, 0, 3, 1]], r"permutation of the scopes 0..3, each exactly once.*permutations\[0\]"),
+        ([[3, 1, 0, 2], [2, 4, 3, 1]], r"entries in \[-1, 4\).*Received: min=0, max=4"),
+        ([[3, 1, 0, 2], [2, 0, 3, -2]], r"entries in \[-1, 4\).*Received: min=-2, max=3"),
+    ],
+    ids=["repeated", "missing-scope", "above-range", "below-range"],
+)
+def test_set_weights_rejects_invalid_permutations_at_once(float64, permutations, match):
+    model = small_region(seed=1)
+    layer = model.layers[2]
+    before = layer.permutations.copy()
+    weights = model.get_weights()
+    weights[2] = np.array(permutations)
+    with pytest.raises(ValueError, match=rf"Layer '{layer.name}'.*{match}"):
+        model.set_weights(weights)
+    with pytest.raises(ValueError, match=rf"Layer '{layer.name}'.*{match}"):
+        layer.set_weights([np.array(permutations)])
+    np.testing.assert_array_equal(layer.permutations, before)
+    layer.set_weights([before[::-1].copy()])  # a valid permutation is taken
+    np.testing.assert_array_equal(layer.permutations, before[::-1])
