@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         hidden = ~mask
         row = {"mean image": np.mean((np.broadcast_to(baseline, test.shape)[hidden] - test[hidden]) ** 2)}
         for method in ("mpe", "posterior"):
-            completed = spn.complete(x_test, flat_mask, method=method).numpy().reshape(test.shape) * scale
+            completed = keras.ops.convert_to_numpy(spn.complete(x_test, flat_mask, method=method))
+            completed = completed.reshape(test.shape) * scale
             completed = np.clip(completed, 0, 255)
             row[method] = float(np.mean((completed[hidden] - test[hidden]) ** 2))
             completions[(which, method)] = completed

@@ -227,7 +227,8 @@ def complete(
 ) -> np.ndarray:
     """Standardize with ``mean``/``std``, complete the unobserved pixels, map back to 0-255 (clipped)."""
     z = standardize(np.where(mask, images, 0.0), mean, std)
-    completed = unstandardize(spn.complete(z, mask[..., np.newaxis], method=method).numpy()[..., 0], mean, std)
+    completed = keras.ops.convert_to_numpy(spn.complete(z, mask[..., np.newaxis], method=method))[..., 0]
+    completed = unstandardize(completed, mean, std)
     return np.where(mask, images, completed)
 
 

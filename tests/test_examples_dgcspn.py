@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from tests.example_loader import load_example
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-OLIVETTI_DIR = REPO / ".." / "shared" / "data" / "olivetti"
+# The shared data folder next to the repository; LIBSPN_KERAS_SHARED_DATA points elsewhere (e.g. from a worktree).
+OLIVETTI_DIR = Path(os.environ.get("LIBSPN_KERAS_SHARED_DATA", REPO / ".." / "shared" / "data")) / "olivetti"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SCRIPTS = ("dgcspn_classification", "dgcspn_completion")
 
