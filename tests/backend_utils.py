@@ -85,12 +85,16 @@ def run_layer(layer: keras.layers.Layer, mode: str, x: Any, **kwargs: Any) -> An
         return run(lambda v: layer(v, **kwargs), mode, x)
     import jax
 
+    x = keras.ops.convert_to_tensor(x)
+    if not layer.built:  # stateless_call needs the variables
+        layer.build(tuple(x.shape))
+
     def pure(trainable: list[Any], non_trainable: list[Any], v: Any) -> Any:
         return layer.stateless_call(trainable, non_trainable, v, **kwargs)
 
     trainable = [v.value for v in layer.trainable_variables]
     non_trainable = [v.value for v in layer.non_trainable_variables]
-    out, updated = jax.jit(pure)(trainable, non_trainable, keras.ops.convert_to_tensor(x))
+    out, updated = jax.jit(pure)(trainable, non_trainable, x)
     for variable, value in zip(layer.non_trainable_variables, updated, strict=True):
         variable.assign(value)
     return out
