@@ -6,6 +6,8 @@ cover is written here once per backend:
 - ``function(fn, jit_compile)`` / ``jit(fn)``: a traced call, ``tf.function`` (optionally XLA-compiled) on
   TensorFlow, ``jax.jit`` on JAX (JAX traces only through XLA, so both modes compile there).
 - ``run(fn, mode, *args)``: ``fn(*args)`` eagerly (``"eager"``), traced (``"function"``) or XLA-compiled (``"jit"``).
+- ``run_layer(layer, mode, x, **kwargs)``: a layer's call as ``run`` makes it, keeping the layer's state updates
+  (``stateless_call`` on JAX, whose ``jit`` cannot update variables in place).
 - ``grad(fn, *inputs, variables=..., cotangent=...)``: gradients of ``sum(cotangent * fn(*inputs))`` with respect
   to the inputs, then the Keras variables (``GradientTape`` on TensorFlow; ``jax.vjp`` with the variables'
   values mapped in a ``keras.StatelessScope`` on JAX).
@@ -72,6 +74,32 @@ def run(fn: Callable[..., Any], mode: str, *args: Any) -> Any:
     return function(fn, jit_compile=mode == "jit")(*args)
 
 
+def run_layer(layer: keras.layers.Layer, mode: str, x: Any, **kwargs: Any) -> Any:
+    """``layer(x, **kwargs)`` as ``run`` calls it, keeping the updates of the layer's state (seed generators).
+
+    A ``tf.function`` updates variables in place; ``jax.jit`` cannot (a state update inside it would leak a
+    tracer). On JAX the compiled call is ``layer.stateless_call`` and the new non-trainable values are assigned
+    after it, as Keras' trainer does, so that the layer draws anew at the next call in every mode.
+    """
+    if mode == "eager" or backend() != "jax":
+        return run(lambda v: layer(v, **kwargs), mode, x)
+    import jax
+
+    x = keras.ops.convert_to_tensor(x)
+    if not layer.built:  # stateless_call needs the variables
+        layer.build(tuple(x.shape))
+
+    def pure(trainable: list[Any], non_trainable: list[Any], v: Any) -> Any:
+        return layer.stateless_call(trainable, non_trainable, v, **kwargs)
+
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+    out, updated = jax.jit(pure)(trainable, non_trainable, x)
+    for variable, value in zip(layer.non_trainable_variables, updated, strict=True):
+        variable.assign(value)
+    return out
+
+
 def tensor(x: Any, dtype: Any = None) -> Any:
     """``x`` as a tensor of the backend (``keras.ops.convert_to_tensor``)."""
     return keras.ops.convert_to_tensor(x, dtype=dtype)
@@ -127,22 +155,40 @@ def value_and_grad(
 
         float_positions = [i for i, x in enumerate(inputs) if _is_float(x)]
 
+        scopes = []
+
         def loss_fn(float_inputs: list[Any], values: list[Any]) -> Any:
             args = list(inputs)
             for i, x in zip(float_positions, float_inputs, strict=True):
                 args[i] = x
-            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))) as scope:
+                scopes.append(scope)
                 out = fn(*args)
                 return loss_of(out), out
 
         (_, out), (d_inputs, d_values) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
             [inputs[i] for i in float_positions], [v.value for v in variables]
         )
+        _keep_global_seed_generator_update(scopes[-1])
         grads: list[Any] = [None] * len(inputs)
         for i, g in zip(float_positions, d_inputs, strict=True):
             grads[i] = g
         return out, grads + list(d_values)
     raise NotImplementedError(f"no gradients for the '{name}' backend in the tests")
+
+
+def _keep_global_seed_generator_update(scope: keras.StatelessScope) -> None:
+    """Advance Keras' global seed generator as the draws inside ``scope`` did (JAX ``value_and_grad``).
+
+    A ``GradientTape`` lets unseeded draws advance the global generator; the ``StatelessScope`` that maps the
+    variables on JAX would drop that update, so that every call would draw the same.
+    """
+    from keras.src.backend.common import global_state  # no public accessor of the global generator
+
+    generator = global_state.get_global_attribute("global_seed_generator")
+    new_state = None if generator is None else scope.get_current_value(generator.state)
+    if new_state is not None:
+        generator.state.assign(new_state)
 
 
 def grad(

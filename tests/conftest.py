@@ -32,34 +32,8 @@ def pytest_report_header(config):
 #: Tests known to fail on JAX (issue 19, open): node-id prefix -> what fails. Marked xfail (not strict) on JAX only,
 #: so that they are reported, not hidden; remove an entry once it is fixed.
 KNOWN_JAX_FAILURES = {
-    "tests/sum_ops/test_em_signals.py::test_hard_em_with_sampling_prob_one_samples_from_the_posterior[": (
-        "sampled selection (sample_prob) with seed=None draws in the backward rule, which JAX traces; Keras refuses "
-        "unseeded random ops in a trace"
-    ),
-    "tests/compat/test_root_sum.py::test_sampled_children_follow_the_posterior[": (
-        "sampling ops with seed=None draw in their backward rule, which JAX traces; Keras refuses unseeded random "
-        "ops in a trace"
-    ),
-    "tests/compat/test_entry_points.py::test_sample_op_draws_from_the_joint_and_the_conditional": (
-        "sampling ops with seed=None draw in their backward rule, which JAX traces"
-    ),
-    "tests/compat/test_entry_points.py::test_dgcspn_sampling_as_in_the_tutorial": (
-        "sampling ops with seed=None draw in their backward rule, which JAX traces"
-    ),
-    "tests/compat/test_entry_points.py::test_leaf_representation_": (
-        "sampling ops with seed=None draw in their backward rule, which JAX traces"
-    ),
-    "tests/compat/test_entry_points.py::test_predict_and_xla_give_the_eager_inference[": (
-        "SumOpSampleBackprop inside jax.jit (predict): an unseeded draw in a traced backward rule"
-    ),
-    "tests/compat/test_entry_points.py::test_argmax_of_the_signals_without_infer_weighted_sum": (
-        "argmax completion without infer_weighted_sum differs on JAX (cause not yet found)"
-    ),
     "tests/layers/test_position_rows.py::test_chain_with_rows_equals_chain_without[": (
         "position rows attached under jax.jit (cause not yet found)"
-    ),
-    "tests/layers/test_region_layers_values.py::test_log_dropout_drops_to_neg_inf_when_training": (
-        "LogDropout's training-time mask on JAX (cause not yet found)"
     ),
 }
 

@@ -228,6 +228,45 @@ def in_traced_function(*tensors: Any) -> bool:
     return False
 
 
+def backward_rules_traced() -> bool:
+    """Whether the backward rule of a ``custom_gradient`` is traced, so that it may not draw from Keras' generators.
+
+    On JAX the backward rule is traced into a function (also when the gradient is taken eagerly), where Keras
+    refuses unseeded random ops and a ``keras.random.SeedGenerator`` cannot advance: ops that draw in their
+    backward pass draw their seeds in the forward pass instead. On TensorFlow and PyTorch the backward rule runs
+    as ordinary code, in the eager call or the graph of the forward pass.
+
+    Example:
+        >>> backward_rules_traced() == (backend() == "jax")
+        True
+    """
+    return backend() == "jax"
+
+
+def global_seeds_refused() -> bool:
+    """Whether unseeded draws (``seed=None``) cannot use Keras' global seed generator here (JAX only).
+
+    Keras refuses it while a JAX function is traced: ``jax.jit`` (Keras runs ``fit`` and ``predict`` so on JAX)
+    and the backward rules of custom gradients (an eager ``jax.grad`` / ``jax.vjp`` is not a trace in this sense).
+    Inside a ``keras.StatelessScope`` (where Keras' JAX trainer runs every step, compiled or not) the generator's
+    update would be dropped, so that every call drew the same. Never on the other backends.
+
+    Example:
+        >>> global_seeds_refused()
+        False
+    """
+    if backend() != "jax":
+        return False
+    import jax
+    from keras.src.backend.common.stateless_scope import in_stateless_scope  # no public accessor
+
+    if in_stateless_scope():
+        return True
+    probe = jax.numpy.ones(())
+    # The test Keras makes (``keras.src.backend.jax.core.is_in_jax_tracing_scope``): a tracer of a jaxpr trace.
+    return any(c.__name__ == "DynamicJaxprTracer" and c.__module__.startswith("jax") for c in type(probe).__mro__)
+
+
 def check(ok: Any, message: str, error: type[Exception] = ValueError, depends: Any = None) -> Any:
     """Check that the boolean tensor ``ok`` is all ``True``; return ``depends`` (ordered after the check).
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeAlias
 
 import keras
+import numpy as np
 from keras import ops
 
-from libspn_keras.math._backend import Tensor, backend
+from libspn_keras.math._backend import Tensor, backend, global_seeds_refused
 
 #: What a ``seed`` argument of this library's random queries accepts.
 Seed: TypeAlias = int | keras.random.SeedGenerator | None
@@ -46,7 +49,88 @@ def seed_generator(seed: Seed) -> keras.random.SeedGenerator | None:
     Returns:
         A generator, or ``None``: draw from Keras' global generator, which ``keras.utils.set_random_seed`` resets.
     """
+    seed = resolve_seed(seed, several=True)
     return keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
+
+
+#: The generators that ``unseeded_draws_from`` made the source of unseeded draws in traced JAX functions.
+_TRACE_SOURCES: list[keras.random.SeedGenerator] = []
+
+
+@contextlib.contextmanager
+def unseeded_draws_from(generator: keras.random.SeedGenerator | None) -> Iterator[None]:
+    """Inside a traced JAX function, let draws with ``seed=None`` take their seeds from ``generator``.
+
+    Keras refuses its global generator while a JAX function is traced (``jax.jit``, hence ``fit`` and
+    ``predict``): a model passes a generator it tracks (whose state Keras' JAX trainer carries from one compiled
+    call to the next, so that every call draws anew). Elsewhere ``seed=None`` keeps drawing from Keras' global
+    generator. ``None`` changes nothing.
+
+    Args:
+        generator: A ``keras.random.SeedGenerator`` tracked by a layer or model, or ``None``.
+
+    Yields:
+        Nothing; the generator is the source until the ``with`` block ends.
+    """
+    if generator is None:
+        yield
+        return
+    _TRACE_SOURCES.append(generator)
+    try:
+        yield
+    finally:
+        _TRACE_SOURCES.pop()
+
+
+class _TraceSeeds(keras.random.SeedGenerator):
+    """Seeds ``[base, 0], [base, 1], ...`` without state (no variable), for a trace that no generator serves."""
+
+    def __init__(self, base: int) -> None:  # no super().__init__: no state variable
+        self.base = base
+        self.count = 0
+
+    def next(self, ordered: bool = True) -> Tensor:
+        """Return the next seed of this trace."""
+        self.count += 1
+        dtype = keras.backend.random_seed_dtype()
+        return ops.convert_to_tensor(np.array([self.base, self.count - 1]), dtype=dtype)
+
+
+def resolve_seed(seed: Seed, several: bool = False) -> Seed:
+    """``seed``, unless it is ``None`` where Keras refuses its global generator (a traced JAX function).
+
+    There the seeds come from the generator of the innermost ``unseeded_draws_from`` (a model's, so that each
+    compiled call draws anew), else from NumPy's global generator when the function is traced (which
+    ``keras.utils.set_random_seed`` also seeds): fixed inside one compiled function, as Keras warns that
+    unseeded draws would be (``docs/backends.md``).
+
+    Args:
+        seed: ``None``, an integer or a ``keras.random.SeedGenerator``.
+        several: Whether the result serves several draws that must differ (a query): without a tracked
+            generator, a stateless ``keras.random.SeedGenerator`` then stands in for the integer.
+
+    Returns:
+        The seed to draw with.
+    """
+    if seed is not None or not global_seeds_refused():
+        return seed
+    if _TRACE_SOURCES:
+        return _TRACE_SOURCES[-1]
+    base = int(np.random.randint(0, 2**31 - 1))
+    return _TraceSeeds(base) if several else base
+
+
+def derived_seeds(seed: Tensor, count: int) -> Tensor:
+    """``count`` seeds (int32 ``[count, 2]``) drawn statelessly from one seed (int32 ``[2]``, ``stateless_seed``).
+
+    Example:
+        >>> seed = stateless_seed(3)
+        >>> a, b = derived_seeds(seed, 4), derived_seeds(seed, 4)
+        >>> tuple(a.shape), bool(np.all(ops.convert_to_numpy(a) == ops.convert_to_numpy(b)))
+        ((4, 2), True)
+    """
+    key = ops.cast(seed, "uint32") if backend() == "jax" else seed
+    return ops.convert_to_tensor(keras.random.randint([count, 2], 0, 2**31 - 1, dtype="int32", seed=DrawnSeed(key)))
 
 
 def stateless_seed(seed: Seed) -> Tensor:

@@ -308,7 +308,7 @@ def leaf_signals(
     return to_leaf, signal
 
 
-def component_weights(signal: Tensor, weighted: bool) -> Tensor:
+def component_weights(signal: Tensor, weighted: bool, decomposition_axis: int | None = None) -> Tensor:
     """The weight of each component's value in a completion, ``[batch, *variables, num_components]``.
 
     Args:
@@ -316,6 +316,8 @@ def component_weights(signal: Tensor, weighted: bool) -> Tensor:
             decompositions it sums to one.
         weighted: ``True``: the signal itself (posterior-weighted values); ``False``: each leaf's whole signal on
             its component with the largest signal (the argmax, as ``infer_weighted_sum=False``).
+        decomposition_axis: With ``weighted=False``, the axis of ``signal`` along which a variable repeats once
+            per decomposition (``FlatToRegions``), or ``None``: every leaf is a variable of its own.
 
     Returns:
         The weights.
@@ -323,6 +325,11 @@ def component_weights(signal: Tensor, weighted: bool) -> Tensor:
     if weighted:
         return signal
     mass = ops.sum(signal, axis=-1, keepdims=True)
+    # A variable's mass sums to one over its decompositions only up to rounding (the gradient on JAX gives
+    # 1 + 2**-52 for a single one): normalized, a variable of one decomposition takes exactly its component's value.
+    total = mass if decomposition_axis is None else ops.sum(mass, axis=decomposition_axis, keepdims=True)
+    positive = total > 0
+    mass = ops.where(positive, mass / ops.where(positive, total, ops.ones_like(total)), ops.zeros_like(mass))
     return ops.one_hot(ops.argmax(signal, axis=-1), signal.shape[-1], dtype=signal.dtype) * mass
 
 
@@ -381,7 +388,7 @@ def complete(
     x = x if is_float(x) else ops.cast(x, model.compute_dtype)
     observed = observed_mask(x, evidence_mask)
     filled = ops.where(observed, x, ops.zeros_like(x))
-    _, leaf, _ = split_at_leaf(model)
+    before, leaf, _ = split_at_leaf(model)
     leaf_pass, signal = leaf_signals(model, filled, observed, mode, generator)
     if leaf_representation is None:
         leaf_representation = LeafRepresentation.SAMPLE if mode == "sample" else LeafRepresentation.MODE
@@ -389,7 +396,9 @@ def complete(
         components = leaf.sample_components(ops.shape(x)[0], seed=generator)
     else:
         components = ops.expand_dims(leaf.component_modes(), 0)
-    weights = ops.cast(component_weights(signal, weighted), components.dtype)
+    # FlatToRegions repeats every variable once per decomposition, along axis 2 of the leaf layer's output.
+    decomposition_axis = 2 if any(isinstance(layer, FlatToRegions) for layer in before) else None
+    weights = ops.cast(component_weights(signal, weighted, decomposition_axis), components.dtype)
     values = ops.sum(ops.expand_dims(weights, -1) * components, axis=-2)
     values = ops.cast(to_data_space(model, values, leaf_pass), x.dtype)
     return ops.where(observed, x, values)

@@ -11,7 +11,8 @@ import numpy as np
 from keras import ops
 
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
-from libspn_keras.math._backend import Tensor, values_known
+from libspn_keras.math._backend import Tensor, backward_rules_traced, values_known
+from libspn_keras.math._random import unseeded_draws_from
 from libspn_keras.models import _masked_leaves as masked_leaves
 from libspn_keras.models import _queries as queries
 from libspn_keras.models._generative import GenerativeTrainingMixin, revive
@@ -128,6 +129,11 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         self.infer_no_evidence = bool(infer_no_evidence)
         self.infer_weighted_sum = bool(infer_weighted_sum)
         self.unsupervised = not self.infer_no_evidence if unsupervised is None else bool(unsupervised)
+        # On JAX, ``fit`` and ``predict`` trace the model, where Keras refuses its global generator: unseeded draws
+        # there (sampling sum ops, sampled queries) come from this generator, whose state the trainer carries from
+        # one compiled call to the next. Only on JAX, so that nothing changes elsewhere (e.g. the draws of later
+        # unseeded initializers, which the generator's seed would advance).
+        self.trace_seed_generator = keras.random.SeedGenerator() if backward_rules_traced() else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the model, checking the data first: ``keras.Sequential`` casts it to ``keras.Input``'s dtype."""
@@ -141,6 +147,10 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         With ``infer_no_evidence=True`` and a pair, returns the completed data instead of log-probabilities: the
         query of the layers' own sum ops (see the class docstring).
         """
+        with unseeded_draws_from(getattr(self, "trace_seed_generator", None)):
+            return self._call(inputs, training=training, mask=mask, **kwargs)
+
+    def _call(self, inputs: Any, training: bool | None = None, mask: Any = None, **kwargs: Any) -> Any:
         data = inputs[0] if isinstance(inputs, tuple | list) and len(inputs) == 2 else inputs
         dtype = getattr(data, "dtype", None)
         if dtype is not None and not _is_numeric(dtype):

@@ -32,7 +32,7 @@ from libspn_keras.math import (
     to_rows,
     weights_to_rows,
 )
-from libspn_keras.math._backend import Tensor, as_tensor, custom_gradient, vjp
+from libspn_keras.math._backend import Tensor, as_tensor, backward_rules_traced, custom_gradient, vjp
 
 
 class SumOpBase(abc.ABC):
@@ -240,10 +240,14 @@ class SumOpBase(abc.ABC):
         if indicators is None and not self.has_custom_backward:
             return weighted_parts(children, accumulators).log_sums
 
+        # Where the backward rule is traced (JAX), its random draws take their seed from one drawn here, in the
+        # forward pass; elsewhere the backward rule draws them itself (``backward``).
+        seed = self.backward_seed() if backward_rules_traced() else None
+
         def backward(parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
             if parts.extra_rows:  # rows the forward pass added for itself get no signal
                 dy = ops.pad(dy, [[0, 0], [0, parts.extra_rows], [0, 0]])
-            child_rows, edge_rows = self.backward(parts, dy)
+            child_rows, edge_rows = self.backward(parts, dy, seed)
             return to_children(child_rows), ops.reshape(edge_rows, ops.shape(accumulators))
 
         def recomputed_backward(
@@ -253,7 +257,7 @@ class SumOpBase(abc.ABC):
             dy: Tensor,
         ) -> Any:
             if self.has_custom_backward:
-                child_rows, edge_rows = self.backward(parts_of(children, accumulators), dy)
+                child_rows, edge_rows = self.backward(parts_of(children, accumulators), dy, seed)
                 return child_rows, ops.reshape(edge_rows, ops.shape(accumulators))
             _, (child_grad, edge_grad) = vjp(lambda c, a: parts_of(c, a).log_sums, [children, accumulators], dy)
             return child_grad, edge_grad
@@ -303,12 +307,21 @@ class SumOpBase(abc.ABC):
         """
         return log_weighted_sum_rows(x_rows, weights_rows, log_norm)
 
-    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
+    def backward_seed(self) -> Tensor | None:
+        """The seed (int32 ``[2]``) of the random draws of one backward pass, or ``None`` for ops that draw nothing.
+
+        Drawn in the forward pass where backward rules are traced (JAX, ``libspn_keras.math.backward_rules_traced``),
+        and passed to ``backward``.
+        """
+        return None
+
+    def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Backward rule of ops with ``has_custom_backward``, in the rows layout.
 
         Args:
             parts: Forward intermediates (``WeightedSumParts``).
             dy: Signal arriving at the sums, ``[num_groups, num_rows, num_out]``.
+            seed: ``backward_seed()``, drawn in the forward pass; ``None``: an op that draws draws its own seeds.
 
         Returns:
             The signal of the children ``[num_groups, num_rows, num_in]`` and the edge counts

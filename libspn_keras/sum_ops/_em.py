@@ -11,7 +11,7 @@ from keras import ops
 
 from libspn_keras.math import WeightedSumParts
 from libspn_keras.math._backend import Tensor, argmax_int32, map_int32, stateless_uniform
-from libspn_keras.math._random import Seed
+from libspn_keras.math._random import Seed, derived_seeds, resolve_seed, stateless_seed
 from libspn_keras.sum_ops._base import SumOpBase
 
 
@@ -37,7 +37,7 @@ class SumOpEMBackprop(SumOpBase):
     has_custom_backward: ClassVar[bool] = True
     normalizes_counts: ClassVar[bool] = True
 
-    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Dense (soft) EM signals as two batched matmuls, without per-edge tensors of the batch."""
         linear, scaled = parts.linear_sums, parts.scaled_children
         assert linear is not None and scaled is not None, "the forward pass keeps the linear sums"
@@ -105,7 +105,7 @@ class BaseSelectionSumOp(SumOpBase):
     shares_logits: ClassVar[bool] = False
     """Whether ``selection_logits`` are the same for every sum of a row (``[groups, rows, in, 1]``)."""
 
-    def backward(self, parts: WeightedSumParts, dy: Tensor) -> tuple[Tensor, Tensor]:
+    def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Send each sum's count to its selected child (segment sums; no one-hot edge tensors).
 
         At most ``SELECTION_LOGITS_PER_ROW`` selection logits (``groups * in * out``) per row are formed at once:
@@ -114,6 +114,9 @@ class BaseSelectionSumOp(SumOpBase):
         with 512 regions of 1,024 products and 32 sums take 210 MB per block at batch 100 instead of 6.7 GB at once.
         Logits that every sum of a row shares (``shares_logits``, without sampling) are formed once, never in
         blocks.
+
+        With sampling, the seeds of the draws come from ``self.seed`` (``_draw_seeds``), or, given ``seed``
+        (``backward_seed``, drawn in the forward pass where backward rules are traced), are derived from it.
         """
         x = parts.log_children
         assert x is not None, "selection ops do not fuse products, so the log-space children exist"
@@ -125,7 +128,7 @@ class BaseSelectionSumOp(SumOpBase):
         else:
             block = max(1, SELECTION_LOGITS_PER_ROW // per_out)
         if num_out is None or block >= num_out:
-            winners = self._select(x, log_weights, self._draw_seeds())
+            winners = self._select(x, log_weights, self._draw_seeds() if seed is None else self._derive(seed, 1)[0])
         else:
             num_blocks = -(-num_out // block)
             block = -(-num_out // num_blocks)  # balanced blocks, the last one padded
@@ -133,7 +136,10 @@ class BaseSelectionSumOp(SumOpBase):
             blocks = ops.transpose(ops.reshape(padded, [-1, padded.shape[1], num_blocks, block]), [2, 0, 1, 3])
             if self.sample_prob:
                 # The seeds of every block, drawn before the loop in the order the blocks draw them.
-                seeds = ops.stack([self._draw_seeds() for _ in range(num_blocks)])
+                if seed is None:
+                    seeds = ops.stack([self._draw_seeds() for _ in range(num_blocks)])
+                else:
+                    seeds = self._derive(seed, num_blocks)
                 selected = map_int32(lambda args: self._select(x, args[0], args[1]), (blocks, seeds))
             else:
                 selected = map_int32(lambda lw: self._select(x, lw, None), blocks)
@@ -155,7 +161,23 @@ class BaseSelectionSumOp(SumOpBase):
         if not self.sample_prob:
             return None
         count = 1 if self.sample_prob >= 1.0 else 2
-        return ops.stack([keras.random.randint([2], 0, 2**31 - 1, dtype="int32", seed=self.seed) for _ in range(count)])
+        seed = resolve_seed(self.seed, several=True)
+        return ops.stack([keras.random.randint([2], 0, 2**31 - 1, dtype="int32", seed=seed) for _ in range(count)])
+
+    def backward_seed(self) -> Tensor | None:
+        """With sampling, one seed (int32 ``[2]``, ``libspn_keras.math.stateless_seed``) drawn from ``self.seed``.
+
+        Inside a traced JAX function ``seed=None`` draws from the generator of ``unseeded_draws_from`` (a model's)
+        where there is one (``libspn_keras.math._random.resolve_seed``).
+        """
+        if not self.sample_prob:
+            return None
+        return stateless_seed(resolve_seed(self.seed))
+
+    def _derive(self, seed: Tensor, num_blocks: int) -> Tensor:
+        """The seeds (int32 ``[num_blocks, 1 or 2, 2]``) of ``num_blocks`` ``_select`` calls, derived from ``seed``."""
+        count = 1 if self.sample_prob is not None and self.sample_prob >= 1.0 else 2
+        return ops.reshape(derived_seeds(seed, num_blocks * count), [num_blocks, count, 2])
 
     def _select(self, x: Tensor, log_weights: Tensor, seeds: Tensor | None) -> Tensor:
         """Selected child of each sum of ``log_weights`` (``[groups or 1, in, out]``): ``[groups, rows, out or 1]``.

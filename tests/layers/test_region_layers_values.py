@@ -9,7 +9,7 @@ import pytest
 from scipy.special import logsumexp
 
 from libspn_keras import layers, sum_ops
-from tests.backend_utils import dtype_name, run, tensor, to_numpy
+from tests.backend_utils import dtype_name, run, run_layer, tensor, to_numpy
 
 # Every test runs with normalized weights and with the normalizer applied to the sums (conftest).
 pytestmark = pytest.mark.usefixtures("weight_normalization")
@@ -350,7 +350,7 @@ def test_log_dropout_drops_to_neg_inf_when_training(mode):
     x = random_log_probs(np.random.default_rng(10), (64, 4, 2, 8))
     layer = layers.LogDropout(rate=0.3, seed=0)
 
-    out = np.asarray(run(lambda v: layer(v, training=True), mode, tensor(x)))
+    out = np.asarray(run_layer(layer, mode, tensor(x), training=True))
 
     dropped = np.isneginf(out)
     np.testing.assert_array_equal(out[~dropped], x[~dropped])  # kept values are not rescaled

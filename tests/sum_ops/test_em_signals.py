@@ -219,8 +219,9 @@ def test_sample_prob_out_of_range_raises(prob):
         sum_ops.SumOpHardEMBackprop(sample_prob=prob)
 
 
+@pytest.mark.parametrize("forward_seed", [False, True], ids=["seeds_drawn_backward", "seed_from_the_forward_pass"])
 @pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
-def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkeypatch, op_cls):
+def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkeypatch, op_cls, forward_seed):
     # Every sum of a row draws its own child, also when its block of sums is formed separately: with the same
     # children in every row, the edge counts over many rows estimate softmax(x + log w) (weighted) or softmax(x).
     rng = np.random.default_rng(9)
@@ -231,9 +232,10 @@ def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkey
     parts = WeightedSumParts(log_sums=None, weights=tensor(weights), log_children=tensor(x))
     monkeypatch.setattr(em_module, "SELECTION_LOGITS_PER_ROW", 2 * 2 * num_in)  # blocks of 2 sums: 3 blocks
 
-    child_counts, edge_counts = op_cls(sample_prob=1.0).backward(
-        parts, keras.ops.ones([2, num_rows, num_out], "float64")
-    )
+    op = op_cls(sample_prob=1.0)
+    # The seed drawn in the forward pass where backward rules are traced (JAX), from which the blocks derive theirs.
+    seed = op.backward_seed() if forward_seed else None
+    child_counts, edge_counts = op.backward(parts, keras.ops.ones([2, num_rows, num_out], "float64"), seed)
 
     logits = x_group[:, :, None] + (np.log(weights) if op_cls is sum_ops.SumOpHardEMBackprop else 0.0)
     posterior = np.exp(logits - logits.max(axis=1, keepdims=True))
