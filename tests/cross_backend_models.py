@@ -121,56 +121,41 @@ def _hclt():
     return model, data.astype("float32"), None
 
 
-def _rat_spn_em():
+def _rat_spn_trained_by_em(op_name: str, leaf_name: str, num_vars: int, num_decomps: int, num_sums: int, lr: float):
+    """A small RAT-SPN whose sums use the EM op ``op_name``, trained by ``OnlineExpectationMaximization``."""
     import keras
 
     from libspn_keras import layers, losses, models, optimizers, sum_ops
 
-    em = sum_ops.SumOpEMBackprop()
+    op = getattr(sum_ops, op_name)()
+    leaf = layers.IndicatorLeaf(num_components=2) if leaf_name == "indicator" else layers.NormalLeaf(num_components=2)
     model = models.SequentialSumProductNetwork(
         [
-            keras.Input(shape=(6,)),
-            layers.FlatToRegions(num_decomps=2),
-            layers.IndicatorLeaf(num_components=2),
+            keras.Input(shape=(num_vars,)),
+            layers.FlatToRegions(num_decomps=num_decomps),
+            leaf,
             layers.PermuteAndPadScopesRandom(),
             layers.DenseProduct(num_factors=2),
-            layers.DenseSum(num_sums=3, sum_op=em),
-            layers.ReduceProduct(num_factors=3),
+            layers.DenseSum(num_sums=num_sums, sum_op=op),
+            layers.ReduceProduct(num_factors=num_vars // 2),
             layers.Undecompose(),
-            layers.RootSum(return_weighted_child_logits=False, sum_op=em),
+            layers.RootSum(return_weighted_child_logits=False, sum_op=op),
         ]
     )
     model.compile(
-        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.3), loss=losses.NegativeLogLikelihood()
+        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=lr), loss=losses.NegativeLogLikelihood()
     )
+    return model
+
+
+def _rat_spn_em():
     x = np.random.default_rng(5).integers(0, 2, size=(32, 6)).astype("float32")
-    return model, x, None
+    return _rat_spn_trained_by_em("SumOpEMBackprop", "indicator", 6, 2, 3, lr=0.3), x, None
 
 
 def _rat_spn_hard_em():
-    import keras
-
-    from libspn_keras import layers, losses, models, optimizers, sum_ops
-
-    hard_em = sum_ops.SumOpHardEMBackprop()
-    model = models.SequentialSumProductNetwork(
-        [
-            keras.Input(shape=(4,)),
-            layers.FlatToRegions(num_decomps=1),
-            layers.NormalLeaf(num_components=2),
-            layers.PermuteAndPadScopesRandom(),
-            layers.DenseProduct(num_factors=2),
-            layers.DenseSum(num_sums=2, sum_op=hard_em),
-            layers.ReduceProduct(num_factors=2),
-            layers.Undecompose(),
-            layers.RootSum(return_weighted_child_logits=False, sum_op=hard_em),
-        ]
-    )
-    model.compile(
-        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.2), loss=losses.NegativeLogLikelihood()
-    )
     x = np.random.default_rng(6).normal(size=(32, 4)).astype("float32")
-    return model, x, None
+    return _rat_spn_trained_by_em("SumOpHardEMBackprop", "normal", 4, 1, 2, lr=0.2), x, None
 
 
 #: name -> a function returning a compiled model, its fixed data and its labels (``None``: unsupervised).
