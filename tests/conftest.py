@@ -31,11 +31,7 @@ def pytest_report_header(config):
 
 #: Tests known to fail on JAX (issue 19, open): node-id prefix -> what fails. Marked xfail (not strict) on JAX only,
 #: so that they are reported, not hidden; remove an entry once it is fixed.
-KNOWN_JAX_FAILURES = {
-    "tests/layers/test_position_rows.py::test_chain_with_rows_equals_chain_without[": (
-        "position rows attached under jax.jit (cause not yet found)"
-    ),
-}
+KNOWN_JAX_FAILURES: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(config, items):
