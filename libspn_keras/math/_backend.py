@@ -244,12 +244,12 @@ def backward_rules_traced() -> bool:
 
 
 def global_seeds_refused() -> bool:
-    """Whether unseeded draws (``seed=None``) cannot use Keras' global seed generator here (JAX only).
+    """Whether Keras refuses its global seed generator (``seed=None``) here: while a JAX function is traced.
 
-    Keras refuses it while a JAX function is traced: ``jax.jit`` (Keras runs ``fit`` and ``predict`` so on JAX)
-    and the backward rules of custom gradients (an eager ``jax.grad`` / ``jax.vjp`` is not a trace in this sense).
-    Inside a ``keras.StatelessScope`` (where Keras' JAX trainer runs every step, compiled or not) the generator's
-    update would be dropped, so that every call drew the same. Never on the other backends.
+    That is ``jax.jit`` (Keras compiles ``fit`` and ``predict`` so on JAX) and the backward rules of custom
+    gradients (an eager ``jax.grad`` / ``jax.vjp`` is not a trace in this sense). Never on the other backends.
+    (Inside a ``keras.StatelessScope`` the global generator's update is dropped instead; the models handle that
+    case in their own steps, ``libspn_keras.math._random.unseeded_draws_from``.)
 
     Example:
         >>> global_seeds_refused()
@@ -258,12 +258,9 @@ def global_seeds_refused() -> bool:
     if backend() != "jax":
         return False
     import jax
-    from keras.src.backend.common.stateless_scope import in_stateless_scope  # no public accessor
 
-    if in_stateless_scope():
-        return True
     probe = jax.numpy.ones(())
-    # The test Keras makes (``keras.src.backend.jax.core.is_in_jax_tracing_scope``): a tracer of a jaxpr trace.
+    # The test Keras makes (its JAX backend's ``is_in_jax_tracing_scope``): a tracer of a jaxpr trace.
     return any(c.__name__ == "DynamicJaxprTracer" and c.__module__.startswith("jax") for c in type(probe).__mro__)
 
 

@@ -53,21 +53,24 @@ def seed_generator(seed: Seed) -> keras.random.SeedGenerator | None:
     return keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
 
 
-#: The generators that ``unseeded_draws_from`` made the source of unseeded draws in traced JAX functions.
-_TRACE_SOURCES: list[keras.random.SeedGenerator] = []
+#: The generators that ``unseeded_draws_from`` made the source of unseeded draws, each with its ``always``.
+_TRACE_SOURCES: list[tuple[keras.random.SeedGenerator, bool]] = []
 
 
 @contextlib.contextmanager
-def unseeded_draws_from(generator: keras.random.SeedGenerator | None) -> Iterator[None]:
-    """Inside a traced JAX function, let draws with ``seed=None`` take their seeds from ``generator``.
+def unseeded_draws_from(generator: keras.random.SeedGenerator | None, always: bool = False) -> Iterator[None]:
+    """Let draws with ``seed=None`` take their seeds from ``generator`` inside a traced JAX function (or always).
 
     Keras refuses its global generator while a JAX function is traced (``jax.jit``, hence ``fit`` and
     ``predict``): a model passes a generator it tracks (whose state Keras' JAX trainer carries from one compiled
     call to the next, so that every call draws anew). Elsewhere ``seed=None`` keeps drawing from Keras' global
-    generator. ``None`` changes nothing.
+    generator, unless ``always`` (a model's own training, evaluation or prediction step: Keras' JAX trainer runs
+    it in a ``keras.StatelessScope``, also uncompiled, where the global generator's update would be dropped).
+    ``None`` changes nothing.
 
     Args:
         generator: A ``keras.random.SeedGenerator`` tracked by a layer or model, or ``None``.
+        always: Whether the generator serves unseeded draws also outside a traced function.
 
     Yields:
         Nothing; the generator is the source until the ``with`` block ends.
@@ -75,7 +78,7 @@ def unseeded_draws_from(generator: keras.random.SeedGenerator | None) -> Iterato
     if generator is None:
         yield
         return
-    _TRACE_SOURCES.append(generator)
+    _TRACE_SOURCES.append((generator, always))
     try:
         yield
     finally:
@@ -99,10 +102,10 @@ class _TraceSeeds(keras.random.SeedGenerator):
 def resolve_seed(seed: Seed, several: bool = False) -> Seed:
     """``seed``, unless it is ``None`` where Keras refuses its global generator (a traced JAX function).
 
-    There the seeds come from the generator of the innermost ``unseeded_draws_from`` (a model's, so that each
-    compiled call draws anew), else from NumPy's global generator when the function is traced (which
-    ``keras.utils.set_random_seed`` also seeds): fixed inside one compiled function, as Keras warns that
-    unseeded draws would be (``docs/backends.md``).
+    There (and inside an ``unseeded_draws_from(..., always=True)``) the seeds come from the generator of the
+    innermost ``unseeded_draws_from`` (a model's, so that each compiled call draws anew), else from NumPy's global
+    generator when the function is traced (which ``keras.utils.set_random_seed`` also seeds): fixed inside one
+    compiled function, as Keras warns that unseeded draws would be (``docs/backends.md``).
 
     Args:
         seed: ``None``, an integer or a ``keras.random.SeedGenerator``.
@@ -112,10 +115,13 @@ def resolve_seed(seed: Seed, several: bool = False) -> Seed:
     Returns:
         The seed to draw with.
     """
-    if seed is not None or not global_seeds_refused():
+    if seed is not None:
         return seed
-    if _TRACE_SOURCES:
-        return _TRACE_SOURCES[-1]
+    traced = global_seeds_refused()
+    if _TRACE_SOURCES and (traced or any(always for _, always in _TRACE_SOURCES)):
+        return _TRACE_SOURCES[-1][0]
+    if not traced:
+        return seed
     base = int(np.random.randint(0, 2**31 - 1))
     return _TraceSeeds(base) if several else base
 

@@ -190,18 +190,33 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
             ValueError: In masked-leaf training, if the optimizer is ``OnlineExpectationMaximization`` or some
                 trainable variables receive EM counts; otherwise as ``GenerativeTrainingMixin.train_step``.
         """
-        if not masked_leaves.is_masked_leaf_data(self, args[-1]):
-            return super().train_step(*args)
-        masked_leaves.check_masked_leaf_training(self)
-        with self._masked_leaf_step():
-            return super().train_step(*args[:-1], masked_leaves.restructure(args[-1]))
+        with self._step_draws():
+            if not masked_leaves.is_masked_leaf_data(self, args[-1]):
+                return super().train_step(*args)
+            masked_leaves.check_masked_leaf_training(self)
+            with self._masked_leaf_step():
+                return super().train_step(*args[:-1], masked_leaves.restructure(args[-1]))
 
     def test_step(self, *args: Any) -> Any:
         """Like ``keras.Model.test_step``; with ``infer_no_evidence``, ``(x, evidence_mask)`` as in ``train_step``."""
-        if not masked_leaves.is_masked_leaf_data(self, args[-1]):
-            return super().test_step(*args)
-        with self._masked_leaf_step():
-            return super().test_step(*args[:-1], masked_leaves.restructure(args[-1]))
+        with self._step_draws():
+            if not masked_leaves.is_masked_leaf_data(self, args[-1]):
+                return super().test_step(*args)
+            with self._masked_leaf_step():
+                return super().test_step(*args[:-1], masked_leaves.restructure(args[-1]))
+
+    def predict_step(self, *args: Any) -> Any:
+        """Like ``keras.Model.predict_step``; unseeded draws come from the model's generator (see ``_step_draws``)."""
+        with self._step_draws():
+            return super().predict_step(*args)
+
+    def _step_draws(self) -> Any:
+        """Inside ``fit`` / ``evaluate`` / ``predict`` steps, unseeded draws come from ``trace_seed_generator``.
+
+        Only on JAX, where Keras runs the steps in a ``keras.StatelessScope`` (compiled or not), which would drop
+        the global generator's update (every ``predict`` call would draw the same); elsewhere nothing changes.
+        """
+        return unseeded_draws_from(getattr(self, "trace_seed_generator", None), always=True)
 
     def compute_loss(
         self,
