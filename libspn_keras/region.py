@@ -553,8 +553,8 @@ def ratspn(
         >>> [type(layer).__name__ for layer in spn.layers]  # doctest: +NORMALIZE_WHITESPACE
         ['FlatToRegions', 'NormalLeaf', 'PermuteAndPadScopes', 'ReduceProduct', 'DenseProduct', 'DenseSum',
          'DenseProduct', 'Undecompose', 'RootSum']
-        >>> spn(np.zeros((2, 8), "float32")).shape
-        TensorShape([2, 1])
+        >>> tuple(spn(np.zeros((2, 8), "float32")).shape)
+        (2, 1)
     """
     num_input_distributions = check_positive_int("ratspn", "num_input_distributions", num_input_distributions)
     num_sums = check_positive_int("ratspn", "num_sums", num_sums)

@@ -11,7 +11,13 @@ import keras
 from keras import ops
 
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking, variable_scopes
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, pop_input_shape
+from libspn_keras.layers._validation import (
+    Shape,
+    check_float_dtype,
+    check_mask_dtype,
+    check_positive_int,
+    pop_input_shape,
+)
 from libspn_keras.math._backend import Tensor
 from libspn_keras.math._random import Seed
 
@@ -174,14 +180,9 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
         missing = ops.isnan(x) if "float" in keras.backend.standardize_dtype(x.dtype) else None
         if evidence_mask is None:
             return missing
+        check_mask_dtype(f"Layer '{self.name}'", "evidence_mask", evidence_mask)
         mask = ops.convert_to_tensor(evidence_mask)
-        mask_dtype = keras.backend.standardize_dtype(mask.dtype)
-        if mask_dtype != "bool":
-            if "int" not in mask_dtype:
-                raise TypeError(
-                    f"Layer '{self.name}' expects a boolean evidence_mask (True = observed). "
-                    f"Received: dtype={mask_dtype}"
-                )
+        if keras.backend.standardize_dtype(mask.dtype) != "bool":
             mask = ops.cast(mask, "bool")
         if len(mask.shape) == len(x.shape) - 1:
             mask = ops.expand_dims(mask, -1)
@@ -197,6 +198,13 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
             )
         not_observed = ops.broadcast_to(ops.logical_not(mask), ops.shape(x))
         return not_observed if missing is None else ops.logical_or(missing, not_observed)
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the layer; a mask of the wrong dtype is named before Keras converts it (see ``check_mask_dtype``)."""
+        mask = kwargs.get("evidence_mask", args[0] if args else None)
+        if mask is not None:
+            check_mask_dtype(f"Layer '{self.name}'", "evidence_mask", mask)
+        return super().__call__(inputs, *args, **kwargs)
 
     def call(self, x: Tensor, evidence_mask: Any = None) -> Tensor:
         """Compute log-probabilities, marginalizing missing values.

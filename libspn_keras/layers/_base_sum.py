@@ -128,7 +128,7 @@ class BaseSum(keras.layers.Layer):
             name="sum_weights",  # the original's name, so weight files list the same variables
             shape=shape,
             initializer=_constrained(
-                shape_checked_initializer(self.name, "accumulator_initializer", initializer), constraint
+                shape_checked_initializer(self.name, "accumulator_initializer", initializer, shape), constraint
             ),
             regularizer=self.accumulator_regularizer,
             constraint=constraint,

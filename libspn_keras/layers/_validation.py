@@ -27,6 +27,31 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_mask_dtype(owner: str, name: str, mask: Any) -> None:
+    """Raise a ``TypeError`` unless ``mask`` (array, tensor or nested lists) is boolean or integer.
+
+    Checked before the mask becomes a tensor: a string array cannot become one on every backend (JAX), so the
+    conversion would fail first with a message that names neither the owner nor the mask.
+
+    Example:
+        >>> import numpy as np
+        >>> check_mask_dtype("Layer 'leaf'", "evidence_mask", np.ones((2, 3), bool))
+        >>> check_mask_dtype("Layer 'leaf'", "evidence_mask", np.full((2,), "a"))
+        Traceback (most recent call last):
+        ...
+        TypeError: Layer 'leaf' expects a boolean evidence_mask (True = observed). Received: dtype=string
+    """
+    dtype = getattr(mask, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(mask).dtype
+    try:
+        name_of_dtype = keras.backend.standardize_dtype(dtype)
+    except (TypeError, ValueError):  # e.g. NumPy strings and objects, which Keras has no dtype for
+        name_of_dtype = "string" if np.dtype(dtype).kind in "USO" else str(dtype)
+    if name_of_dtype != "bool" and "int" not in name_of_dtype:
+        raise TypeError(f"{owner} expects a boolean {name} (True = observed). Received: dtype={name_of_dtype}")
+
+
 def check_positive_int(layer: str, name: str, value: Any) -> int:
     """Return ``value`` as an int if it is a positive integer, else raise a ``ValueError`` quoting it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer() or value < 1:
@@ -233,12 +258,20 @@ def check_linear_accumulators(layer: str, accumulators: Any, constraint: Any = N
         )
 
 
-def shape_checked_initializer(layer: str, name: str, initializer: Callable[..., Any]) -> Callable[..., Any]:
+def shape_checked_initializer(
+    layer: str, name: str, initializer: Callable[..., Any], shape: Sequence[int] | None = None
+) -> Callable[..., Any]:
     """Wrap ``initializer`` (the layer's argument ``name``) so that values of another shape raise a ``ValueError``.
 
     Keras 3's ``keras.initializers.Constant`` broadcasts its value to the requested shape instead of reshaping it
     (as ``tf.keras`` 2 did), so an array of the right size in another shape silently gives other values, or a
     broadcasting error from deep inside Keras. The error names the layer, the argument and both shapes.
+
+    With ``shape`` (the weight's shape, known when the layer builds), a ``Constant`` (maybe wrapped, e.g. by
+    ``logspace_wrapper_initializer``) whose value cannot give that shape is rejected at once, before the weight
+    exists. That matters where Keras defers a weight's initialization (a model built inside ``fit`` on JAX): a
+    weight whose deferred initialization fails stays queued in Keras and fails every later initialization in the
+    process, so the check must not wait for it.
 
     Example:
         >>> import keras, numpy as np
@@ -249,21 +282,34 @@ def shape_checked_initializer(layer: str, name: str, initializer: Callable[..., 
         ...
         ValueError: Layer 'root_sum' expects accumulator_initializer to give values of shape (3, 1). ...
     """
+    value = getattr(getattr(initializer, "initializer", initializer), "value", None)  # Constant, maybe wrapped
+
+    def error(expected: tuple[int, ...], received: str) -> ValueError:
+        return ValueError(
+            f"Layer '{layer}' expects {name} to give values of shape {expected}. keras.initializers.Constant "
+            "broadcasts its value instead of reshaping it (Keras 3), so pass an array of exactly this shape (e.g. "
+            f"np.reshape(value, shape)). Received: {received}"
+        )
+
+    if shape is not None and value is not None:
+        expected = tuple(int(size) for size in shape)
+        try:
+            broadcast = np.broadcast_shapes(np.shape(value), expected)
+        except ValueError:
+            broadcast = None
+        if broadcast != expected:
+            to = "" if broadcast is None else f", which Keras broadcasts to values of shape {broadcast}"
+            raise error(expected, f"a value of shape {np.shape(value)}{to}")
 
     def initialize(shape: Any, dtype: Any = None) -> Any:
         expected = tuple(int(size) for size in shape)
-        value = getattr(getattr(initializer, "initializer", initializer), "value", None)  # Constant, maybe wrapped
-        received = "an initializer that fails" if value is None else f"a value of shape {np.shape(value)}"
-        hint = (
-            f"{name} to give values of shape {expected}. keras.initializers.Constant broadcasts its value instead of "
-            "reshaping it (Keras 3), so pass an array of exactly this shape (e.g. np.reshape(value, shape))."
-        )
         try:
             values = initializer(shape, dtype=dtype)
-        except initializer_errors() as error:
-            raise ValueError(f"Layer '{layer}' expects {hint} Received: {received}") from error
+        except initializer_errors() as failure:
+            received = "an initializer that fails" if value is None else f"a value of shape {np.shape(value)}"
+            raise error(expected, received) from failure
         if tuple(values.shape) != expected:
-            raise ValueError(f"Layer '{layer}' expects {hint} Received: values of shape {tuple(values.shape)}")
+            raise error(expected, f"values of shape {tuple(values.shape)}")
         return values
 
     return initialize

@@ -277,6 +277,16 @@ def _masked_signal(linear: Tensor, dy: Tensor) -> tuple[Tensor, Tensor]:
     return dy, dy / ops.where(positive, linear, ops.ones_like(linear))
 
 
+def _log_of_nonnegative(linear: Tensor) -> Tensor:
+    """``log(linear)`` for ``linear >= 0`` (``-inf`` at 0, NaN stays NaN), whose own derivative is finite at 0.
+
+    The custom gradients below replace the derivative of ``log``; but where a second derivative is taken, JAX
+    differentiates the forward pass of a custom gradient as written, and ``0 * d log(0)`` would make it NaN.
+    """
+    zero = linear == 0
+    return ops.where(zero, -np.inf, ops.log(ops.where(zero, ops.ones_like(linear), linear)))
+
+
 @custom_gradient
 def _log_sums(linear: Tensor, offset: Tensor) -> tuple[Tensor, Any]:
     """``log(linear) + offset`` for ``linear >= 0`` (``offset`` finite, without gradient).
@@ -287,7 +297,7 @@ def _log_sums(linear: Tensor, offset: Tensor) -> tuple[Tensor, Any]:
     def grad(dy: Tensor) -> tuple[Tensor, Tensor]:
         return _masked_signal(linear, dy)[1], ops.zeros_like(offset)
 
-    return ops.log(linear) + offset, grad
+    return _log_of_nonnegative(linear) + offset, grad
 
 
 @custom_gradient
@@ -301,7 +311,7 @@ def _log_normalized_sums(linear: Tensor, offset: Tensor, log_norm: Tensor) -> tu
         dy, d_linear = _masked_signal(linear, dy)
         return d_linear, ops.zeros_like(offset), -ops.sum(dy, axis=-2, keepdims=True)
 
-    return ops.log(linear) + (offset - log_norm), grad
+    return _log_of_nonnegative(linear) + (offset - log_norm), grad
 
 
 def _log_of_linear(linear: Tensor, offset: Tensor, log_norm: Tensor | None) -> Tensor:

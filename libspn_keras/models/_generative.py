@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -24,6 +25,14 @@ def _num_samples(x: Any) -> int | None:
         x = x[0]
     shape = getattr(x, "shape", None)
     return None if shape is None or len(shape) == 0 or shape[0] is None else int(shape[0])
+
+
+#: Keras' warning when a dataset has no batch (its words, so that the message is the same on every backend).
+RAN_OUT_OF_DATA = (
+    "Your input ran out of data; interrupting training. Make sure that your dataset or generator can generate at "
+    "least `steps_per_epoch * epochs` batches. You may need to use the `.repeat()` function when building your "
+    "dataset."
+)
 
 
 def revive(from_config: Any, config: dict[str, Any], custom_objects: Any, class_name: str) -> Any:
@@ -59,16 +68,41 @@ class GenerativeTrainingMixin:
     name: str
 
     def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Like ``keras.Model.fit``; array data is checked first and errors in the graph name their cause first."""
+        """Like ``keras.Model.fit``; array data is checked first and errors in the graph name their cause first.
+
+        Data with no samples trains nothing: a ``UserWarning`` (Keras' "Your input ran out of data") and an empty
+        ``History``, on every backend.
+        """
         self._check_data(x, y, labels=True)
+        if _num_samples(x) == 0:  # as Keras on TensorFlow; its JAX trainer raises StopIteration when building
+            warnings.warn(RAN_OUT_OF_DATA, UserWarning, stacklevel=2)
+            history = keras.callbacks.History()
+            history.set_model(self)
+            return history
         with cause_first(f"fit of model '{self.name}'"):
             return super().fit(x, y, *args, **kwargs)  # type: ignore[misc]
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Like ``keras.Model.evaluate``, with the checks of ``fit``."""
+        """Like ``keras.Model.evaluate``, with the checks of ``fit``; data with no samples warns and gives ``[]``."""
         self._check_data(x, y, labels=True)
+        if _num_samples(x) == 0:
+            warnings.warn(RAN_OUT_OF_DATA, UserWarning, stacklevel=2)
+            return {} if kwargs.get("return_dict") else []
         with cause_first(f"evaluate of model '{self.name}'"):
             return super().evaluate(x, y, *args, **kwargs)  # type: ignore[misc]
+
+    def make_train_function(self, force: bool = False) -> Any:
+        """Like ``keras.Model.make_train_function``; first checks that a gradient optimizer gets no EM counts.
+
+        ``fit`` makes its train function once the model is built and before the first step. Checking there
+        matters on JAX, where Keras hands the variables' values to the first step and does not give them back if
+        that step raises: the model's variables would be left without values.
+
+        Raises:
+            ValueError: As ``train_step``.
+        """
+        check_optimizer_for_em_statistics(self.optimizer, self.trainable_variables)  # type: ignore[attr-defined]
+        return super().make_train_function(force)  # type: ignore[misc]
 
     def train_step(self, *args: Any) -> Any:
         """Like ``keras.Model.train_step``; first checks that a gradient optimizer gets no EM counts.

@@ -31,6 +31,7 @@ from keras import ops
 
 from libspn_keras.layers import BaseLeaf, BaseSum, FlatToRegions, NormalizeStandardScore
 from libspn_keras.layers._base_leaf import LeafRepresentation
+from libspn_keras.layers._validation import check_mask_dtype
 from libspn_keras.math import WeightedSumParts, check_seed, seed_generator
 from libspn_keras.math._backend import Tensor, vjp
 from libspn_keras.math._random import Seed
@@ -155,12 +156,10 @@ def check_mask(x: Tensor, mask: Any, owner: str = "SequentialSumProductNetwork",
         TypeError: If ``mask`` is neither boolean nor integer.
         ValueError: If ``mask`` is not shaped like ``x``.
     """
+    check_mask_dtype(owner, name, mask)
     mask = ops.convert_to_tensor(mask)
-    dtype = keras.backend.standardize_dtype(mask.dtype)
-    if "int" in dtype:
+    if keras.backend.standardize_dtype(mask.dtype) != "bool":
         mask = ops.cast(mask, "bool")
-    elif dtype != "bool":
-        raise TypeError(f"{owner} expects a boolean {name} (True = observed). Received: dtype={dtype}")
     if not shapes_compatible(tuple(mask.shape), tuple(x.shape)):
         article = "an" if name[0] in "aeiou" else "a"
         raise ValueError(

@@ -76,8 +76,8 @@ def hclt(
         ['FlatToRegions', 'IndicatorLeaf', 'DenseSum', 'LatentTreeSum', 'RootSum']
         >>> spn.compile(optimizer="adam", loss=losses.NegativeLogLikelihood())
         >>> history = spn.fit(data.astype("float32"), epochs=1, batch_size=50, verbose=0)
-        >>> spn(np.array([[0, 1, np.nan, 1, 0]], "float32")).shape
-        TensorShape([1, 1])
+        >>> tuple(spn(np.array([[0, 1, np.nan, 1, 0]], "float32")).shape)
+        (1, 1)
     """
     num_latents = check_positive_int("hclt", "num_latents", num_latents)
     if tree is None:

@@ -343,6 +343,13 @@ def test_wrong_shaped_initializer_is_caught_when_fit_builds_the_model():
     spn.compile(optimizer="adam", loss=spnk.losses.NegativeLogLikelihood())
     with pytest.raises(ValueError, match=r"Layer 'root' expects .* shape \(1, 1, 4, 1\)"):
         spn.fit(np.zeros((4, 2), "int32"), epochs=1, verbose=0)
+    # The error comes before the weight exists: a weight whose (deferred) initialization failed would stay queued in
+    # Keras and fail the next model's initialization in this process.
+    fresh = layers.RootSum(return_weighted_child_logits=False, name="fresh")
+    fresh.build((None, 1, 1, 4))
+    with keras.StatelessScope():
+        pass  # its exit initializes every deferred weight in the process
+    assert to_numpy(fresh.accumulators).shape == (1, 1, 4, 1)
 
 
 def test_exactly_shaped_constant_is_the_port(floatx):
