@@ -8,9 +8,10 @@ maximum likelihood (no labels), keeping the weights of the epoch with the best v
 the mean train / valid / test log-likelihoods (nats per sample) are printed as a Markdown table, next to the
 Chow-Liu tree of the training split (its Laplace smoothing picked on the validation split). ``--structure``
 selects the model: ``ratspn`` (default; trained with Adam) or ``hclt`` (``libspn_keras.structure.hclt`` with
-``--num-latents`` states per latent, trained by EM: ``--epochs`` of mini-batch online EM whose step size decays
-from ``--learning-rate`` to a 40th of it on a cosine, then ``--full-batch-epochs`` of full-batch EM, each step
-accumulating the counts of the whole training split, with step size 0.5)::
+``--num-latents`` states per latent, or a mixture of ``--num-components`` such HCLTs, trained by EM: ``--epochs``
+of mini-batch online EM whose step size decays from ``--learning-rate`` to a 40th of it on a cosine, then
+``--full-batch-epochs`` of full-batch EM, each step accumulating the counts of the whole training split, with step
+size 0.5)::
 
     python examples/debd.py --datasets nltcs plants --epochs 20
     python examples/debd.py --structure hclt --num-latents 32 --datasets nltcs plants --epochs 20
@@ -36,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data_paths.add_data_dir_argument(parser, "NAME.SPLIT.data.gz files", "debd")
     parser.add_argument("--structure", choices=("ratspn", "hclt"), default="ratspn", help="model structure")
     parser.add_argument("--num-latents", type=int, default=None, help="states per latent variable (hclt)")
+    parser.add_argument("--num-components", type=int, default=None, help="HCLTs in a mixture (hclt; default 1)")
     parser.add_argument("--datasets", nargs="+", default=["nltcs", "plants"], help="DEBD data set names")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on valid LL)")
     parser.add_argument("--num-decomps", type=int, default=None, help="decompositions (RAT-SPN repetitions)")
@@ -92,6 +94,7 @@ class Config:
     max_train_rows: int | None = None
     structure: str = "ratspn"
     num_latents: int = 32
+    num_components: int = 1
     full_batch_epochs: int = 0
 
 
@@ -170,7 +173,14 @@ def build_model(
     The HCLT's step size decays from ``config.learning_rate`` to a 40th of it over the mini-batch epochs (cosine).
     """
     if config.structure == "hclt":
-        spn = hclt(train, config.num_latents, tree=tree, sum_op=sum_ops.SumOpEMBackprop(), name="hclt")
+        spn = hclt(
+            train,
+            config.num_latents,
+            tree=tree,
+            sum_op=sum_ops.SumOpEMBackprop(),
+            num_components=config.num_components,
+            name="hclt",
+        )
         steps = math.ceil(len(train) / config.batch_size) * config.epochs
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=1 / 40)
         return spn, online_em(schedule)
@@ -289,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     overrides = {
         "structure": args.structure,
         "num_latents": args.num_latents,
+        "num_components": args.num_components,
         "epochs": args.epochs,
         "num_decomps": args.num_decomps,
         "num_sums": args.num_sums,

@@ -60,23 +60,30 @@ def _same_test_in_mode(item: pytest.Item, mode: str) -> str | None:
     return f"{name}[{'-'.join(mode if part == 'function' else part for part in ids.rstrip(']').split('-'))}]"
 
 
-#: Tests marked ``slow`` on JAX only (tests/jax_slow.txt says how they were measured): on JAX the default run would
-#: take about 40 minutes on 2 cores with them, above the 15 that a default run may take.
-JAX_SLOW = frozenset(
-    line.strip()
-    for line in (Path(__file__).parent / "jax_slow.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-)
+def _read_slow_list(backend: str) -> frozenset[str]:
+    """The node ids listed in ``tests/{backend}_slow.txt`` (none if there is no such file)."""
+    path = Path(__file__).parent / f"{backend}_slow.txt"
+    if not path.exists():
+        return frozenset()
+    return frozenset(
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+#: Tests marked ``slow`` on one backend only (``tests/jax_slow.txt``, ``tests/tensorflow_slow.txt`` say how they
+#: were measured), so that the default run of each backend stays under the 15 minutes it may take on 2 cores.
+SLOW_ON = {backend: _read_slow_list(backend) for backend in ("jax", "tensorflow")}
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config, items):
     current = keras.backend.backend()
     node_ids = {item.nodeid for item in items}
+    slow = SLOW_ON.get(current, frozenset())
     for item in items:
+        if item.nodeid in slow or item.nodeid.partition("[")[0] in slow:
+            item.add_marker(pytest.mark.slow)
         if current == "jax":
-            if item.nodeid in JAX_SLOW or item.nodeid.partition("[")[0] in JAX_SLOW:
-                item.add_marker(pytest.mark.slow)
             # A "function" (traced) variant is jax.jit on JAX (tests/backend_utils.py), the very call its "jit"
             # sibling makes: run it once.
             sibling = _same_test_in_mode(item, "jit")

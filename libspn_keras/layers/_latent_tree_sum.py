@@ -12,11 +12,12 @@ import numpy as np
 from keras import ops
 
 from libspn_keras.layers._base_sum import BaseSum
+from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
 from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
 from libspn_keras.math._backend import Tensor
 from libspn_keras.sum_ops import SumOpBase
 
-REGION_LAYOUT = "[batch, num_vars, 1, num_latents]"
+REGION_LAYOUT = "[batch, num_vars, num_decomps, num_latents]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _schedule(parents: tuple[int, ...]) -> tuple[_Height, ...]:
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
-class LatentTreeSum(BaseSum):
+class LatentTreeSum(ScopeTracking, BaseSum):
     """Sums over the latent variables of a tree, bottom-up: the inner layer of a hidden Chow-Liu tree (HCLT).
 
     Every variable ``i`` has a latent ``Z_i`` with ``num_latents`` states and an input ``log p(x_i | Z_i = k)``
@@ -114,6 +115,10 @@ class LatentTreeSum(BaseSum):
     sums (one per parent state) over the ``num_latents`` states of the child. The output is the root's
     ``log p(x | Z_root = k)``; a ``RootSum`` mixes over ``Z_root``. The products are additions in log-space and
     the sums are the layer's sum op (``weighted_sum``), so gradient, EM, hard EM and sampling ops all apply.
+
+    **Decompositions.** An input with ``num_decomps > 1`` holds that many independent trees over the same
+    ``parents`` (each with its own weights): e.g. a mixture of HCLTs, whose ``RootSum`` mixes all
+    ``num_decomps * num_latents`` root states (``libspn_keras.structure.hclt(..., num_components=...)``).
 
     **Layering.** Nodes are processed by height (0 for the tree's leaves, else one more than the highest child),
     not by depth: the messages of all nodes of one height are one batched weighted sum ``[n_h, K, K]``, and each
@@ -133,16 +138,18 @@ class LatentTreeSum(BaseSum):
         **kwargs: kwargs to pass on to ``keras.layers.Layer``.
 
     Input shape:
-        ``[batch, num_vars, 1, num_latents]``: ``log p(x_i | Z_i = k)`` (region layout with one decomposition).
+        ``[batch, num_vars, num_decomps, num_latents]``: ``log p(x_i | Z_i = k)`` per tree (region layout).
 
     Output shape:
-        ``[batch, 1, 1, num_latents]``: ``log p(x | Z_root = k)``. Accumulators have shape
-        ``[num_vars - 1, num_latents, num_latents]`` (edge, child state, parent state), edges ordered by the
-        height of their child.
+        ``[batch, 1, num_decomps, num_latents]``: ``log p(x | Z_root = k)`` per tree. Accumulators have shape
+        ``[num_vars - 1, num_latents, num_latents]`` (edge, child state, parent state) for one decomposition and
+        ``[num_vars - 1, num_decomps, num_latents, num_latents]`` for more, edges ordered by the height of their
+        child.
 
     Raises:
         TypeError: If ``parents`` is not a sequence.
-        ValueError: If ``parents`` is not a tree over at least two variables, or the input does not match it.
+        ValueError: If ``parents`` is not a tree over at least two variables, the input does not match it, or
+            (in a model) the scopes of the input's variables overlap.
 
     Example:
         >>> import numpy as np
@@ -192,23 +199,35 @@ class LatentTreeSum(BaseSum):
         return tuple(node for height in self._schedule[:-1] for node in height.nodes)
 
     def build(self, input_shape: Shape) -> None:
-        """Create accumulators of shape ``[num_vars - 1, num_latents, num_latents]``."""
+        """Create accumulators ``[num_vars - 1, (num_decomps,) num_latents, num_latents]``."""
         check_rank(self.name, input_shape, 4, REGION_LAYOUT)
         _, num_vars, num_decomps, num_latents = input_shape
-        if (num_vars, num_decomps) != (self.num_vars, 1) or num_latents is None:
+        if num_vars != self.num_vars or num_decomps is None or num_latents is None:
             raise ValueError(
                 f"Layer '{self.name}' expects inputs {REGION_LAYOUT} with num_vars={self.num_vars} (the length of "
-                f"parents), one decomposition and a known num_latents. Received: input_shape={tuple(input_shape)}"
+                f"parents) and known num_decomps and num_latents. Received: input_shape={tuple(input_shape)}"
             )
-        self._add_accumulators((self.num_vars - 1, num_latents, num_latents))
-        self.input_spec = keras.InputSpec(ndim=4, axes={1: self.num_vars, 2: 1, 3: num_latents})
+        decomps = () if num_decomps == 1 else (num_decomps,)
+        self._add_accumulators((self.num_vars - 1, *decomps, num_latents, num_latents))
+        self.input_spec = keras.InputSpec(ndim=4, axes={1: self.num_vars, 2: num_decomps, 3: num_latents})
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Each tree is a product of its variables' scopes, which must be disjoint: one scope per decomposition."""
+        scopes = as_region(scopes)
+        if scopes is None or scopes.counts.ndim != 3:
+            return None
+        merged = scopes.counts.sum(axis=0, keepdims=True)
+        check_decomposable(self.name, merged, REGION_CELLS)
+        return scopes.with_counts(merged)
 
     def call(self, x: Tensor) -> Tensor:
         """Compute ``log p(x | Z_root = k)`` bottom-up, one batched weighted sum per height of the tree."""
         check_float_dtype(self.name, x.dtype)
-        leaves = ops.transpose(x[:, :, 0, :], (1, 0, 2))  # [num_vars, batch, K]: gathers along the first axis
+        leaves = ops.transpose(x, (1, 0, 2, 3))  # [num_vars, batch, num_decomps, K]: gathers along the first axis
         accumulators = ops.convert_to_tensor(self.accumulators)  # one read; each height takes its edges' slice
-        messages: list[Tensor] = []  # per height: [n_h, batch, K], to the parents of the nodes of that height
+        num_decomps, num_latents = x.shape[2], x.shape[3]
+        accumulators = ops.reshape(accumulators, (self.num_vars - 1, num_decomps, num_latents, num_latents))
+        messages: list[Tensor] = []  # per height: [n_h, batch, num_decomps, K], to the parents of its nodes
         first_edge = 0
         for height in self._schedule:
             value = ops.take(leaves, np.asarray(height.nodes), axis=0)
@@ -223,16 +242,16 @@ class LatentTreeSum(BaseSum):
                 segments = np.concatenate([part.segments for part in height.incoming])
                 value = value + ops.segment_sum(received, segments, num_segments=len(height.nodes))
             if height is self._schedule[-1]:
-                return ops.transpose(value, (1, 0, 2))[:, :, np.newaxis, :]
+                return ops.transpose(value, (1, 0, 2, 3))
             weights = accumulators[first_edge : first_edge + len(height.nodes)]
             first_edge += len(height.nodes)
-            sums = self.sum_op.weighted_sum(ops.transpose(value, (1, 0, 2)), weights, self.logspace_accumulators)
-            messages.append(ops.transpose(sums, (1, 0, 2)))
+            sums = self.sum_op.weighted_sum(ops.transpose(value, (1, 0, 2, 3)), weights, self.logspace_accumulators)
+            messages.append(ops.transpose(sums, (1, 0, 2, 3)))
         raise AssertionError("unreachable: the schedule ends at the root")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        """Return ``[batch, 1, 1, num_latents]``."""
-        return (input_shape[0], 1, 1, input_shape[-1])
+        """Return ``[batch, 1, num_decomps, num_latents]``."""
+        return (input_shape[0], 1, input_shape[2], input_shape[3])
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument."""

@@ -99,9 +99,11 @@ class BaseLocationScaleLeaf(BaseLeaf):
         accumulator_initializer: Initializer of the EM count accumulators (used with ``use_accumulators``;
             default ``Ones``: the initial location and scale count as one observation).
         use_accumulators: Whether parameters are estimated by (online) EM from accumulated sufficient
-            statistics: a count ``n``, a first moment ``s1`` and, for a normal leaf with trainable scale, a
-            second moment ``s2`` per component and dimension, so that ``location = s1 / n`` and
-            ``scale = sqrt(s2 / n - location**2)``. The backward pass of the leaf then delivers the
+            statistics: a count ``n`` and a first moment ``s1`` per component and dimension, and, for a normal
+            leaf with trainable scale, a second count ``n2`` and second moment ``s2``, so that
+            ``location = s1 / n`` and ``scale = sqrt(s2 / n2 - location**2)`` (the original's four accumulators:
+            ``n2`` receives the same statistics as ``n`` and differs only if initialized differently; the leaf
+            then has no ``scale`` weight and ``scale`` is ``None``). The backward pass of the leaf then delivers the
             posterior-weighted statistics of the batch (the E-step) and ``OnlineExpectationMaximization``
             updates the accumulators (the M-step). For Cauchy and Laplace leaves the posterior-weighted mean is
             used as location update and the scale stays fixed.
@@ -149,15 +151,17 @@ class BaseLocationScaleLeaf(BaseLeaf):
         """Create ``location`` and ``scale`` of shape ``[1, *variables, num_components, var_dimensionality]``.
 
         With ``use_accumulators``, ``location`` holds the first-moment accumulator ``s1`` instead and is
-        preceded by ``count`` (and ``scale`` followed by ``second_moment`` for an EM-estimated normal scale). The
-        weights are created in the order of the original's (count, first moment, then scale or the second
-        moment's pair), so that ``get_weights()`` lists them alike.
+        preceded by ``count``; an EM-estimated normal scale replaces ``scale`` by the second moment's pair
+        ``second_count``, ``second_moment``. The weights are created in the order of the original's (count, first
+        moment, then scale or the second moment's pair), so that ``get_weights()`` lists them alike.
         """
         self._check_input_shape(input_shape)
         shape = (1, *tuple(input_shape)[1:-1], self.num_components, input_shape[-1])
         em = self.use_accumulators
         self.count: keras.Variable | None = None
+        self.second_count: keras.Variable | None = None
         self.second_moment: keras.Variable | None = None
+        self.scale: keras.Variable | None = None
         if em:
             self.count = self.add_weight(
                 name="first_order_moment_denom_accum",
@@ -186,7 +190,17 @@ class BaseLocationScaleLeaf(BaseLeaf):
             lambda scale: ops.logical_and(ops.isfinite(scale), ops.greater(scale, 0)),
             "scale",
         )
-        if self._softplus_scale:
+        if em and self.scale_trainable:  # the second moment's pair replaces the scale
+            self.second_count = self.add_weight(
+                name="second_order_moment_denom_accum",
+                shape=shape,
+                initializer=_with_leading_axis(self.accumulator_initializer),
+                trainable=True,
+            )
+            self.second_moment = self.add_weight(
+                name="second_order_moment_num_accum", shape=shape, initializer=checked_scale, trainable=True
+            )
+        elif self._softplus_scale:
             self.scale = self.add_weight(
                 name="scale",
                 shape=shape,
@@ -205,13 +219,17 @@ class BaseLocationScaleLeaf(BaseLeaf):
             )
         if self.count is None:
             return
-        location, scale, count = (ops.convert_to_tensor(v) for v in (self.location, self.scale, self.count))
-        self.location.assign(location * count)
+        location, count = ops.convert_to_tensor(self.location), ops.convert_to_tensor(self.count)
+        location = location * count
+        self.location.assign(location)
         mark_em_statistic(self.count)
         mark_em_statistic(self.location)
-        if self.scale_trainable:
-            self.second_moment = self.add_weight(name="second_order_moment_num_accum", shape=shape, initializer="zeros")
-            self.second_moment.assign((ops.square(scale) + ops.square(location)) * count)
+        if self.second_moment is not None and self.second_count is not None:
+            # s2 = (scale**2 + location**2) * n2, from the initial scale that the variable holds so far.
+            second_count = ops.convert_to_tensor(self.second_count)
+            scale = ops.convert_to_tensor(self.second_moment)
+            self.second_moment.assign((ops.square(scale) + ops.square(location / count)) * second_count)
+            mark_em_statistic(self.second_count)
             mark_em_statistic(self.second_moment)
 
     @property
@@ -227,25 +245,30 @@ class BaseLocationScaleLeaf(BaseLeaf):
         sufficient statistics (counts are floored at 1e-12, the variance at the scale constraint).
         """
         if not self.use_accumulators:
+            assert self.scale is not None, "build() creates the scale"
             scale = _without_leading_axis(self.scale)
             if self._softplus_scale:
                 scale = self.scale_constraint(ops.softplus(scale))
             return _without_leading_axis(self.location), scale
-        return self._parameters_from_statistics(
-            *(_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale()))
-        )
+        return self._parameters_from_statistics(*(_without_leading_axis(v) for v in self._statistics()))
 
-    def _second_or_scale(self) -> keras.Variable:
-        return self.scale if self.second_moment is None else self.second_moment
-
-    def _parameters_from_statistics(
-        self, count: Tensor, first: Tensor, second_or_scale: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        count = ops.maximum(count, ops.cast(1e-12, count.dtype))
-        location = first / count
+    def _statistics(self) -> list[keras.Variable]:
+        """``[count, first moment, scale]``, or ``[count, first moment, second count, second moment]``."""
+        assert self.count is not None, "only with use_accumulators"
         if self.second_moment is None:
-            return location, second_or_scale
-        variance = ops.maximum(second_or_scale / count - ops.square(location), ops.cast(1e-12, count.dtype))
+            assert self.scale is not None, "build() creates the scale"
+            return [self.count, self.location, self.scale]
+        assert self.second_count is not None, "build() creates the second moment's pair"
+        return [self.count, self.location, self.second_count, self.second_moment]
+
+    def _parameters_from_statistics(self, count: Tensor, first: Tensor, *second: Tensor) -> tuple[Tensor, Tensor]:
+        """``(location, scale)`` from ``(count, first, scale)`` or ``(count, first, second_count, second)``."""
+        tiny = ops.cast(1e-12, count.dtype)
+        location = first / ops.maximum(count, tiny)
+        if len(second) == 1:
+            return location, second[0]
+        second_count, second_moment = second
+        variance = ops.maximum(second_moment / ops.maximum(second_count, tiny) - ops.square(location), tiny)
         return location, self.scale_constraint(ops.sqrt(variance))
 
     def component_modes(self) -> Tensor:
@@ -318,21 +341,22 @@ class BaseLocationScaleLeaf(BaseLeaf):
         # as constants (a custom gradient may only close over values that are not differentiated, e.g. on JAX).
         x = ops.stop_gradient(x)
         observed_f = ops.stop_gradient(ops.ones_like(x) if observed is None else ops.cast(observed, x.dtype))
-        statistics = [_without_leading_axis(v) for v in (self.count, self.location, self._second_or_scale())]
+        statistics = [_without_leading_axis(v) for v in self._statistics()]
 
         @custom_gradient
-        def em_log_prob(count: Tensor, first: Tensor, second_or_scale: Tensor) -> tuple[Tensor, Any]:
-            location, scale = self._parameters_from_statistics(count, first, second_or_scale)
+        def em_log_prob(*statistics: Tensor) -> tuple[Tensor, Any]:
+            location, scale = self._parameters_from_statistics(*statistics)
             per_dim = self.log_density(ops.expand_dims(x, -2), location, scale)
             log_prob = ops.sum(per_dim * ops.expand_dims(observed_f, -2), axis=-1)
 
-            def grad(dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            def grad(dy: Tensor) -> tuple[Tensor, ...]:
                 # E-step: posterior mass of each component, per observed dimension, and its moments.
                 mass = ops.expand_dims(dy, -1) * ops.expand_dims(observed_f, -2)
                 values = ops.expand_dims(x, -2)
-                moment = ops.sum(mass * values, axis=0)
-                second = ops.sum(mass * ops.square(values), axis=0) if self.second_moment is not None else None
-                return ops.sum(mass, axis=0), moment, second if second is not None else ops.zeros_like(scale)
+                count, moment = ops.sum(mass, axis=0), ops.sum(mass * values, axis=0)
+                if len(statistics) == 3:  # a fixed scale gets no statistic
+                    return count, moment, ops.zeros_like(scale)
+                return count, moment, count, ops.sum(mass * ops.square(values), axis=0)
 
             return log_prob, grad
 

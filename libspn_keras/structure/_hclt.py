@@ -24,6 +24,7 @@ def hclt(
     logspace_accumulators: bool | None = None,
     accumulator_initializer: keras.initializers.Initializer | None = None,
     linear_accumulator_constraint: keras.constraints.Constraint | None = None,
+    num_components: int = 1,
     name: str | None = None,
 ) -> SequentialSumProductNetwork:
     """Build a hidden Chow-Liu tree (HCLT) of discrete data: a ready-to-train, normalized density model.
@@ -32,14 +33,19 @@ def hclt(
     Chow-Liu tree of the data (``chow_liu_tree``), so that ``p(x) = sum_z p(z_root) prod_i p(z_i | z_parent(i))
     p(x_i | z_i)``, computed bottom-up without enumerating ``z``:
 
-    ``keras.Input -> FlatToRegions -> IndicatorLeaf(num_states) -> DenseSum(num_latents) -> LatentTreeSum(parents)
-    -> RootSum``
+    ``keras.Input -> FlatToRegions(num_components) -> IndicatorLeaf(num_states) -> DenseSum(num_latents) ->
+    LatentTreeSum(parents) -> RootSum``
 
     The ``DenseSum`` holds the categoricals ``p(x_i | Z_i = k)``, the ``LatentTreeSum`` the transitions
     ``p(z_c | z_parent)`` (one batched weighted sum per height of the tree) and the ``RootSum`` ``p(z_root)``. All
     sums share ``sum_op``, so the model trains with ``fit`` by gradient descent or EM
     (``OnlineExpectationMaximization`` with ``SumOpEMBackprop`` and the hard EM ops) like every other model, and
     ``NaN`` inputs are marginalized by the ``IndicatorLeaf``.
+
+    With ``num_components > 1`` the model is a mixture of that many HCLTs over the same tree, each with its own
+    (independently initialized) parameters, as the official HCLT code trains them (Liu & Van den Broeck, 2021:
+    4 components): the HCLTs are the decompositions of the region layers, and the ``RootSum`` mixes the
+    ``num_components * num_latents`` root states of all of them. Its parameters grow ``num_components``-fold.
 
     Args:
         data: ``[num_rows, num_vars]`` complete training data of integer states (at least two variables); only
@@ -56,6 +62,7 @@ def hclt(
             (default: ``get_default_accumulator_initializer()``, random, which breaks the symmetry of the latent
             states).
         linear_accumulator_constraint: Constraint of linear accumulators.
+        num_components: Number of HCLTs in the mixture (1: a single HCLT).
         name: Name of the model.
 
     Returns:
@@ -65,7 +72,7 @@ def hclt(
     Raises:
         TypeError: If ``data`` is not numeric or ``tree`` is not a ``ChowLiuTree``.
         ValueError: If ``data`` is invalid (see ``chow_liu_tree``), has fewer than two variables or does not match
-            ``tree``, or ``num_latents`` is not a positive integer.
+            ``tree``, or ``num_latents`` or ``num_components`` is not a positive integer.
 
     Example:
         >>> import numpy as np
@@ -78,8 +85,12 @@ def hclt(
         >>> history = spn.fit(data.astype("float32"), epochs=1, batch_size=50, verbose=0)
         >>> tuple(spn(np.array([[0, 1, np.nan, 1, 0]], "float32")).shape)
         (1, 1)
+        >>> mixture = hclt(data, num_latents=4, num_components=3)  # a mixture of 3 HCLTs
+        >>> tuple(mixture.layers[3].accumulators.shape)  # [edges, components, child state, parent state]
+        (4, 3, 4, 4)
     """
     num_latents = check_positive_int("hclt", "num_latents", num_latents)
+    num_components = check_positive_int("hclt", "num_components", num_components)
     if tree is None:
         tree = chow_liu_tree(data, alpha=alpha, sample_weight=sample_weight, num_states=num_states)
     elif not isinstance(tree, ChowLiuTree):
@@ -98,7 +109,7 @@ def hclt(
     return SequentialSumProductNetwork(
         [
             keras.Input(shape=(tree.num_vars,)),
-            FlatToRegions(num_decomps=1),
+            FlatToRegions(num_decomps=num_components),
             IndicatorLeaf(num_components=tree.num_states, dtype=keras.config.floatx()),
             DenseSum(num_sums=num_latents, accumulator_initializer=accumulator_initializer, **sums),
             LatentTreeSum(parents=tree.parents.tolist(), accumulator_initializer=accumulator_initializer, **sums),

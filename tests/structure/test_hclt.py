@@ -10,6 +10,7 @@ from scipy.special import logsumexp, softmax
 
 from libspn_keras import layers, losses, metrics, models, optimizers
 from libspn_keras.datasets import load_debd
+from libspn_keras.layers._scope_tracking import Scopes
 from libspn_keras.structure import ChowLiuTree, chow_liu_tree, hclt
 from tests.backend_utils import grad, jit, to_numpy
 from tests.sum_op_cases import OPS
@@ -43,34 +44,41 @@ def weights_of(layer, axis):
     return values / values.sum(axis=axis, keepdims=True)
 
 
-def root_prior(root):
-    """p(z_root = k): the RootSum's accumulators, of the original layout ``[1, 1, num_latents, 1]``, normalized."""
+def root_prior(root, num_components=1):
+    """p(component, z_root = k) ``[num_components, num_latents]``: the RootSum's accumulators, of the original
+    layout ``[1, 1, num_components * num_latents, 1]`` (component-major), normalized."""
     assert tuple(root.accumulators.shape) == (1, 1, root.accumulators.shape[2], 1)
-    return weights_of(root, axis=-2)[0, 0, :, 0]
+    return weights_of(root, axis=-2)[0, 0, :, 0].reshape(num_components, -1)
 
 
 def brute_force_log_likelihood(spn, x, tree_accumulators=None):
-    """log sum_z p(z_root) prod_c p(z_c | z_parent) prod_i p(x_i | z_i), enumerating every z (NaN: marginalized)."""
+    """log sum_m sum_z p(m, z_root) prod_c p(z_c | z_parent, m) prod_i p(x_i | z_i, m), enumerating every
+    component m and every z (NaN: marginalized)."""
     _, _, leaf_sum, tree_sum, root = spn.layers
-    leaf = weights_of(leaf_sum, axis=-2)[:, 0]  # [n, S, K]: p(x_i = s | z_i = k)
-    # [E, K child, K parent]: p(z_c = k' | z_parent = k)
+    num_components = leaf_sum.accumulators.shape[1]
+    leaves = weights_of(leaf_sum, axis=-2)  # [n, M, S, K]: p(x_i = s | z_i = k, m)
+    # [E, (M,) K child, K parent]: p(z_c = k' | z_parent = k, m)
     custom = tree_accumulators is not None
-    transitions = softmax(tree_accumulators, axis=1) if custom else weights_of(tree_sum, axis=1)
-    prior = root_prior(root)
-    num_vars, _, num_latents = leaf.shape
+    transitions = softmax(tree_accumulators, axis=-2) if custom else weights_of(tree_sum, axis=-2)
+    transitions = transitions.reshape(len(tree_sum.edge_children), num_components, *transitions.shape[-2:])
+    priors = root_prior(root, num_components)
+    num_vars, _, _, num_latents = leaves.shape
     parents = tree_sum.parents
-    z = np.array(list(itertools.product(range(num_latents), repeat=num_vars)))  # [M, n]
-    log_joint = np.log(prior[z[:, parents.index(-1)]])
-    for edge, child in enumerate(tree_sum.edge_children):
-        log_joint = log_joint + np.log(transitions[edge][z[:, child], z[:, parents[child]]])
-    out = []
-    for row in x:
-        log_p = log_joint.copy()
-        for i, value in enumerate(row):
-            if not np.isnan(value):
-                log_p += np.log(leaf[i, int(value), z[:, i]])
-        out.append(logsumexp(log_p))
-    return np.array(out)
+    z = np.array(list(itertools.product(range(num_latents), repeat=num_vars)))  # [Z, n]
+    per_component = []
+    for m in range(num_components):
+        log_joint = np.log(priors[m][z[:, parents.index(-1)]])
+        for edge, child in enumerate(tree_sum.edge_children):
+            log_joint = log_joint + np.log(transitions[edge, m][z[:, child], z[:, parents[child]]])
+        rows = []
+        for row in x:
+            log_p = log_joint.copy()
+            for i, value in enumerate(row):
+                if not np.isnan(value):
+                    log_p += np.log(leaves[i, m, int(value), z[:, i]])
+            rows.append(logsumexp(log_p))
+        per_component.append(rows)
+    return logsumexp(np.array(per_component), axis=0)
 
 
 def randomize(spn, seed):
@@ -137,6 +145,44 @@ def test_normalized_over_all_joint_states(op, floatx):
     np.testing.assert_allclose(
         log_p, brute_force_log_likelihood(spn, states), rtol=1e-5 if floatx == "float32" else 1e-12
     )
+
+
+@pytest.mark.parametrize("name", ["chain", "branches"])
+def test_mixture_of_hclts_matches_brute_force_and_is_normalized(name, floatx):
+    parents, num_states, num_latents, num_components = TREES[name], 2, 2, 3
+    spn = hclt(
+        np.zeros((1, len(parents))),
+        num_latents,
+        tree=tree_of(parents, num_states),
+        sum_op=OPS["em"](),
+        num_components=num_components,
+    )
+    assert tuple(spn.layers[3].accumulators.shape) == (len(parents) - 1, num_components, num_latents, num_latents)
+    randomize(spn, seed=5)
+    states = all_states(len(parents), num_states)
+    x = np.concatenate([states, states[:4]])
+    x[-4:, [0, 2]] = np.nan  # marginalized
+    expected = brute_force_log_likelihood(spn, x)
+    rtol = 1e-5 if floatx == "float32" else 1e-12
+    np.testing.assert_allclose(np.asarray(spn(x))[:, 0], expected, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(logsumexp(expected[: len(states)]), 0.0, atol=rtol)
+    # The components are not copies of one another: each has its own weights.
+    transitions = np.asarray(spn.layers[3].accumulators)
+    assert not np.allclose(transitions[:, 0], transitions[:, 1])
+
+
+def test_mixture_of_hclts_trains_by_em_and_round_trips(tmp_path):
+    data = np.random.default_rng(6).integers(0, 2, (200, 6)).astype("float32")
+    data[:, 3] = data[:, 0]  # some structure to learn
+    spn = hclt(data, 3, sum_op=OPS["em"](), num_components=2)
+    before, after = fit_and_score(
+        spn, data, optimizers.OnlineExpectationMaximization(0.2, normalized_update=True), 3, 50
+    )
+    assert after > before
+    path = tmp_path / "mixture.keras"
+    spn.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(data[:5])), np.asarray(spn(data[:5])), rtol=1e-6)
 
 
 def fit_and_score(spn, data, optimizer, epochs, batch_size, jit_compile=False):
@@ -253,10 +299,40 @@ def test_latent_tree_sum_rejects_inputs_that_do_not_match():
         layers.LatentTreeSum(parents=[-1, 0, 0], name="tree")(np.zeros((2, 3, 1, 2), "int32"))
 
 
+def test_latent_tree_sum_tracks_scopes_so_an_uncovered_variable_fails_at_build():
+    with pytest.raises(ValueError, match=r"Layer 'root' is the root of the SPN.*variables \[2\] are not covered"):
+        keras.Sequential(
+            [
+                keras.Input((3,)),
+                layers.FlatToRegions(num_decomps=2),
+                layers.IndicatorLeaf(num_components=2),
+                layers.PermuteAndPadScopes(permutations=[[0, 1, 2], [0, 1, -1]]),  # pads variable 2 away
+                layers.DenseSum(num_sums=2),
+                layers.LatentTreeSum(parents=[-1, 0, 0]),
+                layers.RootSum(return_weighted_child_logits=False, name="root"),
+            ]
+        )
+
+
+def test_latent_tree_sum_rejects_overlapping_scopes():
+    # No region layer makes overlapping cells (PermuteAndPadScopes rejects a repeated scope), so the scopes are
+    # handed in directly: variable 1 is in the scopes of tree nodes 0 and 2 of decomposition 1.
+    counts = np.zeros((3, 2, 3), dtype=int)
+    counts[[0, 1, 2], 0, [0, 1, 2]] = 1
+    counts[[0, 1, 2], 1, [1, 0, 1]] = 1
+    layer = layers.LatentTreeSum(parents=[-1, 0, 0], name="tree")
+    valid = layer._propagate_scopes(Scopes(counts[:, :1], True, origin=0, layout="region"), (None, 3, 1, 2))
+    np.testing.assert_array_equal(valid.counts, [[[1, 1, 1]]])
+    with pytest.raises(ValueError, match=r"Layer 'tree': the products at scope 0, decomposition 1 .*\[1\]"):
+        layer._propagate_scopes(Scopes(counts, True, origin=0, layout="region"), (None, 3, 2, 2))
+
+
 def test_hclt_rejects_bad_arguments():
     data = np.zeros((4, 3), dtype=int)
     with pytest.raises(ValueError, match="hclt expects num_latents to be a positive integer. Received: num_latents=0"):
         hclt(data, 0)
+    with pytest.raises(ValueError, match="hclt expects num_components to be a positive integer. Received: num_comp"):
+        hclt(data, 2, num_components=0)
     with pytest.raises(ValueError, match="hclt expects data with at least two variables.*1 data columns"):
         hclt(np.zeros((4, 1), dtype=int), 2)
     with pytest.raises(ValueError, match="3 data columns, a tree over 2 variables"):
@@ -298,7 +374,7 @@ def test_mpe_completion_maximizes_the_joint_over_latents_and_missing_values():
     completed = np.asarray(spn.mpe(x))
     _, _, leaf_sum, tree_sum, root = spn.layers
     leaf = weights_of(leaf_sum, axis=-2)[:, 0]
-    transitions, prior = weights_of(tree_sum, axis=1), root_prior(root)
+    transitions, prior = weights_of(tree_sum, axis=1), root_prior(root)[0]
     for row, result in zip(x, completed, strict=True):
         best, best_value = None, -np.inf
         missing = np.flatnonzero(np.isnan(row))
