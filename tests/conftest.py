@@ -38,6 +38,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.covering import pairwise_subset  # noqa: E402
+
 #: marker -> the backend its tests need
 BACKEND_MARKERS = {"requires_tensorflow": "tensorflow", "requires_jax": "jax"}
 
@@ -75,6 +77,24 @@ def _read_slow_list(backend: str) -> frozenset[str]:
 SLOW_ON = {backend: _read_slow_list(backend) for backend in ("jax", "tensorflow")}
 
 
+def _mark_beyond_pairwise_slow(items):
+    """Mark ``slow`` the parametrizations of ``@pytest.mark.pairwise`` tests beyond a pairwise covering subset.
+
+    Parametrizations skipped on this backend are left out of the grid, so the pairs are covered by tests that run.
+    """
+    grids: dict[str, list] = {}
+    for item in items:
+        runs = item.get_closest_marker("skip") is None
+        if runs and item.get_closest_marker("pairwise") is not None and hasattr(item, "callspec"):
+            grids.setdefault(item.nodeid.partition("[")[0], []).append(item)
+    for grid in grids.values():
+        combinations = [[(name, repr(value)) for name, value in sorted(item.callspec.params.items())] for item in grid]
+        keep = set(pairwise_subset(combinations))
+        for index, item in enumerate(grid):
+            if index not in keep:
+                item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config, items):
     current = keras.backend.backend()
@@ -97,6 +117,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(
                     pytest.mark.skip(reason=f"{needed}-specific test (marked {marker}); the backend is {current}")
                 )
+    _mark_beyond_pairwise_slow(items)
 
 
 @pytest.fixture

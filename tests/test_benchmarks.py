@@ -186,3 +186,20 @@ def test_gpu_benchmark_quick(tmp_path):
     assert "DGC-SPN step (hard-em)" in table and "failed" not in table, table
     rows = {row.split("|")[3].strip(): row for row in table.splitlines() if "libspn-keras" in row}
     assert rows, table
+
+
+def test_jax_xla_flags_benchmark_quick():
+    script = REPO / "benchmarks" / "jax_xla_flags.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--flags=", "--flags=--xla_no_such_flag=1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    none_row = next(line for line in lines if line.startswith("| (none) |"))
+    floor, forward = (float(cell.replace(",", "")) for cell in none_row.strip("|").split("|")[1:3])
+    assert floor > 0 and forward > 0
+    assert any(line.startswith("| `--xla_no_such_flag=1` | failed (") for line in lines), result.stdout

@@ -98,6 +98,7 @@ def test_children_are_decompositions_times_nodes_in_the_original_order(float64):
     assert root.compute_output_shape((None, 1, 3, 5)) == (None, 15)
 
 
+@pytest.mark.pairwise  # all pairs by default, the full grid with -m slow (tests/covering.py)
 @pytest.mark.parametrize("num_decomps", [1, 2, 3])
 @pytest.mark.parametrize("op_name", sorted(OPS))
 @pytest.mark.parametrize("path", PATHS)

@@ -141,6 +141,7 @@ def _mixed_model(op_name: str, sum_layer: str, undecompose: tuple[int, ...], dty
     return middle, top, tensor(x)
 
 
+@pytest.mark.pairwise  # all pairs by default, the full grid with -m slow (tests/covering.py)
 @pytest.mark.parametrize(
     "mode", ["eager", "function", "jit", pytest.param("unknown-batch", marks=pytest.mark.requires_tensorflow)]
 )

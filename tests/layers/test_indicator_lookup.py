@@ -65,6 +65,7 @@ def _run(leaf, sum_layer, x, mask, lookup: bool, mode: str) -> list[np.ndarray]:
     return [to_numpy(t) for t in run(fn, mode, x, mask)]
 
 
+@pytest.mark.pairwise  # all pairs by default, the full grid with -m slow (tests/covering.py)
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
 @pytest.mark.parametrize("kind", sorted(SUM_LAYERS))
 @pytest.mark.parametrize("op_name", sorted(OPS))

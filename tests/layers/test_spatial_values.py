@@ -140,6 +140,7 @@ def value_and_input_gradient(layer, mode, x, dy):
     return run(value_and_grad, mode, tensor(x), tensor(dy))
 
 
+@pytest.mark.pairwise  # all pairs by default, the full grid with -m slow (tests/covering.py)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("depthwise", [True, False], ids=["depthwise", "channel_subset"])
 @pytest.mark.parametrize(

@@ -1,0 +1,117 @@
+"""The RAT-SPN benchmark's matmul floor and forward pass on JAX (CPU) under several ``XLA_FLAGS`` settings.
+
+Each setting runs in its own subprocess (``XLA_FLAGS`` is read once, when JAX starts its backend), one after the
+other, ``--rounds`` times interleaved: the model is ``benchmarks/ratspn_em.py``'s (``build``, its ``floor_function``
+and ``jax.jit`` of the model), a batch of ``--batch-size`` random binary rows, the median of 5 timed calls after a
+warm-up call. It prints a Markdown table of the medians over the rounds::
+
+    python benchmarks/jax_xla_flags.py                     # the settings in SETTINGS, 1 round
+    python benchmarks/jax_xla_flags.py --rounds 2 --flags= --flags=--xla_cpu_use_onednn=true
+    python benchmarks/jax_xla_flags.py --quick             # tiny model (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT_MARK = "RESULT "
+#: The XLA CPU settings tried by default: none, oneDNN for the dots (two ways), XNNPACK off, wider vectors, and
+#: XNNPACK graph fusion.
+SETTINGS = (
+    "",
+    "--xla_cpu_use_onednn=true",
+    "--xla_cpu_experimental_onednn_custom_call=true",
+    "--xla_cpu_use_xnnpack=false",
+    "--xla_cpu_prefer_vector_width=512",
+    "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
+)
+
+
+def measure(quick: bool, batch_size: int) -> dict[str, float]:
+    """Samples / s of the floor and of the compiled forward pass, in this process (its ``XLA_FLAGS``)."""
+    import jax
+    import keras
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import ratspn_em
+
+    keras.utils.set_random_seed(0)
+    sizes = ratspn_em.sizes(quick)
+    num_vars = 16 if quick else 111
+    model = ratspn_em.build(num_vars, sizes["depth"], sizes["reps"], sizes["dists"], sizes["sums"])
+    x = np.random.default_rng(0).integers(0, 2, (batch_size, num_vars)).astype("float32")
+    floor = ratspn_em.floor_function(model, batch_size)
+    forward = jax.jit(lambda rows: model(rows))
+
+    def median_seconds(fn) -> float:
+        jax.block_until_ready(fn())
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    return {
+        "floor": batch_size / median_seconds(floor),
+        "forward": batch_size / median_seconds(lambda: forward(x)),
+    }
+
+
+def run_setting(flags: str, quick: bool, batch_size: int) -> dict[str, float] | str:
+    """Run ``measure`` in a subprocess with ``XLA_FLAGS=flags``; its numbers, or why it failed."""
+    env = {**os.environ, "XLA_FLAGS": flags, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, __file__, "--worker", "--batch-size", str(batch_size), *(["--quick"] if quick else [])]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    for line in result.stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK) :])
+    return f"failed ({(result.stderr.strip().splitlines() or ['no output'])[-1][:120]})"
+
+
+def markdown_table(results: dict[str, list[dict[str, float] | str]]) -> str:
+    lines = ["| `XLA_FLAGS` | floor, samples / s | forward (XLA), samples / s |", "| --- | ---: | ---: |"]
+    for flags, runs in results.items():
+        good = [run for run in runs if isinstance(run, dict)]
+        label = f"`{flags}`" if flags else "(none)"
+        if not good:
+            lines.append(f"| {label} | {runs[0]} | |")
+            continue
+        floor = statistics.median(run["floor"] for run in good)
+        forward = statistics.median(run["forward"] for run in good)
+        lines.append(f"| {label} | {floor:,.0f} | {forward:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--flags", action="append", help="an XLA_FLAGS setting to compare, as --flags=VALUE (repeat; default: SETTINGS)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds over the settings")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="tiny model (smoke test)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(RESULT_MARK + json.dumps(measure(args.quick, args.batch_size)))
+        return
+    settings = args.flags if args.flags is not None else list(SETTINGS)
+    results: dict[str, list[dict[str, float] | str]] = {flags: [] for flags in settings}
+    for _ in range(args.rounds):
+        for flags in settings:
+            results[flags].append(run_setting(flags, args.quick, args.batch_size))
+    print(markdown_table(results))
+
+
+if __name__ == "__main__":
+    main()
