@@ -219,18 +219,19 @@ class BaseLocationScaleLeaf(BaseLeaf):
             )
         if self.count is None:
             return
-        location, count = ops.convert_to_tensor(self.location), ops.convert_to_tensor(self.count)
-        location = location * count
-        self.location.assign(location)
-        mark_em_statistic(self.count)
-        mark_em_statistic(self.location)
+        # The variables hold the initial location (and scale) so far: turn them into statistics, s2 = (scale**2 +
+        # location**2) * n2 first, then s1 = location * n (a variable read may alias the variable, so the location
+        # is overwritten last).
+        location = ops.convert_to_tensor(self.location)
         if self.second_moment is not None and self.second_count is not None:
-            # s2 = (scale**2 + location**2) * n2, from the initial scale that the variable holds so far.
-            second_count = ops.convert_to_tensor(self.second_count)
             scale = ops.convert_to_tensor(self.second_moment)
-            self.second_moment.assign((ops.square(scale) + ops.square(location / count)) * second_count)
+            second_count = ops.convert_to_tensor(self.second_count)
+            self.second_moment.assign((ops.square(scale) + ops.square(location)) * second_count)
             mark_em_statistic(self.second_count)
             mark_em_statistic(self.second_moment)
+        self.location.assign(location * ops.convert_to_tensor(self.count))
+        mark_em_statistic(self.count)
+        mark_em_statistic(self.location)
 
     @property
     def _softplus_scale(self) -> bool:

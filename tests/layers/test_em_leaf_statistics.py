@@ -92,3 +92,17 @@ def test_e_step_statistics_are_posterior_weighted_moments(float64):
     expected = [mass.sum(0), (mass * values).sum(0), mass.sum(0), (mass * values**2).sum(0)]
     for got, want in zip(gradients, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_statistics_are_finite_when_the_counts_start_at_zero():
+    # s2 comes from the initial location itself, not from s1 / n (0 / 0 with zero counts).
+    leaf = layers.NormalLeaf(
+        num_components=2,
+        use_accumulators=True,
+        scale_trainable=True,
+        location_initializer=keras.initializers.Constant(0.5),
+        accumulator_initializer=keras.initializers.Zeros(),
+    )
+    mixture(leaf)
+    np.testing.assert_array_equal(to_numpy(leaf.location), 0.0)
+    np.testing.assert_array_equal(to_numpy(leaf.second_moment), 0.0)
