@@ -11,7 +11,8 @@ selects the model: ``ratspn`` (default; trained with Adam) or ``hclt`` (``libspn
 ``--num-latents`` states per latent, or a mixture of ``--num-components`` such HCLTs, trained by EM: ``--epochs``
 of mini-batch online EM whose step size decays from ``--learning-rate`` to a 40th of it on a cosine, then
 ``--full-batch-epochs`` of full-batch EM, each step accumulating the counts of the whole training split, with step
-size 0.5)::
+size 0.5; ``--pseudocount ALPHA`` adds ALPHA samples' worth of uniform counts to every sum in each EM update,
+a Dirichlet prior)::
 
     python examples/debd.py --datasets nltcs plants --epochs 20
     python examples/debd.py --structure hclt --num-latents 32 --datasets nltcs plants --epochs 20
@@ -46,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument(
         "--full-batch-epochs", type=int, default=None, help="full-batch EM epochs after the mini-batch ones (hclt)"
+    )
+    parser.add_argument(
+        "--pseudocount",
+        type=float,
+        default=None,
+        help="samples' worth of uniform counts added to every sum in each EM update (hclt; default 0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
     parser.add_argument("--quick", action="store_true", help="tiny model, 1 epoch on 500 rows (smoke test)")
@@ -96,6 +103,7 @@ class Config:
     num_latents: int = 32
     num_components: int = 1
     full_batch_epochs: int = 0
+    pseudocount: float = 0.0
 
 
 #: The HCLT's training budget where the command line does not set it (mini-batch EM with a decaying step size,
@@ -158,10 +166,21 @@ def best_chow_liu_tree(train: np.ndarray, valid: np.ndarray) -> ChowLiuTree:
     return max(trees, key=lambda tree: float(np.mean(tree.log_likelihood(valid))))
 
 
-def online_em(learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, accumulate_batches: int = 1):
-    """``OnlineExpectationMaximization`` interpolating normalized weights (the EM of Einsum Networks and PyJuice)."""
+def online_em(
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    samples_per_update: int,
+    pseudocount: float,
+    accumulate_batches: int = 1,
+) -> optimizers.OnlineExpectationMaximization:
+    """``OnlineExpectationMaximization`` interpolating normalized weights (the EM of Einsum Networks and PyJuice).
+
+    ``pseudocount`` is in samples per update; the optimizer's counts are averages over ``samples_per_update``.
+    """
     return optimizers.OnlineExpectationMaximization(
-        learning_rate=learning_rate, normalized_update=True, accumulate_batches=accumulate_batches
+        learning_rate=learning_rate,
+        normalized_update=True,
+        accumulate_batches=accumulate_batches,
+        pseudocount=pseudocount / samples_per_update,
     )
 
 
@@ -183,7 +202,7 @@ def build_model(
         )
         steps = math.ceil(len(train) / config.batch_size) * config.epochs
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=1 / 40)
-        return spn, online_em(schedule)
+        return spn, online_em(schedule, min(config.batch_size, len(train)), config.pseudocount)
     return build_ratspn(train.shape[1], config, seed), keras.optimizers.Adam(learning_rate=config.learning_rate)
 
 
@@ -200,7 +219,12 @@ class EarlyStoppingFrom(keras.callbacks.EarlyStopping):
 
 
 def fit_full_batch(
-    spn: models.SequentialSumProductNetwork, train: np.ndarray, valid: np.ndarray, epochs: int, verbose: int
+    spn: models.SequentialSumProductNetwork,
+    train: np.ndarray,
+    valid: np.ndarray,
+    epochs: int,
+    pseudocount: float,
+    verbose: int,
 ) -> list[float]:
     """Full-batch EM: each epoch accumulates the counts of all of ``train`` into one update.
 
@@ -211,7 +235,9 @@ def fit_full_batch(
     """
     batch_size = min(FULL_BATCH_ROWS, len(train))
     spn.compile(
-        optimizer=online_em(FULL_BATCH_LEARNING_RATE, accumulate_batches=math.ceil(len(train) / batch_size)),
+        optimizer=online_em(
+            FULL_BATCH_LEARNING_RATE, len(train), pseudocount, accumulate_batches=math.ceil(len(train) / batch_size)
+        ),
         loss=losses.NegativeLogLikelihood(),
         metrics=[metrics.LogLikelihood()],
     )
@@ -250,7 +276,7 @@ def fit_dataset(name: str, data_dir: Path | None, config: Config, seed: int, ver
     )
     valid_llh = [float(v) for v in history.history["val_llh"]]
     if config.structure == "hclt" and config.full_batch_epochs:
-        valid_llh += fit_full_batch(spn, train, data["valid"], config.full_batch_epochs, verbose)
+        valid_llh += fit_full_batch(spn, train, data["valid"], config.full_batch_epochs, config.pseudocount, verbose)
     seconds = time.perf_counter() - start
     result: dict[str, float] = {
         split: float(spn.evaluate(array, batch_size=1000, verbose=0, return_dict=True)["llh"])
@@ -306,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "full_batch_epochs": args.full_batch_epochs,
+        "pseudocount": args.pseudocount,
     }
     config = Config(**{**config.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     source = args.data_dir.resolve() if args.data_dir is not None else "the cache (~/.keras/datasets/debd)"

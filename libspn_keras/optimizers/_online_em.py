@@ -38,15 +38,36 @@ def normalized_count_gradient(gradient: Any, axis: int) -> Any:
     return ops.where(reached, gradient / ops.where(reached, total, ops.ones_like(total)), ops.zeros_like(gradient))
 
 
+def with_pseudocount(gradient: Any, axis: int, pseudocount: float) -> Any:
+    """The negated counts ``gradient`` with ``pseudocount`` more counts per sum, spread evenly over its children.
+
+    The children of a sum lie along ``axis``. This is the symmetric Dirichlet prior (Laplace smoothing) that
+    PyJuice's and Juice.jl's EM updates add.
+    """
+    if not pseudocount:
+        return gradient
+    return gradient - pseudocount / gradient.shape[axis]
+
+
 def _updated_value(
-    variable: Any, gradient: Any, lr: Any, rule: str, axis: int | None, normalize_counts: bool = False
+    variable: Any,
+    gradient: Any,
+    lr: Any,
+    rule: str,
+    axis: int | None,
+    normalize_counts: bool = False,
+    pseudocount: float = 0.0,
 ) -> Any:
     """The new value of ``variable`` under ``rule`` (``gradient`` already averaged over accumulated batches).
 
-    ``normalize_counts``: ``gradient`` holds sums' counts, normalized per sum (``normalized_count_gradient``) first.
+    ``pseudocount``: added to the counts of each sum along ``axis`` first (``with_pseudocount``; none without an
+    ``axis``). ``normalize_counts``: ``gradient`` holds sums' counts, normalized per sum
+    (``normalized_count_gradient``) next.
     ``"normalized"``: the normalized update along ``axis``; ``"gliding"``: the gliding average
     ``(1 - lr) variable - lr * gradient``; ``"step"``: ``variable - lr * gradient`` (cumulative counts, or SGD).
     """
+    if axis is not None:
+        gradient = with_pseudocount(gradient, axis, pseudocount)
     if normalize_counts and axis is not None:
         gradient = normalized_count_gradient(gradient, axis)
     if rule == "normalized":
@@ -104,6 +125,15 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
     ``accumulate_batches=k`` sums the (normalized, where the rule normalizes) counts and gradients of ``k``
     consecutive batches and applies their mean every ``k``-th step, as the original did.
 
+    ``pseudocount=c`` adds :math:`c / K` to each of the :math:`K` counts of every sum before they are used
+    (normalized or not): a symmetric Dirichlet prior on the weights, the Laplace smoothing of PyJuice's
+    ``mini_batch_em(step_size, pseudocount)``. It keeps weights away from zero, and pulls a sum that no sample
+    reached towards uniform weights. The counts are averages over the batch (a sum that every sample reaches has
+    counts that sum to 1), so :math:`c = \alpha / B` at batch size :math:`B` adds :math:`\alpha` samples' worth
+    to every batch's counts, and :math:`c = \alpha / (k B)` with ``accumulate_batches=k`` (full-batch EM over
+    :math:`N = k B` samples: :math:`\alpha / N`) adds :math:`\alpha` to every update. Leaf statistics (moments,
+    not counts of outcomes) and gradients get none.
+
     Each variable of at least ``XLA_UPDATE_MIN_SIZE`` (65,536) entries is updated by one XLA-compiled computation
     (``tf.function(jit_compile=True)`` on TensorFlow, ``jax.jit`` on JAX; compiled on the first step, once per
     variable), the others by the same computation as plain ops; both give the same values up to float rounding. (On
@@ -120,17 +150,21 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
             of every sum towards the batch's normalized counts (requires ``gliding_average``), ``False`` to use
             the unnormalized counts of every sum.
         name: Name of the optimizer.
+        pseudocount: Counts added to every sum's counts in each batch, spread evenly over its children (``0``:
+            none). Keyword-only, so that ``name`` keeps its position.
         **kwargs: Passed on to ``keras.optimizers.Optimizer``.
 
     Raises:
         ValueError: If ``learning_rate`` is not positive (or above 1 with ``gliding_average``),
-            ``accumulate_batches`` is not a positive integer, ``normalized_update`` is not ``None`` or a bool, or
-            ``normalized_update=True`` is used without ``gliding_average``.
+            ``accumulate_batches`` is not a positive integer, ``normalized_update`` is not ``None`` or a bool,
+            ``normalized_update=True`` is used without ``gliding_average``, or ``pseudocount`` is not a finite,
+            non-negative number.
 
     Example:
         >>> opt = OnlineExpectationMaximization(learning_rate=0.05, accumulate_batches=2)
-        >>> opt.gliding_average, opt.accumulate_batches, opt.normalized_update
-        (True, 2, None)
+        >>> opt.gliding_average, opt.accumulate_batches, opt.normalized_update, opt.pseudocount
+        (True, 2, None, 0.0)
+        >>> smoothed = OnlineExpectationMaximization(learning_rate=0.1, normalized_update=True, pseudocount=0.1 / 512)
     """
 
     def __init__(
@@ -140,6 +174,8 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         accumulate_batches: int = 1,
         normalized_update: bool | None = None,
         name: str = "OnlineEM",
+        *,
+        pseudocount: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if isinstance(learning_rate, int | float) and not learning_rate > 0.0:
@@ -160,10 +196,21 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
                 "gliding_average=True. Received: gliding_average=False"
             )
         accumulate_batches = _check_accumulate_batches(accumulate_batches)
+        if (
+            isinstance(pseudocount, bool)
+            or not isinstance(pseudocount, numbers.Real)
+            or not math.isfinite(pseudocount)
+            or pseudocount < 0
+        ):
+            raise ValueError(
+                "OnlineExpectationMaximization expects pseudocount to be a finite number >= 0. "
+                f"Received: pseudocount={pseudocount!r}"
+            )
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.accumulate_batches = accumulate_batches
-        self.gliding_average = bool(gliding_average)
-        self.normalized_update = normalized_update
+        self.accumulate_batches: int = accumulate_batches
+        self.gliding_average: bool = bool(gliding_average)
+        self.normalized_update: bool | None = normalized_update
+        self.pseudocount: float = float(pseudocount)
 
     def build(self, variables: list[Any]) -> None:
         """Record which variables hold EM statistics and how each is updated (the backend hands raw variables)."""
@@ -176,7 +223,7 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         )
         # One compiled function per large variable, so that no function is retraced for another shape.
         self._compiled_updates: dict[int, Callable[..., Any]] = {
-            index: jit_compiled(_updated_value, static_argnums=(3, 4, 5))
+            index: jit_compiled(_updated_value, static_argnums=(3, 4, 5, 6))
             for index, variable in enumerate(variables)
             if None not in variable.shape and math.prod(variable.shape) >= XLA_UPDATE_MIN_SIZE
         }
@@ -209,11 +256,16 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         index = self._get_variable_index(variable)
         rule, axis, normalize_counts = self._rules[index]
         update = self._compiled_updates.get(index, _updated_value)
+        pseudocount = self.pseudocount
         if self.accumulate_batches == 1:
-            self.assign(variable, update(ops.convert_to_tensor(variable), gradient, lr, rule, axis, normalize_counts))
+            self.assign(
+                variable,
+                update(ops.convert_to_tensor(variable), gradient, lr, rule, axis, normalize_counts, pseudocount),
+            )
             return
         if normalize_counts:  # per batch, as the original's op normalized each batch's counts
-            gradient = normalized_count_gradient(gradient, axis)
+            gradient = normalized_count_gradient(with_pseudocount(gradient, axis, pseudocount), axis)
+            pseudocount = 0.0
         batch_sum = self._batch_sums[index]
         total = ops.convert_to_tensor(batch_sum) + gradient
         last = ops.equal((self.iterations + 1) % self.accumulate_batches, 0)
@@ -221,7 +273,9 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
         self.assign(
             variable,
             ops.cond(
-                last, lambda: update(current, total / self.accumulate_batches, lr, rule, axis, False), lambda: current
+                last,
+                lambda: update(current, total / self.accumulate_batches, lr, rule, axis, False, pseudocount),
+                lambda: current,
             ),
         )
         self.assign(batch_sum, ops.where(last, ops.zeros_like(total), total))
@@ -233,4 +287,5 @@ class OnlineExpectationMaximization(keras.optimizers.Optimizer):
             "gliding_average": self.gliding_average,
             "accumulate_batches": self.accumulate_batches,
             "normalized_update": self.normalized_update,
+            "pseudocount": self.pseudocount,
         }

@@ -265,3 +265,63 @@ def test_invalid_accumulate_batches_raises(value):
 def test_normalized_update_must_be_none_or_a_bool():
     with pytest.raises(ValueError, match="normalized_update to be None, True or False. Received: 'yes'"):
         optimizers.OnlineExpectationMaximization(normalized_update="yes")
+
+
+@pytest.mark.parametrize("accumulate_batches", [1, 2])
+@pytest.mark.parametrize("normalized_update", [None, True, False], ids=["original", "normalized", "counts"])
+def test_pseudocount_is_a_symmetric_dirichlet_prior_on_each_sum(
+    float64, compiled, accumulate_batches, normalized_update
+):
+    """``pseudocount=c`` adds c / K to each of a sum's K counts (per batch) before the rule uses them."""
+    rng = np.random.default_rng(5)
+    start = rng.dirichlet(np.ones(4), size=(2, 3)).transpose(0, 2, 1)  # [groups, num_in=4, num_out=3]
+    counts = rng.uniform(0.0, 0.4, size=(accumulate_batches, *start.shape))
+    counts[:, 1, :, 2] = 0.0  # a sum that no batch reached
+    c, lr = 0.3, 0.2
+    opt = optimizers.OnlineExpectationMaximization(
+        learning_rate=lr, accumulate_batches=accumulate_batches, normalized_update=normalized_update, pseudocount=c
+    )
+    soft, hard, moments = keras.Variable(start), keras.Variable(start), keras.Variable(start)
+    mark_em_statistic(soft, outcome_axis=-2, normalized_counts=True)
+    mark_em_statistic(hard, outcome_axis=-2, normalized_counts=False)
+    mark_em_statistic(moments)  # leaf statistics: no outcome axis, no pseudocount
+    for batch in counts:
+        opt.apply([-batch, -batch, -batch], [soft, hard, moments])
+    smoothed = counts + c / 4
+    normalized = (smoothed / smoothed.sum(axis=-2, keepdims=True)).mean(axis=0)
+    weights = start / start.sum(axis=-2, keepdims=True)
+    expected_soft, expected_hard = {
+        None: (0.8 * start + 0.2 * normalized, 0.8 * start + 0.2 * smoothed.mean(axis=0)),
+        True: (0.8 * weights + 0.2 * normalized, 0.8 * weights + 0.2 * normalized),
+        False: (0.8 * start + 0.2 * smoothed.mean(axis=0), 0.8 * start + 0.2 * smoothed.mean(axis=0)),
+    }[normalized_update]
+    if normalized_update is True and accumulate_batches == 2:  # the mean of the counts is normalized once
+        mean = smoothed.mean(axis=0)
+        expected_soft = expected_hard = 0.8 * weights + 0.2 * mean / mean.sum(axis=-2, keepdims=True)
+    np.testing.assert_allclose(to_numpy(soft), expected_soft, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(hard), expected_hard, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(moments), 0.8 * start + 0.2 * counts.mean(axis=0), rtol=1e-12)
+    if normalized_update is True:  # the sum no sample reached moves towards uniform weights
+        np.testing.assert_allclose(to_numpy(soft)[1, :, 2], 0.8 * weights[1, :, 2] + 0.2 * 0.25, rtol=1e-12)
+
+
+def test_pseudocount_smooths_the_weights_of_a_trained_model(float64):
+    """A state that never occurs keeps weight c / K / (1 + c) after one normalized step with the whole step size."""
+    model = mixture_model(sum_ops.SumOpEMBackprop())
+    x = np.array([[0], [2], [2], [0]], "float64")
+    fit_one_batch(model, optimizers.OnlineExpectationMaximization(1.0, normalized_update=True, pseudocount=0.6), x)
+    weights = np.exp(to_numpy(model.log_marginal(np.array([[0.0], [1.0], [2.0]])))).reshape(-1)
+    np.testing.assert_allclose(weights, (np.array([0.5, 0.0, 0.5]) + 0.2) / 1.6, rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), float("inf"), True, "0.1", None])
+def test_invalid_pseudocount_raises(value):
+    with pytest.raises(ValueError, match=rf"pseudocount to be a finite number >= 0. Received: pseudocount={value!r}"):
+        optimizers.OnlineExpectationMaximization(pseudocount=value)
+
+
+def test_pseudocount_round_trips_through_the_config():
+    config = optimizers.OnlineExpectationMaximization(pseudocount=0.25).get_config()
+    assert config["pseudocount"] == 0.25
+    assert optimizers.OnlineExpectationMaximization.from_config(config).pseudocount == 0.25
+    assert optimizers.OnlineExpectationMaximization().pseudocount == 0.0

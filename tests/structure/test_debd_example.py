@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.example_loader import load_example
@@ -23,3 +24,14 @@ def test_debd_quick_hclt(capsys):
     for split in ("train", "valid", "test", "chow_liu_test"):
         assert math.isfinite(nltcs[split]) and nltcs[split] < 0.0
     assert nltcs["num_params"] == 16 * 2 * 3 + 15 * 3 * 3 + 3  # leaf sums, tree edges, root
+
+
+def test_debd_pseudocount_is_converted_to_the_counts_of_each_update():
+    # --pseudocount is in samples per update; the optimizer's counts are averages over a batch (mini-batch phase)
+    # or over the whole training split (full-batch phase, fit_full_batch).
+    debd = load_example("debd")
+    train = np.random.default_rng(0).integers(0, 2, (120, 4))
+    config = debd.Config(structure="hclt", num_latents=2, batch_size=50, pseudocount=2.0)
+    _, optimizer = debd.build_model(train, debd.chow_liu_tree(train), config, seed=0)
+    assert optimizer.pseudocount == 2.0 / 50 and optimizer.normalized_update
+    assert debd.online_em(0.5, len(train), 2.0, accumulate_batches=3).pseudocount == 2.0 / 120
