@@ -12,9 +12,8 @@ has no public op for live here, each with one implementation per backend (Tensor
   raise and callers catch, per backend.
 - ``read_variable``, ``graph_checked_values``, ``add_n``, ``widest_int_dtype``, ``is_backend_tensor``: small
   pieces the layers need where ``keras.ops`` has no equivalent.
-- ``as_tensor``, ``argmax_int32``, ``stateless_uniform``, ``map_int32``: what the sum ops' selection and
-  sampling rules need (a variable read as a tensor; the first index on ties; draws from a seed tensor inside a
-  loop; a map without TensorFlow's extra signature call).
+- ``as_tensor``, ``stateless_uniform``: what the sum ops' selection and sampling rules need (a variable read as a
+  tensor; draws from a seed tensor).
 - ``recurrence``, ``jit_compiled``: the dynamic SPN's time loop (``tf.while_loop`` with a fixed iteration
   bound on TensorFlow, which XLA needs for its gradient; ``keras.ops.scan`` elsewhere) and a compiled function.
 - ``values_known`` / ``check``: value checks that raise a ``ValueError`` where values are concrete (eager
@@ -511,25 +510,6 @@ def as_tensor(x: Any) -> Tensor:
     return keras.ops.convert_to_tensor(x)
 
 
-def argmax_int32(x: Tensor, axis: int) -> Tensor:
-    """Index (int32) of the first maximum of ``x`` along ``axis``.
-
-    Example:
-        >>> import numpy as np
-        >>> keras.ops.convert_to_numpy(argmax_int32(np.array([[1.0, 3.0, 3.0]]), axis=-1)).tolist()
-        [1]
-    """
-    if backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.argmax(x, axis=axis, output_type=tf.int32)
-    if backend() == "jax":
-        import jax.numpy as jnp
-
-        return jnp.argmax(x, axis=axis).astype("int32")
-    return keras.ops.cast(keras.ops.argmax(x, axis=axis), "int32")
-
-
 def stateless_uniform(
     shape: Sequence[Any], seed: Tensor, minval: float = 0.0, maxval: float = 1.0, dtype: str | None = None
 ) -> Tensor:
@@ -554,28 +534,6 @@ def stateless_uniform(
         key = keras.ops.cast(keras.ops.convert_to_tensor(seed), "uint32")
         return keras.random.uniform(tuple(shape), minval, maxval, dtype=dtype, seed=key)
     raise NotImplementedError(f"Seeded draws inside loops are not written for the '{backend()}' Keras backend.")
-
-
-def map_int32(fn: Callable[[Any], Tensor], elems: Any) -> Tensor:
-    """``fn`` applied to each slice of ``elems`` (a tensor or tuple of tensors) along axis 0, one after the other.
-
-    ``fn`` returns an int32 tensor; the results are stacked.
-
-    Example:
-        >>> import numpy as np
-        >>> out = map_int32(lambda x: keras.ops.cast(keras.ops.sum(x), "int32"), np.ones((3, 2), "float32"))
-        >>> keras.ops.convert_to_numpy(out).tolist()
-        [2, 2, 2]
-    """
-    if backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.map_fn(fn, elems, fn_output_signature=tf.int32)
-    if backend() == "jax":
-        import jax
-
-        return jax.lax.map(fn, elems)
-    return keras.ops.map(fn, elems)
 
 
 def recurrence(

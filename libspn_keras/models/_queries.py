@@ -36,7 +36,6 @@ from libspn_keras.math import WeightedSumParts, check_seed, seed_generator
 from libspn_keras.math._backend import Tensor, vjp
 from libspn_keras.math._random import Seed
 from libspn_keras.sum_ops import BaseSelectionSumOp, SumOpBase, SumOpGradBackprop, SumOpSampleBackprop
-from libspn_keras.sum_ops._em import weighted_logits
 
 
 class MaxProductSumOp(BaseSelectionSumOp):
@@ -48,14 +47,14 @@ class MaxProductSumOp(BaseSelectionSumOp):
     def __init__(self) -> None:
         super().__init__(sample_prob=None)
 
-    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
-        """Weighted child log-probabilities ``[groups, rows, in, out]``."""
-        return weighted_logits(x, log_weights)
+    def selection_log_weights(self, log_weights: Tensor) -> Tensor:
+        """The log-weights themselves: the maximizing child of ``x_i + log w_io``."""
+        return log_weights
 
     def forward_rows(self, x_rows: Tensor, weights_rows: Tensor, log_norm: Tensor | None) -> WeightedSumParts:
         """Weighted maximum over the children (rows layout)."""
         # ``initial``: an empty batch gives an empty result (Keras' ``max`` raises on empty tensors without it).
-        logits = weighted_logits(x_rows, ops.log(weights_rows))
+        logits = ops.expand_dims(x_rows, -1) + ops.expand_dims(ops.log(weights_rows), 1)  # [groups, rows, in, out]
         log_max = ops.max(logits, axis=-2, initial=float("-inf"))
         if log_norm is not None:
             log_max -= log_norm

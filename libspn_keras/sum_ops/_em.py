@@ -10,7 +10,8 @@ import keras
 from keras import ops
 
 from libspn_keras.math import WeightedSumParts
-from libspn_keras.math._backend import Tensor, argmax_int32, map_int32, stateless_uniform
+from libspn_keras.math._argmax import weighted_argmax
+from libspn_keras.math._backend import Tensor, stateless_uniform
 from libspn_keras.math._random import Seed, derived_seeds, resolve_seed, stateless_seed
 from libspn_keras.sum_ops._base import SumOpBase
 
@@ -54,15 +55,13 @@ class SumOpEMBackprop(SumOpBase):
         return {}
 
 
-SELECTION_LOGITS_PER_ROW = 2**18
-"""The most selection logits per row of the signal (``groups * in * out``) a selection op forms at once."""
-
-
 class BaseSelectionSumOp(SumOpBase):
     """Base of ops that send each sum's count to one selected child (hard EM, unweighted hard EM, sampling).
 
-    The selected child of sum ``o`` maximizes the selection logits (``argmax`` takes the first index on ties);
-    with probability ``sample_prob`` it is instead drawn from the softmax of the selection logits (Gumbel-max).
+    The selected child of sum ``o`` maximizes the selection logits ``x_i + selection_log_weights(log w)_io`` (the
+    first index on ties); with probability ``sample_prob`` it is instead drawn from the softmax of the selection
+    logits (Gumbel-max). ``libspn_keras.math._argmax.weighted_argmax`` finds it without forming the logits of all
+    children at once.
 
     Args:
         sample_prob: Sampling probability in the range of [0, 1], or ``None`` (never sample).
@@ -91,29 +90,18 @@ class BaseSelectionSumOp(SumOpBase):
     sets on its own copy of the op."""
 
     @abc.abstractmethod
-    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
-        """Logits from which each sum selects a child (rows layout).
+    def selection_log_weights(self, log_weights: Tensor) -> Tensor:
+        """The log-weights added to the children's values to select a child.
 
         Args:
-            x: Log-space children ``[groups, rows, in]``.
             log_weights: Log-weights ``[groups, in, out]``.
 
         Returns:
-            ``[groups, rows, in, out]``, or ``[groups, rows, in, 1]`` when every sum of a row uses the same logits.
+            ``[groups, in, out]``, or ``[groups, in, 1]`` when every sum of a row selects by the same logits.
         """
-
-    shares_logits: ClassVar[bool] = False
-    """Whether ``selection_logits`` are the same for every sum of a row (``[groups, rows, in, 1]``)."""
 
     def backward(self, parts: WeightedSumParts, dy: Tensor, seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Send each sum's count to its selected child (segment sums; no one-hot edge tensors).
-
-        At most ``SELECTION_LOGITS_PER_ROW`` selection logits (``groups * in * out``) per row are formed at once:
-        with more, the sums select their children in blocks of outputs, one block after the other (a loop,
-        ``libspn_keras.math._backend.map_int32``), with the same winners. E.g. the logits of a RAT-SPN level
-        with 512 regions of 1,024 products and 32 sums take 210 MB per block at batch 100 instead of 6.7 GB at once.
-        Logits that every sum of a row shares (``shares_logits``, without sampling) are formed once, never in
-        blocks.
 
         With sampling, the seeds of the draws come from ``self.seed`` (``_draw_seeds``), or, given ``seed``
         (``backward_seed``, drawn in the forward pass where backward rules are traced), are derived from it.
@@ -121,33 +109,9 @@ class BaseSelectionSumOp(SumOpBase):
         x = parts.log_children
         assert x is not None, "selection ops do not fuse products, so the log-space children exist"
         log_weights = ops.log(parts.weights)  # [groups or 1, in, out]
-        num_out = log_weights.shape[-1]
-        per_out = None if None in (x.shape[0], x.shape[-1]) else x.shape[0] * x.shape[-1]
-        if (self.shares_logits and not self.sample_prob) or per_out is None or num_out is None:
-            block = num_out
-        else:
-            block = max(1, SELECTION_LOGITS_PER_ROW // per_out)
-        if num_out is None or block >= num_out:
-            winners = self._select(x, log_weights, self._draw_seeds() if seed is None else self._derive(seed, 1)[0])
-        else:
-            num_blocks = -(-num_out // block)
-            block = -(-num_out // num_blocks)  # balanced blocks, the last one padded
-            padded = ops.pad(log_weights, [[0, 0], [0, 0], [0, num_blocks * block - num_out]])
-            blocks = ops.transpose(ops.reshape(padded, [-1, padded.shape[1], num_blocks, block]), [2, 0, 1, 3])
-            if self.sample_prob:
-                # The seeds of every block, drawn before the loop in the order the blocks draw them.
-                if seed is None:
-                    seeds = ops.stack([self._draw_seeds() for _ in range(num_blocks)])
-                else:
-                    seeds = self._derive(seed, num_blocks)
-                selected = map_int32(lambda args: self._select(x, args[0], args[1]), (blocks, seeds))
-            else:
-                selected = map_int32(lambda lw: self._select(x, lw, None), blocks)
-            groups = ops.shape(selected)[1]  # [blocks, groups, rows, block]
-            winners = ops.reshape(ops.transpose(selected, [1, 2, 0, 3]), [groups, -1, num_blocks * block])
-            winners = winners[:, :, :num_out]
+        winners = self._select(x, log_weights, self._draw_seeds() if seed is None else self._derive(seed))
         num_in = _dim(x, -1)
-        if winners.shape[-1] == 1 and num_out != 1:  # one child per row for all its sums (shared logits)
+        if winners.shape[-1] == 1 and log_weights.shape[-1] != 1:  # one child per row for all its sums
             return shared_selection_counts(winners, dy, num_in)
         return selection_counts(ops.broadcast_to(winners, ops.shape(dy)), dy, num_in)
 
@@ -174,29 +138,26 @@ class BaseSelectionSumOp(SumOpBase):
             return None
         return stateless_seed(resolve_seed(self.seed))
 
-    def _derive(self, seed: Tensor, num_blocks: int) -> Tensor:
-        """The seeds (int32 ``[num_blocks, 1 or 2, 2]``) of ``num_blocks`` ``_select`` calls, derived from ``seed``."""
-        count = 1 if self.sample_prob is not None and self.sample_prob >= 1.0 else 2
-        return ops.reshape(derived_seeds(seed, num_blocks * count), [num_blocks, count, 2])
+    def _derive(self, seed: Tensor) -> Tensor | None:
+        """The seeds (int32 ``[1 or 2, 2]``) of one ``_select`` with sampling, derived from ``seed``."""
+        if not self.sample_prob:
+            return None
+        return derived_seeds(seed, 1 if self.sample_prob >= 1.0 else 2)
 
     def _select(self, x: Tensor, log_weights: Tensor, seeds: Tensor | None) -> Tensor:
         """Selected child of each sum of ``log_weights`` (``[groups or 1, in, out]``): ``[groups, rows, out or 1]``.
 
         ``seeds`` (``_draw_seeds``) are those of the draws when sampling.
         """
-        logits = self.selection_logits(x, log_weights)  # [groups, rows, in, out or 1]
-        winners = argmax_int32(logits, axis=-2)
+        selection = self.selection_log_weights(log_weights)
         if not self.sample_prob or seeds is None:
-            return winners
-        logits_shape = ops.shape(logits)
-        full = [*logits_shape[:3], ops.shape(log_weights)[-1]]  # every sum draws its own
-        # Stateless draws from the seeds drawn by ``_draw_seeds``: no new random kernel per eager call.
-        uniform = stateless_uniform(full, seeds[0], 1e-20, 1.0, dtype=logits.dtype)
-        sampled = argmax_int32(logits - ops.log(-ops.log(uniform)), axis=-2)
+            return weighted_argmax(x, selection)
+        # Every sum draws its own child, from stateless draws of the seeds: no new random kernel per eager call.
+        sampled = weighted_argmax(x, selection, gumbel_seed=seeds[0], num_out=log_weights.shape[-1])
         if self.sample_prob < 1.0:
-            use_sample = stateless_uniform(ops.shape(sampled), seeds[1], dtype=logits.dtype)
-            use_sample = use_sample < self.sample_prob
-            sampled = ops.where(use_sample, sampled, ops.broadcast_to(winners, ops.shape(sampled)))
+            use_sample = stateless_uniform(ops.shape(sampled), seeds[1], dtype=x.dtype) < self.sample_prob
+            winners = ops.broadcast_to(weighted_argmax(x, selection), ops.shape(sampled))
+            sampled = ops.where(use_sample, sampled, winners)
         return sampled
 
     @property
@@ -253,11 +214,6 @@ def shared_selection_counts(winners: Tensor, dy: Tensor, num_in: Tensor) -> tupl
     return child_counts, ops.matmul(ops.swapaxes(one_hot, -1, -2), dy)
 
 
-def weighted_logits(x: Tensor, log_weights: Tensor) -> Tensor:
-    """``x_i + log w_io``: ``[groups, rows, in, 1] + [groups, 1, in, out] -> [groups, rows, in, out]``."""
-    return ops.expand_dims(x, -1) + ops.expand_dims(log_weights, 1)
-
-
 @keras.saving.register_keras_serializable(package="libspn_keras")
 class SumOpHardEMBackprop(BaseSelectionSumOp):
     """Sum op with hard EM signals in backpropagation when computed through TensorFlow's autograd engine.
@@ -274,9 +230,9 @@ class SumOpHardEMBackprop(BaseSelectionSumOp):
         SumOpHardEMBackprop(sample_prob=0.5)
     """
 
-    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
-        """Weighted child log-probabilities."""
-        return weighted_logits(x, log_weights)
+    def selection_log_weights(self, log_weights: Tensor) -> Tensor:
+        """The log-weights themselves: children are selected by their weighted log-probabilities."""
+        return log_weights
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -297,9 +253,9 @@ class SumOpUnweightedHardEMBackprop(BaseSelectionSumOp):
 
     shares_logits: ClassVar[bool] = True
 
-    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
-        """Unweighted child log-probabilities, the same for every sum of a region."""
-        return ops.expand_dims(x, -1)
+    def selection_log_weights(self, log_weights: Tensor) -> Tensor:
+        """Zeros ``[groups, in, 1]``: the unweighted child log-probabilities, the same for every sum of a region."""
+        return ops.zeros_like(log_weights[..., :1])
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -319,9 +275,9 @@ class SumOpSampleBackprop(BaseSelectionSumOp):
     def __init__(self) -> None:
         super().__init__(sample_prob=1.0)
 
-    def selection_logits(self, x: Tensor, log_weights: Tensor) -> Tensor:
-        """Weighted child log-probabilities."""
-        return weighted_logits(x, log_weights)
+    def selection_log_weights(self, log_weights: Tensor) -> Tensor:
+        """The log-weights themselves: children are selected by their weighted log-probabilities."""
+        return log_weights
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments (none)."""

@@ -8,7 +8,7 @@ import pytest
 
 from libspn_keras import layers, models, sum_ops
 from libspn_keras.math import WeightedSumParts
-from libspn_keras.sum_ops import _em as em_module
+from libspn_keras.math import _argmax as argmax_module
 from tests.backend_utils import grad, jit, tensor, to_numpy
 from tests.reference_spn import ReferenceSPN
 
@@ -59,16 +59,16 @@ def counts_and_child_signal(model, x, observed=None):
     return to_numpy(dense_grad), to_numpy(root_grad).reshape(-1, 1)  # the root's [1, 1, n, 1] as [n, 1]
 
 
-# Selection logits per output of the model's DenseSum: (2 scopes x NUM_DECOMPS groups) x NUM_STATES**2 children.
-LOGITS_PER_OUT = 2 * NUM_DECOMPS * NUM_STATES**2
+@pytest.fixture(params=["whole", "chunks_of_2", "chunks_of_5"])
+def selection_chunks(request, monkeypatch):
+    """Selection ops compare all children of a sum one after another, or in chunks (``argmax_module.CHUNK``).
 
-
-@pytest.fixture(params=["whole", "blocks_of_1", "blocks_of_2"])
-def selection_blocks(request, monkeypatch):
-    """Selection ops form all their logits at once, or the DenseSum's 3 outputs in blocks of 1 (3 blocks) or of 2
-    (2 blocks, the last one padded), through ``SELECTION_LOGITS_PER_ROW``."""
+    The DenseSum has 4 children and the RootSum 18: chunks of 2 compare the DenseSum's in 2 chunks and the
+    RootSum's in 9 (more chunks than ``CHUNK``: an argmax over them); chunks of 5 compare the RootSum's in 4
+    chunks of 5, the last padded by 2.
+    """
     if request.param != "whole":
-        monkeypatch.setattr(em_module, "SELECTION_LOGITS_PER_ROW", int(request.param[-1]) * LOGITS_PER_OUT)
+        monkeypatch.setattr(argmax_module, "CHUNK", int(request.param[-1]))
     return request.param
 
 
@@ -135,7 +135,7 @@ def _select(ref: ReferenceSPN, x: np.ndarray, weighted: bool) -> tuple[np.ndarra
     [(sum_ops.SumOpHardEMBackprop(), True), (sum_ops.SumOpUnweightedHardEMBackprop(), False)],
     ids=["hard_em", "unweighted_hard_em"],
 )
-def test_hard_em_winners_equal_brute_force_argmax(setup, float64, selection_blocks, op, weighted):
+def test_hard_em_winners_equal_brute_force_argmax(setup, float64, selection_chunks, op, weighted):
     ref, x = setup
     model = make_model(ref, op)
     dense_counts, root_counts = counts_and_child_signal(model, x)
@@ -145,7 +145,7 @@ def test_hard_em_winners_equal_brute_force_argmax(setup, float64, selection_bloc
 
 
 @pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
-def test_hard_em_ties_go_to_the_first_child(float64, selection_blocks, op_cls):
+def test_hard_em_ties_go_to_the_first_child(float64, selection_chunks, op_cls):
     # All variables unobserved: every leaf is 1, all products tie; uniform weights make weighted ties too.
     ref = make_reference(np.random.default_rng(1))
     ref.sum_weights[0][:] = 1.0 / NUM_STATES**2
@@ -159,7 +159,7 @@ def test_hard_em_ties_go_to_the_first_child(float64, selection_blocks, op_cls):
     assert dense_counts.sum() == 4
 
 
-def test_hard_em_with_sampling_prob_one_samples_from_the_posterior(float64, selection_blocks):
+def test_hard_em_with_sampling_prob_one_samples_from_the_posterior(float64, selection_chunks):
     ref = make_reference(np.random.default_rng(2))
     model = make_model(ref, sum_ops.SumOpHardEMBackprop(sample_prob=1.0))
     x = np.tile(np.array([[1, 0, 1]]), (4000, 1))
@@ -193,7 +193,7 @@ def test_child_signal_of_soft_em_is_the_gradient_of_the_log_likelihood(float64):
     [sum_ops.SumOpEMBackprop(), sum_ops.SumOpHardEMBackprop(), sum_ops.SumOpUnweightedHardEMBackprop()],
     ids=lambda op: type(op).__name__,
 )
-def test_em_ops_run_under_xla_with_the_same_counts(float64, selection_blocks, op):
+def test_em_ops_run_under_xla_with_the_same_counts(float64, selection_chunks, op):
     ref = make_reference(np.random.default_rng(5))
     x = np.random.default_rng(6).integers(0, 2, size=(4, NUM_VARS)).astype("float64")
     model = make_model(ref, op)
@@ -219,21 +219,23 @@ def test_sample_prob_out_of_range_raises(prob):
         sum_ops.SumOpHardEMBackprop(sample_prob=prob)
 
 
+@pytest.mark.parametrize("chunk", [64, 2], ids=["whole", "chunks_of_2"])
 @pytest.mark.parametrize("forward_seed", [False, True], ids=["seeds_drawn_backward", "seed_from_the_forward_pass"])
 @pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
-def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkeypatch, op_cls, forward_seed):
-    # Every sum of a row draws its own child, also when its block of sums is formed separately: with the same
-    # children in every row, the edge counts over many rows estimate softmax(x + log w) (weighted) or softmax(x).
+def test_sampled_selection_follows_each_sums_posterior(float64, monkeypatch, op_cls, forward_seed, chunk):
+    # Every sum of a row draws its own child, also when its children are compared in chunks (3 children: 2 chunks
+    # of 2, one padded): with the same children in every row, the edge counts over many rows estimate
+    # softmax(x + log w) (weighted) or softmax(x).
     rng = np.random.default_rng(9)
     num_rows, num_in, num_out = 4000, 3, 5
     x_group = np.log(rng.dirichlet(np.ones(num_in), size=2))  # [groups, in]
     weights = rng.dirichlet(np.ones(num_in), size=(2, num_out)).transpose(0, 2, 1)  # [groups, in, out]
     x = np.repeat(x_group[:, None, :], num_rows, axis=1)
     parts = WeightedSumParts(log_sums=None, weights=tensor(weights), log_children=tensor(x))
-    monkeypatch.setattr(em_module, "SELECTION_LOGITS_PER_ROW", 2 * 2 * num_in)  # blocks of 2 sums: 3 blocks
+    monkeypatch.setattr(argmax_module, "CHUNK", chunk)
 
     op = op_cls(sample_prob=1.0)
-    # The seed drawn in the forward pass where backward rules are traced (JAX), from which the blocks derive theirs.
+    # The seed drawn in the forward pass where backward rules are traced (JAX), from which the draws derive theirs.
     seed = op.backward_seed() if forward_seed else None
     child_counts, edge_counts = op.backward(parts, keras.ops.ones([2, num_rows, num_out], "float64"), seed)
 
@@ -247,7 +249,7 @@ def test_sampled_selection_in_blocks_follows_each_sums_posterior(float64, monkey
 
 
 @pytest.mark.parametrize("op_cls", [sum_ops.SumOpHardEMBackprop, sum_ops.SumOpUnweightedHardEMBackprop])
-def test_selection_counts_of_children_and_edges_equal_brute_force(float64, selection_blocks, op_cls):
+def test_selection_counts_of_children_and_edges_equal_brute_force(float64, selection_chunks, op_cls):
     # Random counts (some zero) per sum: each sum sends its count to its selected child, and the edge count of
     # (child, sum) adds the counts of the rows where the sum selected that child.
     rng = np.random.default_rng(10)
