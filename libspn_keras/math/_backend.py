@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
@@ -57,6 +58,15 @@ def custom_gradient(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Calla
     gradient (and on JAX must not depend on differentiated values). ``grad_fn`` may return a single tensor for a
     function of one input.
 
+    On TensorFlow, eager calls use ``tf.custom_gradient``. In a graph (``tf.function``, which ``fit`` and
+    ``predict`` trace) ``tf.custom_gradient`` would register a gradient function under a new name in TensorFlow's
+    global gradient registry on every call, keeping the traced graph alive for good (megabytes per model built).
+    Instead each call traces ``f`` into a ``tf.function`` of its own whose outputs pass through an ``IdentityN``
+    op whose gradient is overridden (``gradient_override_map``) by one function registered once per process; it
+    looks ``grad_fn`` up in a table held by that function's graph, which is freed with it. The nested function is
+    what makes a ``tf.GradientTape`` recording the graph honour the override: the tape takes a function call's
+    gradient from its graph, where a single op's would come from its type (``IdentityN``: the identity).
+
     Args:
         f: The forward pass, returning its outputs and the backward rule.
 
@@ -74,24 +84,7 @@ def custom_gradient(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Calla
     """
     name = backend()
     if name == "tensorflow":
-        import tensorflow as tf
-
-        @tf.custom_gradient
-        def tf_wrapped(*inputs: Any) -> Any:
-            outputs, grad_fn = f(*inputs)
-
-            def grad(upstream: Any, variables: Any = None) -> Any:
-                grads = _as_tuple(grad_fn(upstream), len(inputs))
-                return grads if len(inputs) > 1 else grads[0]
-
-            return outputs, grad
-
-        def tf_call(*inputs: Any) -> Any:
-            # Variables are read first: a variable read inside ``f`` would make TensorFlow ask ``grad`` for
-            # variable gradients.
-            return tf_wrapped(*(tf.convert_to_tensor(x) for x in inputs))
-
-        return tf_call
+        return _tf_custom_gradient(f)
     if name == "jax":
         import jax
 
@@ -118,6 +111,77 @@ def custom_gradient(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Calla
 
         return Function.apply
     raise NotImplementedError(f"libspn_keras needs gradients, which the '{name}' Keras backend does not compute.")
+
+
+#: The one gradient function ``custom_gradient`` registers with TensorFlow (``_tf_graph_gradient``).
+_TF_GRADIENT = "LibspnKerasCustomGradient"
+_TF_REGISTRATION = threading.Lock()
+_tf_gradient_registered = False
+#: Attribute of a TensorFlow graph holding its table ``op name -> gradient`` of the ``IdentityN`` ops marked
+#: ``_TF_GRADIENT``. Graph -> table -> gradient -> graph tensors -> graph is a cycle the garbage collector frees.
+_TF_GRADIENTS_OF_GRAPH = "_libspn_keras_gradients"
+
+
+def _tf_custom_gradient(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., Any]:
+    """``custom_gradient`` on TensorFlow: ``tf.custom_gradient`` eagerly, else a function of its own (see there)."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def eager(*inputs: Any) -> Any:
+        outputs, grad_fn = f(*inputs)
+
+        def grad(upstream: Any, variables: Any = None) -> Any:
+            grads = _as_tuple(grad_fn(upstream), len(inputs))
+            return grads if len(inputs) > 1 else grads[0]
+
+        return outputs, grad
+
+    def traced(*inputs: Any) -> Any:
+        outputs, grad_fn = f(*inputs)
+        flat = tf.nest.flatten(outputs)
+        graph = tf.compat.v1.get_default_graph()
+        with graph.gradient_override_map({"IdentityN": _tf_graph_gradient()}):
+            # The inputs pass through too, so that the gradient function returns their gradients.
+            marked = tf.identity_n([*flat, *inputs])
+
+        def grad(*upstream: Any) -> list[Any]:
+            # ``IdentityN`` takes one gradient per output: none for ``f``'s outputs (its own ops get none).
+            grads = _as_tuple(grad_fn(tf.nest.pack_sequence_as(outputs, upstream[: len(flat)])), len(inputs))
+            return [None] * len(flat) + list(grads)
+
+        if not hasattr(graph, _TF_GRADIENTS_OF_GRAPH):
+            setattr(graph, _TF_GRADIENTS_OF_GRAPH, {})
+        getattr(graph, _TF_GRADIENTS_OF_GRAPH)[marked[0].op.name] = grad
+        return tf.nest.pack_sequence_as(outputs, marked[: len(flat)])
+
+    def call(*inputs: Any) -> Any:
+        # Variables are read first: ``tf.custom_gradient`` would ask ``grad`` for the gradients of variables read
+        # inside ``f``, and a ``tf.function`` would capture them rather than take them as inputs.
+        inputs = tuple(tf.convert_to_tensor(x) for x in inputs)
+        if tf.executing_eagerly():
+            return eager(*inputs)
+        return tf.function(traced, autograph=False)(*inputs)
+
+    return call
+
+
+def _tf_graph_gradient() -> str:
+    """Register the gradient function of the ``IdentityN`` ops ``custom_gradient`` marks (once); its name.
+
+    Under a lock: ``tf.distribute`` traces the replicas of a step in threads of their own.
+    """
+    global _tf_gradient_registered
+    import tensorflow as tf
+
+    with _TF_REGISTRATION:
+        if not _tf_gradient_registered:
+
+            @tf.RegisterGradient(_TF_GRADIENT)
+            def gradient(op: Any, *upstream: Any) -> Any:
+                return getattr(op.graph, _TF_GRADIENTS_OF_GRAPH)[op.name](*upstream)
+
+            _tf_gradient_registered = True
+    return _TF_GRADIENT
 
 
 def _as_tuple(grads: Any, num_inputs: int) -> tuple[Any, ...]:
