@@ -160,7 +160,10 @@ def _nested_scopes(tensor: Any, outer_scopes: Any) -> Scopes | None:
         inner_inputs, inner_outputs = list(model.inputs), list(model.outputs)
     except (AttributeError, TypeError):  # a subclassed model: its symbolic output is traced from ``call``
         return None
-    call_inputs = model._inbound_nodes[history.node_index].input_tensors
+    try:
+        call_inputs = model._inbound_nodes[history.node_index].input_tensors
+    except (AttributeError, IndexError):  # a Keras without these attributes: unchecked, as before
+        return None
     if len(call_inputs) != len(inner_inputs) or history.tensor_index >= len(inner_outputs):
         return None
     known = {id(inner): outer_scopes(outer) for inner, outer in zip(inner_inputs, call_inputs, strict=True)}
