@@ -4,13 +4,15 @@ Every test first reproduces the case as it was reported, then checks what must h
 names the layer or model, the expected and the received value, or the correct number (against scipy / numpy).
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
 from scipy import stats
 
-from libspn_keras import layers, losses, metrics, models
-from tests.backend_utils import eager_check_errors, function, graph_check_error, jit, tensor
+from libspn_keras import constraints, layers, losses, metrics, models
+from tests.backend_utils import backend, eager_check_errors, function, graph_check_error, jit, tensor
 
 # In graph mode TensorFlow quotes assertion messages, escaping the quotes around names.
 Q = r"\\?'"
@@ -209,10 +211,10 @@ def test_non_finite_location_initializer_is_rejected(initializer):
         ({"scale_initializer": "zeros"}, "scale_initializer to give finite, positive scales"),
     ],
 )
-@pytest.mark.requires_tensorflow  # a graph assertion in the traced train step (a traced JAX step skips checks)
 def test_initial_values_are_checked_when_the_model_is_built_inside_fit(kwargs, match):
     # Without keras.Input the model is built in the first (traced) train step, where the checks were skipped and
-    # the loss was NaN. Now the check runs with the initialization and its message comes first.
+    # the loss was NaN. Now the check runs with the initialization (a graph assertion on TensorFlow; on JAX the
+    # layer's first call after the deferred initialization raises) and its message comes first.
     spn = models.SequentialSumProductNetwork(
         [
             layers.FlatToRegions(num_decomps=1),
@@ -222,9 +224,78 @@ def test_initial_values_are_checked_when_the_model_is_built_inside_fit(kwargs, m
         ]
     )
     spn.compile(optimizer="adam", loss=losses.NegativeLogLikelihood())
-    with pytest.raises(graph_check_error()) as error:
+    with pytest.raises(graph_check_error() if backend() == "tensorflow" else ValueError) as error:
         spn.fit(np.zeros((8, 4), "float32"), epochs=1, verbose=0)
     assert first_line(error).startswith(f"Layer 'leaf' expects {match}")
+
+
+LINEAR_SUM_CASES = [
+    pytest.param(
+        {"accumulator_initializer": keras.initializers.Constant(-1.0), "logspace_accumulators": False},
+        {"linear_accumulator_constraint": constraints.Clip(-2.0)},
+        r"Received: min=-1\.0",
+        id="negative",
+    ),
+    pytest.param(
+        {"accumulator_initializer": "zeros", "logspace_accumulators": False},
+        {"linear_accumulator_constraint": keras.constraints.NonNeg()},
+        r"smallest total=0\.0",
+        id="zero_total",
+    ),
+]
+
+
+def fit_unbuilt(spn_layers: list[keras.layers.Layer], model_cls: type = models.SequentialSumProductNetwork) -> None:
+    """Fit a model without ``keras.Input`` (built inside the first train step) on 8 zero samples of 4 variables."""
+    model = model_cls(spn_layers)
+    model.compile(optimizer="adam", loss=losses.NegativeLogLikelihood())
+    model.fit(np.zeros((8, 4), "float32"), epochs=1, verbose=0)
+
+
+def region_spn(sum_kwargs: dict | None = None, leaf_kwargs: dict | None = None) -> list[keras.layers.Layer]:
+    return [
+        layers.FlatToRegions(num_decomps=1),
+        layers.NormalLeaf(num_components=2, name="leaf", **(leaf_kwargs or {})),
+        layers.DenseSum(num_sums=2, name="sum", **(sum_kwargs or {})),
+        layers.ReduceProduct(num_factors=4),
+        layers.RootSum(return_weighted_child_logits=False),
+    ]
+
+
+@pytest.mark.parametrize("model_cls", [models.SequentialSumProductNetwork, keras.Sequential], ids=["spn", "keras"])
+@pytest.mark.parametrize(("kwargs", "constraint", "received"), LINEAR_SUM_CASES)
+def test_linear_accumulators_are_checked_when_the_model_is_built_inside_fit(kwargs, constraint, received, model_cls):
+    # Without keras.Input the sum is built in the first (traced) train step, where the check was skipped: fit ran
+    # on negative or 0 / 0 weights. Now the check runs where the values are made: a graph assertion on TensorFlow
+    # (an SPN model puts its message first), the layer's first call after the deferred initialization on JAX.
+    expected = graph_check_error() if backend() == "tensorflow" else ValueError
+    with pytest.raises(expected) as error:
+        fit_unbuilt(region_spn({**kwargs, **constraint}), model_cls)
+    message = (
+        r"Layer 'sum' expects accumulator_initializer to give finite, non-negative linear accumulators with a "
+        r"positive total over the inputs of every sum after linear_accumulator_constraint=\w+ \(the weights are"
+    )
+    if backend() != "tensorflow":  # the values are known at JAX's deferred initialization, not in a graph
+        message += rf".*{received}"
+    assert re.search(message, str(error.value)), str(error.value)
+    if model_cls is models.SequentialSumProductNetwork or backend() != "tensorflow":
+        assert re.match(message, first_line(error)), first_line(error)
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        pytest.param({"leaf_kwargs": {"scale_initializer": "zeros"}}, id="leaf"),
+        pytest.param({"sum_kwargs": {**LINEAR_SUM_CASES[0].values[0], **LINEAR_SUM_CASES[0].values[1]}}, id="sum"),
+    ],
+)
+def test_a_failed_initial_value_check_inside_fit_leaves_later_models_working(invalid):
+    # On JAX, Keras initializes the weights of a model built inside fit after building it, one queue for all; an
+    # error raised there left the queue half done, and every later model in the process failed ("Variable ... is
+    # already initialized").
+    with pytest.raises(Exception, match=r"Layer '(leaf|sum)' expects"):
+        fit_unbuilt(region_spn(**invalid))
+    fit_unbuilt(region_spn())
 
 
 # --- Item 7: unclear crashes ---------------------------------------------------------------------------------------

@@ -309,6 +309,140 @@ def test_saved_model_reloads_with_its_scopes_checked(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Nested models: Keras computes a nested model's symbolic output without calling its layers, so the layers propagate
+# scopes in ``compute_output_spec`` as well
+
+
+def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of ``model``, those of nested models included."""
+    found = []
+    for layer in model.layers:
+        found += flat_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return found
+
+
+def nested_log_partition(model: keras.Model, shape: tuple[int, ...]) -> float:
+    """``log Z`` of a model with nested models (their sums randomized too), by enumerating every binary state."""
+    randomize_accumulators(SimpleNamespace(layers=flat_layers(model)), np.random.default_rng(1))
+    return float(logsumexp(np.asarray(model(tensor(states(shape))), np.float64)))
+
+
+def wrap(kind: str, shape: tuple[int, ...] | None, spn_layers: list[keras.layers.Layer]) -> keras.Model:
+    """``spn_layers`` as a model of ``kind``, on ``keras.Input(shape)`` (built lazily without one)."""
+    inputs = [] if shape is None else [keras.Input(shape)]
+    if kind == "sequential":
+        return keras.Sequential([*inputs, *spn_layers])
+    if kind == "spn":
+        return models.SequentialSumProductNetwork([*inputs, *spn_layers])
+    assert shape is not None, "a functional model needs its input"
+    out = x = keras.Input(shape)
+    for layer in spn_layers:
+        out = layer(out)
+    return keras.Model(x, out) if kind == "functional" else models.SumProductNetwork(x, out)
+
+
+NESTED_KINDS = ["sequential", "functional", "spn", "spn_functional"]
+
+
+@pytest.mark.parametrize("inner_kind", NESTED_KINDS)
+@pytest.mark.parametrize("outer_kind", ["sequential", "functional"])
+def test_a_root_after_a_nested_model_must_cover_every_variable(outer_kind, inner_kind):
+    # Before: it built, and the probabilities over both binary variables summed to 2 (variable 1 padded out).
+    inner = wrap(inner_kind, (2,), padded_root()[:-1])
+    root = layers.RootSum(return_weighted_child_logits=False)
+    if outer_kind == "sequential":
+        build = lambda: keras.Sequential([keras.Input((2,)), inner, root])  # noqa: E731
+    else:
+        x = keras.Input((2,))
+        build = lambda: keras.Model(x, root(inner(x)))  # noqa: E731
+    with pytest.raises(ValueError, match=r"root_sum\w*' .* all 2 variables .* variables \[1\] are not covered"):
+        build()
+
+
+def overlap_across_the_boundary() -> list[keras.layers.Layer]:
+    """Valid up to the first ``Conv2DProduct`` (padding "full": neighbouring cells share pixels); then invalid."""
+    return [
+        layers.IndicatorLeaf(num_components=2),
+        layers.Conv2DProduct(strides=1, dilations=1, kernel_size=2, padding="full", depthwise=True),
+        layers.Local2DSum(num_sums=2),
+        layers.Conv2DProduct(strides=1, dilations=1, kernel_size=2, depthwise=True, name="inner_product"),
+        layers.Local2DSum(num_sums=2),
+        layers.Conv2DProduct(strides=1, dilations=1, kernel_size=2, depthwise=True),
+        layers.SpatialToRegions(),
+        layers.RootSum(return_weighted_child_logits=False),
+    ]
+
+
+def test_an_overlap_across_the_boundary_of_a_nested_model_is_rejected():
+    # The inner model (on log-probabilities, so unchecked when it was built) takes products of neighbouring cells
+    # of the outer model's product and ends with the root: no layer above the nested call checks it, the SPN model
+    # does when it is built.
+    # Before: pixels occur several times in the products' children, so Z != 1.
+    assert abs(eager_log_partition(overlap_across_the_boundary, (2, 2, 1))) > 0.01
+    outer, inner = overlap_across_the_boundary()[:2], overlap_across_the_boundary()[2:]
+    inner_model = keras.Sequential([keras.Input((3, 3, 2)), *inner])
+    match = r"Layer 'inner_product': the product at output cell \(0, 0\) has children with overlapping scopes"
+    with pytest.raises(ValueError, match=match):
+        models.SequentialSumProductNetwork([keras.Input((2, 2, 1)), *outer, inner_model])
+    x = keras.Input((2, 2, 1))
+    out = x
+    for layer in outer:
+        out = layer(out)
+    with pytest.raises(ValueError, match=match):
+        models.SumProductNetwork(x, inner_model(out))
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["input", "no_input"])
+def test_nested_models_of_depth_two_are_checked(lazy):
+    shape = None if lazy else (2,)
+    bottom, top = padded_root()[:2], padded_root()[2:-1]
+    middle = keras.Sequential([wrap("sequential", shape, bottom), *top])
+    with pytest.raises(ValueError, match=r"variables \[1\] are not covered"):
+        models.SequentialSumProductNetwork(
+            [keras.Input((2,)), middle, layers.RootSum(return_weighted_child_logits=False)]
+        )
+
+
+@pytest.mark.parametrize("inner_kind", NESTED_KINDS)
+@pytest.mark.parametrize(("shape", "make_layers", "split"), [(*VALID[1].values, 4), (*VALID[3].values, 3)])
+def test_valid_structures_split_into_nested_models_build_and_sum_to_one(inner_kind, shape, make_layers, split):
+    spn_layers = make_layers()
+    bottom = wrap(inner_kind, shape, spn_layers[:split])
+    middle = keras.Sequential(spn_layers[split:-1])  # no keras.Input: built when the outer model calls it
+    model = keras.Sequential([keras.Input(shape), bottom, middle, spn_layers[-1]])
+    np.testing.assert_allclose(nested_log_partition(model, shape), 0.0, atol=1e-4)
+
+
+class SubclassedInner(keras.Model):
+    """An SPN without its root as a subclassed model: Keras traces its symbolic output from ``call``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spn_layers = padded_root()[:-1]
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        for layer in self.spn_layers:
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("case", ["subclassed_inner", "root_in_inner_plain_outer"])
+def test_what_nested_models_leave_unchecked(case):
+    # Documented in docs/errors.md: a subclassed model's symbolic output is traced from its ``call`` on backend
+    # tensors, so no scopes come out of it; and in a plain Keras model no layer of ours sees the output of a nested
+    # model that holds the root (the SPN models check it when they are built).
+    if case == "subclassed_inner":
+        model = keras.Sequential(
+            [keras.Input((2,)), SubclassedInner(), layers.RootSum(return_weighted_child_logits=False)]
+        )
+        np.testing.assert_allclose(nested_log_partition(model, (2,)), np.log(2), atol=1e-5)
+    else:
+        outer, inner = overlap_across_the_boundary()[:2], overlap_across_the_boundary()[2:]
+        model = keras.Sequential([keras.Input((2, 2, 1)), *outer, keras.Sequential([keras.Input((3, 3, 2)), *inner])])
+        assert abs(nested_log_partition(model, (2, 2, 1))) > 0.01
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Random structures: accepted exactly when valid, and then normalized
 
 

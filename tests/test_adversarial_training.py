@@ -102,3 +102,54 @@ def test_online_em_over_em_ops_does_not_warn(op):
 def test_allow_flag_must_be_a_bool():
     with pytest.raises(TypeError, match="Received: allow='yes'"):
         optimizers.allow_gradient_optimizers_with_em_statistics("yes")  # type: ignore[arg-type]
+
+
+def em_layers(op: sum_ops.SumOpBase) -> list[keras.layers.Layer]:
+    return small_spn(op).layers
+
+
+@pytest.mark.parametrize("model_kind", ["sequential", "functional", "dynamic"])
+def test_every_spn_model_class_checks_its_optimizer(model_kind):
+    if model_kind == "sequential":
+        model = small_spn(sum_ops.SumOpEMBackprop())
+        x = X
+    elif model_kind == "functional":
+        inputs = keras.Input((2,))
+        out = inputs
+        for layer in em_layers(sum_ops.SumOpEMBackprop()):
+            out = layer(out)
+        model = models.SumProductNetwork(inputs, out)
+        x = X
+    else:
+        template = keras.Sequential(
+            [
+                keras.Input(shape=(2,)),
+                layers.FlatToRegions(num_decomps=1),
+                layers.IndicatorLeaf(num_components=2),
+                layers.DenseSum(num_sums=3, sum_op=sum_ops.SumOpEMBackprop(), name="em_sums"),
+                layers.ReduceProduct(num_factors=2),
+            ]
+        )
+        model = models.DynamicSumProductNetwork(
+            template_network=template,
+            interface_network_t0=layers.DenseSum(num_sums=3),
+            interface_network_t_minus_1=keras.Sequential([keras.Input(shape=(1, 1, 9)), layers.DenseSum(num_sums=3)]),
+            top_network=layers.RootSum(return_weighted_child_logits=False),
+        )
+        x = np.stack([X[:2], X[2:]]).astype("float32")  # 2 sequences of 2 steps
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss=losses.NegativeLogLikelihood())
+    with pytest.raises(ValueError, match=r"Adam is a gradient optimizer.*em_sums/sum_weights"):
+        model.fit(x, epochs=1, verbose=0)
+
+
+def test_a_plain_keras_model_checks_its_optimizer_by_calling_the_check():
+    # Keras offers no public hook that sees both the optimizer and the variables (docs/errors.md): a plain
+    # keras.Sequential trains on the counts as gradients; the exported check says so before fit.
+    model = keras.Sequential(em_layers(sum_ops.SumOpEMBackprop()))
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss=losses.NegativeLogLikelihood())
+    before = to_numpy(model.layers[2].accumulators).copy()
+    model.fit(X, epochs=1, verbose=0)
+    assert not np.allclose(to_numpy(model.layers[2].accumulators), before)
+    with pytest.raises(ValueError, match=r"Adam is a gradient optimizer.*em_sums/sum_weights.*em_root/sum_weights"):
+        optimizers.check_optimizer_for_em_statistics(model.optimizer, model.trainable_variables)
+    optimizers.check_optimizer_for_em_statistics(optimizers.OnlineExpectationMaximization(), model.trainable_variables)

@@ -17,6 +17,7 @@ from libspn_keras.layers._validation import (
     check_mask_dtype,
     check_positive_int,
     pop_input_shape,
+    raise_deferred_initial_value_error,
 )
 from libspn_keras.math._backend import Tensor
 from libspn_keras.math._random import Seed
@@ -200,7 +201,11 @@ class BaseLeaf(ScopeTracking, keras.layers.Layer):
         return not_observed if missing is None else ops.logical_or(missing, not_observed)
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call the layer; a mask of the wrong dtype is named before Keras converts it (see ``check_mask_dtype``)."""
+        """Call the layer; a mask of the wrong dtype is named before Keras converts it (see ``check_mask_dtype``).
+
+        Invalid initial parameters found after the layer was built raise here (see ``checked_initializer``).
+        """
+        raise_deferred_initial_value_error(self)
         mask = kwargs.get("evidence_mask", args[0] if args else None)
         if mask is not None:
             check_mask_dtype(f"Layer '{self.name}'", "evidence_mask", mask)

@@ -17,8 +17,9 @@ from libspn_keras.initializers._clone import clone_initializer
 from libspn_keras.layers._validation import (
     Shape,
     check_float_dtype,
-    check_linear_accumulators,
     check_positive_int,
+    checked_linear_accumulators,
+    raise_deferred_initial_value_error,
     shape_checked_initializer,
 )
 from libspn_keras.logspace import logspace_wrapper_initializer
@@ -124,18 +125,20 @@ class BaseSum(keras.layers.Layer):
         else:
             initializer = self.accumulator_initializer
             constraint = self.linear_accumulator_constraint
+        initial = _constrained(
+            shape_checked_initializer(self.name, "accumulator_initializer", initializer, shape), constraint
+        )
         self.accumulators = self.add_weight(
             name="sum_weights",  # the original's name, so weight files list the same variables
             shape=shape,
-            initializer=_constrained(
-                shape_checked_initializer(self.name, "accumulator_initializer", initializer, shape), constraint
-            ),
+            # Log-space accumulators are valid whatever they are (a log-softmax normalizes them).
+            initializer=initial
+            if self.logspace_accumulators
+            else checked_linear_accumulators(initial, self, constraint),
             regularizer=self.accumulator_regularizer,
             constraint=constraint,
             trainable=True,
         )
-        if not self.logspace_accumulators:
-            check_linear_accumulators(self.name, self.accumulators, constraint)
         # Later calls must match the accumulators: leading axes index regions or cells, the last one the children.
         axes = {axis + 1: size for axis, size in enumerate(shape[:-2])}
         self.input_spec = input_spec or keras.InputSpec(ndim=len(shape) if axes else None, axes={**axes, -1: shape[-2]})
@@ -143,6 +146,11 @@ class BaseSum(keras.layers.Layer):
             mark_em_statistic(self.accumulators, outcome_axis=-2, normalized_counts=self.sum_op.normalizes_counts)
         else:
             mark_gradient_sum_accumulators(self.accumulators)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the layer; raises for invalid initial accumulators found after build (see ``checked_initializer``)."""
+        raise_deferred_initial_value_error(self)
+        return super().__call__(*args, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         """Return every constructor argument, nested objects serialized."""

@@ -174,7 +174,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
             shape=shape,
             initializer=checked_initializer(
                 _with_leading_axis(self.location_initializer),
-                self.name,
+                self,
                 "location_initializer",
                 "finite locations",
                 ops.isfinite,
@@ -184,7 +184,7 @@ class BaseLocationScaleLeaf(BaseLeaf):
         )
         checked_scale = checked_initializer(
             _with_leading_axis(self.scale_initializer),
-            self.name,
+            self,
             "scale_initializer",
             "finite, positive scales",
             lambda scale: ops.logical_and(ops.isfinite(scale), ops.greater(scale, 0)),

@@ -16,8 +16,16 @@ scope, repeated over the decompositions. A leaf called on an input that carries 
 starts it with a grid whose layout the first layer that needs one decides: a spatial layer reads one variable per
 cell, a region layer (products, permutations, ``Undecompose``, ``RootSum``) one variable per scope, shared by the
 decompositions; a spatial layer then rejects the region layout. Other layers skip the checks silently when their
-input carries no scopes (an eager call on concrete tensors, log-probabilities fed in as a model input, a nested
-model).
+input carries no scopes (an eager call on concrete tensors, log-probabilities fed in as a model input).
+
+**Nested models.** Keras computes the symbolic output of a nested model (a ``keras.Sequential``, functional
+``keras.Model`` or SPN model used as a layer) without calling its layers, so that output carries no scopes. A layer
+called on it derives them (``tracked_scopes``): each SPN layer records on its symbolic output the call that made it,
+and the nested model's layers are replayed in NumPy from the scopes of the inputs of the nested call, at any depth of
+nesting; an invalid structure raises the error of the inner layer that breaks it. An output of a nested model that no
+SPN layer reads (the nested model holds the root) is checked when an SPN model is built on it
+(``check_nested_outputs``), not in a plain Keras model. A subclassed model computes its symbolic output by tracing
+its ``call`` on backend tensors: nothing comes out of it, and the layers above it skip their checks.
 """
 
 from __future__ import annotations
@@ -28,10 +36,14 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
 # Attribute of a symbolic (Keras) tensor under which it carries its ``Scopes`` (Keras attaches masks the same way).
 _SCOPES_ATTRIBUTE = "_libspn_keras_scopes"
+# Attribute of a layer's symbolic output under which it records ``(layer, inputs)``, the call that made it, so that
+# its scopes can be derived again when a nested model that holds the layer is called on other inputs.
+_SOURCE_ATTRIBUTE = "_libspn_keras_scopes_source"
 REGION_CELLS = ("scope", "decomposition")
 REGION, SPATIAL = "region", "spatial"
 _ORIGINS = itertools.count()
@@ -95,10 +107,85 @@ def as_spatial(layer: str, scopes: Scopes | None) -> Scopes | None:
 
 
 def tracked_scopes(inputs: Any) -> Any:
-    """The ``Scopes`` an input carries (a tuple of them for a list of inputs); ``None`` where it carries none."""
+    """The ``Scopes`` an input carries (a tuple of them for a list of inputs); ``None`` where it carries none.
+
+    The output of a nested model carries none (Keras computes it without calling the model's layers): its scopes are
+    then derived through the model's layers from those of the model's inputs in that call (``_nested_scopes``).
+    """
     if isinstance(inputs, list | tuple):
         return tuple(tracked_scopes(x) for x in inputs)
-    return getattr(inputs, _SCOPES_ATTRIBUTE, None)
+    scopes = getattr(inputs, _SCOPES_ATTRIBUTE, None)
+    if scopes is None and _is_symbolic(inputs):
+        scopes = _nested_scopes(inputs, tracked_scopes)
+        if scopes is not None:
+            setattr(inputs, _SCOPES_ATTRIBUTE, scopes)  # derived once per tensor: its leaves keep one origin
+    return scopes
+
+
+def check_nested_outputs(model: keras.Model) -> None:
+    """Check the nested models whose outputs are outputs of ``model`` (e.g. one that holds the root).
+
+    A layer above a nested model checks the scopes of its output when it is called; an output of ``model`` made by
+    a nested model has no such layer above it. Raise a ``ValueError`` if its structure is not a valid SPN.
+    """
+    try:
+        outputs = model.outputs
+    except AttributeError:  # a subclassed model, or a keras.Sequential that is not built yet
+        return
+    tracked_scopes(list(outputs or []))
+
+
+def _nested_scopes(tensor: Any, outer_scopes: Any) -> Scopes | None:
+    """The scopes of ``tensor`` if a nested model made it, derived through its layers; ``None`` otherwise.
+
+    Args:
+        tensor: A symbolic tensor.
+        outer_scopes: Gives the scopes of a tensor of the graph that holds ``tensor`` (an input of the call).
+
+    Returns:
+        The scopes of ``tensor``, or ``None`` if a nested model did not make it or they are unknown (a subclassed
+        model, or a layer that does not track scopes on the way).
+
+    Raises:
+        ValueError: If the structure of the nested model is not a valid SPN on those inputs.
+    """
+    # ``tensor._keras_history`` (operation, node_index, tensor_index) records the call that made a symbolic tensor,
+    # and ``operation._inbound_nodes[node_index]`` that call's inputs: how Keras itself walks a functional graph
+    # (the ``Node`` docstring in ``keras/src/ops/node.py``).
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or not isinstance(history.operation, keras.Model):
+        return None
+    model = history.operation
+    try:
+        inner_inputs, inner_outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, TypeError):  # a subclassed model: its symbolic output is traced from ``call``
+        return None
+    try:
+        call_inputs = model._inbound_nodes[history.node_index].input_tensors
+    except (AttributeError, IndexError):  # a Keras without these attributes: unchecked, as before
+        return None
+    if len(call_inputs) != len(inner_inputs) or history.tensor_index >= len(inner_outputs):
+        return None
+    known = {id(inner): outer_scopes(outer) for inner, outer in zip(inner_inputs, call_inputs, strict=True)}
+    return _derived_scopes(inner_outputs[history.tensor_index], known)
+
+
+def _derived_scopes(tensor: Any, known: dict[int, Scopes | None]) -> Any:
+    """The scopes of a tensor of a nested model, derived from ``known`` scopes (by ``id``) of the call's inputs.
+
+    The scopes ``tensor`` carries are those of the model's own inputs (when it was built): they are derived again,
+    layer by layer, through the calls that the layers recorded. ``known`` also caches the tensors already derived.
+    """
+    if isinstance(tensor, list | tuple):
+        return tuple(_derived_scopes(x, known) for x in tensor)
+    if id(tensor) not in known:
+        source = getattr(tensor, _SOURCE_ATTRIBUTE, None)
+        if source is not None:
+            layer, inputs = source
+            known[id(tensor)] = layer._propagate_scopes(_derived_scopes(inputs, known), _input_shape(inputs))
+        else:  # a nested model in the nested model, or a layer that does not track scopes
+            known[id(tensor)] = _nested_scopes(tensor, lambda x: _derived_scopes(x, known))
+    return known[id(tensor)]
 
 
 def _input_shape(inputs: Any) -> Any:
@@ -147,6 +234,7 @@ class ScopeTracking(abc.ABC):
             scopes = self._propagate_scopes(tracked_scopes(inputs), _input_shape(inputs))
             if scopes is not None:
                 setattr(outputs, _SCOPES_ATTRIBUTE, scopes)
+            setattr(outputs, _SOURCE_ATTRIBUTE, (self, inputs))
             self.output_scopes = None if scopes is None else scopes.counts
         return outputs
 

@@ -15,7 +15,6 @@ from libspn_keras.math._backend import (
     check,
     graph_checked_values,
     initializer_errors,
-    read_variable,
     value_check_error,
     values_known,
     widest_int_dtype,
@@ -169,50 +168,67 @@ def check_states(values: Tensor, num_states: int, message: str, fraction_message
 Shape = tuple[Any, ...]
 
 
-def initial_value(variable: Any) -> np.ndarray | None:
-    """Value of a freshly created weight as a NumPy array, or ``None`` where it is not available yet.
+# Attribute of a layer holding the message of an invalid initial value found where raising would break Keras (a
+# deferred initialization, see ``checked_initializer``); the layer's next call raises it.
+_DEFERRED_ERROR = "_libspn_keras_initial_value_error"
 
-    (A layer built lazily inside a ``tf.function``, e.g. the first ``fit`` step, may get a weight whose value is
-    only set when the graph runs; build-time value checks are then skipped.)
-    """
-    value = read_variable(variable)
-    return value if value is not None and value.shape == tuple(variable.shape) else None
+
+def raise_deferred_initial_value_error(layer: keras.layers.Layer) -> None:
+    """Raise the ``ValueError`` of an invalid initial value of ``layer`` that ``checked_initializer`` deferred."""
+    message = getattr(layer, _DEFERRED_ERROR, None)
+    if message is not None:
+        raise ValueError(message)
+
+
+def _min_max_invalid(what: str) -> Callable[[np.ndarray, np.ndarray], str]:
+    def received(values: np.ndarray, valid: np.ndarray) -> str:
+        invalid = int(np.size(valid) - np.count_nonzero(valid))
+        return f"min({what})={values.min()}, max({what})={values.max()}, {invalid} invalid values"
+
+    return received
 
 
 def checked_initializer(
     initializer: Callable[..., Any],
-    layer: str,
+    layer: keras.layers.Layer,
     argument: str,
     requirement: str,
     valid: Callable[[Any], Any],
     what: str = "value",
+    received: Callable[[np.ndarray, np.ndarray], str] | None = None,
 ) -> Callable[..., Any]:
     """Wrap ``initializer`` so that the values it gives are checked with ``valid`` wherever they are made.
 
-    Eagerly (a layer built on data or symbolic inputs) a ``ValueError`` is raised at once. In a layer built
-    lazily inside a traced function (e.g. the first step of ``fit`` on a model without ``keras.Input``) the values
-    only exist when the graph runs, so a check with the same message runs with the variable's initialization
-    (an ``InvalidArgumentError``).
+    Where the values are known (a layer built on data or symbolic inputs) a ``ValueError`` is raised at once. In a
+    layer built lazily inside a traced TensorFlow function (e.g. the first step of ``fit`` on a model without
+    ``keras.Input``) the values only exist when the graph runs, so a check with the same message runs with the
+    variable's initialization (an ``InvalidArgumentError``). On JAX, Keras initializes the weights of a model built
+    inside ``fit`` after building it, all from one queue; an error raised there would leave the queue half done
+    and break every later model of the process, so the message is kept and the layer's next call raises it
+    (``raise_deferred_initial_value_error``, in the first train step). In a traced JAX function the values are
+    unknown and not checked.
 
     Args:
         initializer: The initializer to wrap.
-        layer: Name of the layer, for the message.
+        layer: The layer whose weight it initializes (named in the message).
         argument: Name of the initializer argument, for the message.
         requirement: What the values must be, e.g. ``"finite, positive scales"``.
         valid: Maps the initial values (a tensor) to a boolean tensor, ``True`` where a value is valid.
         what: Name of the values in the message (``"Received: min(scale)=..."``).
+        received: Describes invalid values (NumPy values and ``valid``) after ``"Received: "``; by default their
+            minimum, maximum and the number of invalid values.
 
     Returns:
         An initializer ``(shape, dtype=None) -> values`` for ``add_weight``.
 
     Raises:
-        ValueError: When called eagerly, if ``valid`` is ``False`` anywhere.
+        ValueError: When called where values are known, if ``valid`` is ``False`` anywhere.
 
     Example:
         >>> import keras
         >>> init = checked_initializer(
-        ...     keras.initializers.Constant(-1.0), "leaf", "scale_initializer", "positive scales",
-        ...     lambda v: v > 0, "scale",
+        ...     keras.initializers.Constant(-1.0), keras.layers.Layer(name="leaf"), "scale_initializer",
+        ...     "positive scales", lambda v: v > 0, "scale",
         ... )
         >>> init((2,))
         Traceback (most recent call last):
@@ -220,42 +236,48 @@ def checked_initializer(
         ValueError: Layer 'leaf' expects scale_initializer to give positive scales. Received: min(scale)=-1.0, \
 max(scale)=-1.0, 2 invalid values
     """
-    message = f"Layer '{layer}' expects {argument} to give {requirement}."
+    message = f"Layer '{layer.name}' expects {argument} to give {requirement}."
+    describe = received or _min_max_invalid(what)
 
     def initialize(shape: Sequence[int], dtype: Any = None) -> Any:
         values = ops.convert_to_tensor(initializer(shape, dtype=dtype))
-        if values_known(values):
-            if not bool(np.all(ops.convert_to_numpy(valid(values)))):
-                received = ops.convert_to_numpy(values)
-                raise ValueError(
-                    f"{message} Received: min({what})={received.min()}, max({what})={received.max()}, "
-                    f"{int(np.size(received) - np.count_nonzero(ops.convert_to_numpy(valid(values))))} invalid values"
-                )
-            return values
-        # In a traced TensorFlow function: a check with the variable's initialization (see graph_checked_values).
-        return graph_checked_values(values, valid(values), message)
+        if not values_known(values):
+            # In a traced TensorFlow function: a check with the variable's initialization (see graph_checked_values).
+            return graph_checked_values(values, valid(values), message)
+        ok = np.asarray(ops.convert_to_numpy(valid(values)))
+        if not bool(np.all(ok)):
+            error = f"{message} Received: {describe(np.asarray(ops.convert_to_numpy(values)), ok)}"
+            if not layer.built:  # called by add_weight in build: raising is safe
+                raise ValueError(error)
+            setattr(layer, _DEFERRED_ERROR, error)  # a deferred initialization, after build (see above)
+        return values
 
     return initialize
 
 
-def check_linear_accumulators(layer: str, accumulators: Any, constraint: Any = None) -> None:
-    """Raise a ``ValueError`` unless initial linear accumulators ``[..., num_in, num_out]`` give valid weights.
+def checked_linear_accumulators(
+    initializer: Callable[..., Any], layer: keras.layers.Layer, constraint: Any = None
+) -> Callable[..., Any]:
+    """Wrap the initializer of linear accumulators ``[..., num_in, num_out]`` so that they must give valid weights.
 
     Every entry must be finite and non-negative and every sum (column) needs a positive total, since the weights
     are the accumulators divided by that total. ``constraint``, if given, is the linear accumulator constraint the
-    initial values already passed through (named in the message).
+    initial values already passed through (named in the message). Checked wherever the values are made (see
+    ``checked_initializer``).
     """
-    values = initial_value(accumulators)
-    if values is None:
-        return
-    totals = values.sum(axis=-2)
-    if not np.all(np.isfinite(values)) or values.min() < 0 or totals.min() <= 0:
-        after = "" if constraint is None else f" after linear_accumulator_constraint={type(constraint).__name__}"
-        raise ValueError(
-            f"Layer '{layer}' expects accumulator_initializer to give finite, non-negative linear accumulators with "
-            f"a positive total over the inputs of every sum{after} (the weights are the accumulators divided by "
-            f"it). Received: min={values.min()}, smallest total={totals.min()}"
-        )
+    after = "" if constraint is None else f" after linear_accumulator_constraint={type(constraint).__name__}"
+    return checked_initializer(
+        initializer,
+        layer,
+        "accumulator_initializer",
+        "finite, non-negative linear accumulators with a positive total over the inputs of every sum"
+        f"{after} (the weights are the accumulators divided by it)",
+        lambda values: ops.logical_and(
+            ops.logical_and(ops.isfinite(values), ops.greater_equal(values, 0)),
+            ops.greater(ops.sum(values, axis=-2, keepdims=True), 0),
+        ),
+        received=lambda values, valid: f"min={values.min()}, smallest total={values.sum(axis=-2).min()}",
+    )
 
 
 def shape_checked_initializer(

@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from libspn_keras.layers import DenseProduct, PermuteAndPadScopesRandom, ReduceProduct
+from libspn_keras.layers._scope_tracking import check_nested_outputs
 from libspn_keras.math._backend import Tensor, backward_rules_traced, values_known
 from libspn_keras.math._random import unseeded_draws_from
 from libspn_keras.models import _masked_leaves as masked_leaves
@@ -134,6 +135,11 @@ class SequentialSumProductNetwork(GenerativeTrainingMixin, keras.Sequential):
         # one compiled call to the next. Only on JAX, so that nothing changes elsewhere (e.g. the draws of later
         # unseeded initializers, which the generator's seed would advance).
         self.trace_seed_generator = keras.random.SeedGenerator() if backward_rules_traced() else None
+
+    def build(self, input_shape: Any = None) -> None:
+        """Build the layers on ``input_shape``; a nested model that makes the output is checked as a valid SPN."""
+        super().build(input_shape)
+        check_nested_outputs(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the model, checking the data first: ``keras.Sequential`` casts it to ``keras.Input``'s dtype."""

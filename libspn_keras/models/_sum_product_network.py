@@ -6,6 +6,7 @@ from typing import Any
 
 import keras
 
+from libspn_keras.layers._scope_tracking import check_nested_outputs
 from libspn_keras.models._generative import GenerativeTrainingMixin, revive
 from libspn_keras.models._input_checks import check_declared_dtype
 
@@ -39,6 +40,7 @@ class SumProductNetwork(GenerativeTrainingMixin, keras.Model):
     def __init__(self, *args: Any, unsupervised: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unsupervised = bool(unsupervised)
+        check_nested_outputs(self)  # a nested model that makes an output (e.g. holds the root) is a valid SPN
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None, **kwargs: Any) -> Any:
         """Run the model on ``inputs``, checked first against the dtype its ``keras.Input`` declares."""

@@ -2,6 +2,7 @@
 
 from libspn_keras.optimizers._em_statistics import (
     allow_gradient_optimizers_with_em_statistics,
+    check_optimizer_for_em_statistics,
     em_outcome_axis,
     is_em_statistic,
     mark_em_statistic,
@@ -11,6 +12,7 @@ from libspn_keras.optimizers._online_em import OnlineExpectationMaximization
 __all__ = [
     "OnlineExpectationMaximization",
     "allow_gradient_optimizers_with_em_statistics",
+    "check_optimizer_for_em_statistics",
     "em_outcome_axis",
     "is_em_statistic",
     "mark_em_statistic",

@@ -89,15 +89,35 @@ def allow_gradient_optimizers_with_em_statistics(allow: bool = True) -> None:
 def check_optimizer_for_em_statistics(optimizer: Any, variables: Iterable[Any]) -> None:
     """Raise if a gradient optimizer would update EM statistics among ``variables``.
 
-    Called by the SPN models at their first train step (``train_step`` is traced once).
+    ``SumProductNetwork``, ``SequentialSumProductNetwork`` and ``DynamicSumProductNetwork`` call it at their first
+    train step. Keras has no public hook that sees both a model's optimizer and its variables, so a plain Keras model
+    (``keras.Sequential``, ``keras.Model``) of SPN layers does not: call it after ``compile`` and before ``fit``.
 
     Args:
         optimizer: The model's optimizer (``None`` if not compiled).
-        variables: The variables it updates.
+        variables: The variables it updates, e.g. ``model.trainable_variables``.
 
     Raises:
         ValueError: If ``optimizer`` is not an ``OnlineExpectationMaximization`` and some of ``variables`` hold EM
             statistics, unless ``allow_gradient_optimizers_with_em_statistics()`` was called.
+
+    Example:
+        >>> import keras
+        >>> from libspn_keras import layers, losses, optimizers, sum_ops
+        >>> model = keras.Sequential([
+        ...     keras.Input((2,)),
+        ...     layers.FlatToRegions(num_decomps=1),
+        ...     layers.IndicatorLeaf(num_components=2),
+        ...     layers.ReduceProduct(num_factors=2),
+        ...     layers.RootSum(return_weighted_child_logits=False, sum_op=sum_ops.SumOpEMBackprop(), name="root"),
+        ... ])
+        >>> model.compile(optimizer=keras.optimizers.Adam(), loss=losses.NegativeLogLikelihood())
+        >>> optimizers.check_optimizer_for_em_statistics(model.optimizer, model.trainable_variables)
+        Traceback (most recent call last):
+        ...
+        ValueError: Adam is a gradient optimizer, but these variables receive EM counts instead of gradients ...
+        >>> model.compile(optimizer=optimizers.OnlineExpectationMaximization(), loss=losses.NegativeLogLikelihood())
+        >>> optimizers.check_optimizer_for_em_statistics(model.optimizer, model.trainable_variables)
     """
     from libspn_keras.optimizers._online_em import OnlineExpectationMaximization
 
