@@ -203,3 +203,10 @@ def test_jax_xla_flags_benchmark_quick():
     floor, forward = (float(cell.replace(",", "")) for cell in none_row.strip("|").split("|")[1:3])
     assert floor > 0 and forward > 0
     assert any(line.startswith("| `--xla_no_such_flag=1` | failed (") for line in lines), result.stdout
+
+
+def test_selection_benchmark_quick():
+    # In this process: the script checks that weighted_argmax gives the argmax of the logits in every mode.
+    rows = load_script(REPO / "benchmarks" / "selection.py").main(["--quick", "--repeats", "1"])
+    assert {row["shape"] for row in rows} == {"small", "chunked"}
+    assert all(row["reference_ms"] > 0 and row["ours_ms"] > 0 for row in rows)
