@@ -10,6 +10,11 @@ from libspn_keras import layers, models, sum_ops
 from tests.backend_utils import grad, to_numpy
 
 
+def em_normal_leaf(**initializers) -> layers.NormalLeaf:
+    """A ``NormalLeaf`` of two components with EM accumulators and a trainable scale (the original's 4 weights)."""
+    return layers.NormalLeaf(num_components=2, use_accumulators=True, scale_trainable=True, **initializers)
+
+
 def mixture(leaf):
     """A mixture of two products of one normal per variable (3 variables), trained by soft EM."""
     return models.SequentialSumProductNetwork(
@@ -48,10 +53,7 @@ def test_weights_are_listed_as_in_the_original(kwargs, names):
 
 
 def test_scale_is_the_second_moment_over_its_own_count():
-    leaf = layers.NormalLeaf(
-        num_components=2,
-        use_accumulators=True,
-        scale_trainable=True,
+    leaf = em_normal_leaf(
         location_initializer=keras.initializers.Constant(0.5),
         scale_initializer=keras.initializers.Constant(2.0),
         accumulator_initializer=keras.initializers.Constant(3.0),
@@ -69,10 +71,7 @@ def test_scale_is_the_second_moment_over_its_own_count():
 def test_e_step_statistics_are_posterior_weighted_moments(float64):
     rng = np.random.default_rng(0)
     locations, scales = rng.normal(size=(3, 2)), rng.uniform(0.5, 2.0, (3, 2))
-    leaf = layers.NormalLeaf(
-        num_components=2,
-        use_accumulators=True,
-        scale_trainable=True,
+    leaf = em_normal_leaf(
         location_initializer=keras.initializers.Constant(locations[None, :, None, :, None]),
         scale_initializer=keras.initializers.Constant(scales[None, :, None, :, None]),
     )
@@ -96,10 +95,7 @@ def test_e_step_statistics_are_posterior_weighted_moments(float64):
 
 def test_statistics_are_finite_when_the_counts_start_at_zero():
     # s2 comes from the initial location itself, not from s1 / n (0 / 0 with zero counts).
-    leaf = layers.NormalLeaf(
-        num_components=2,
-        use_accumulators=True,
-        scale_trainable=True,
+    leaf = em_normal_leaf(
         location_initializer=keras.initializers.Constant(0.5),
         accumulator_initializer=keras.initializers.Zeros(),
     )
