@@ -12,7 +12,8 @@ selects the model: ``ratspn`` (default; trained with Adam) or ``hclt`` (``libspn
 of mini-batch online EM whose step size decays from ``--learning-rate`` to a 40th of it on a cosine, then
 ``--full-batch-epochs`` of full-batch EM, each step accumulating the counts of the whole training split, with step
 size 0.5; ``--pseudocount ALPHA`` adds ALPHA samples' worth of uniform counts to every sum in each EM update,
-a Dirichlet prior)::
+a Dirichlet prior). ``--restarts N`` trains each data set N times (seeds ``--seed``, ``--seed`` + 1, ...) and keeps
+the run of best validation log-likelihood::
 
     python examples/debd.py --datasets nltcs plants --epochs 20
     python examples/debd.py --structure hclt --num-latents 32 --datasets nltcs plants --epochs 20
@@ -55,9 +56,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="samples' worth of uniform counts added to every sum in each EM update (hclt; default 0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="train with seeds SEED, SEED + 1, ...; keep the run of best validation log-likelihood (default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny model, 1 epoch on 500 rows (smoke test)")
     parser.add_argument("--verbose", action="store_true", help="print the log-likelihoods of every epoch")
     args = parser.parse_args(argv)
+    if args.restarts < 1:
+        parser.error(f"--restarts must be at least 1. Received: {args.restarts}")
     args.data_dir = data_paths.debd_data_dir(parser, args.data_dir, args.datasets)
     return args
 
@@ -299,6 +308,23 @@ def fit_dataset(name: str, data_dir: Path | None, config: Config, seed: int, ver
     return result
 
 
+def best_restart(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run of best validation log-likelihood (model selection on the validation split, as for a seed).
+
+    With several runs, prints which seed was kept and the spread of the test log-likelihoods over all of them.
+    """
+    best = max(runs, key=lambda run: run["valid"])
+    if len(runs) > 1:
+        tests = np.array([run["test"] for run in runs])
+        print(
+            f"{name}: kept seed {best['seed']:.0f} of {len(runs)} restarts (best valid {best['valid']:.3f}): "
+            f"test {best['test']:.3f}; test over all restarts: mean {tests.mean():.4f}, min {tests.min():.3f}, "
+            f"max {tests.max():.3f}",
+            flush=True,
+        )
+    return best
+
+
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
     """Format the log-likelihoods (and published references, where known) as a Markdown table."""
     lines = [
@@ -340,8 +366,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
     results = {}
     for name in args.datasets:
-        keras.utils.set_random_seed(args.seed)
-        results[name] = fit_dataset(name, args.data_dir, config, args.seed, verbose=2 if args.verbose else 0)
+        runs = []
+        for seed in range(args.seed, args.seed + args.restarts):
+            keras.utils.set_random_seed(seed)
+            runs.append(
+                {**fit_dataset(name, args.data_dir, config, seed, verbose=2 if args.verbose else 0), "seed": seed}
+            )
+        results[name] = best_restart(name, runs)
     print()
     print(markdown_table(results))
     return results

@@ -35,3 +35,35 @@ def test_debd_pseudocount_is_converted_to_the_counts_of_each_update():
     _, optimizer = debd.build_model(train, debd.chow_liu_tree(train), config, seed=0)
     assert optimizer.pseudocount == 2.0 / 50 and optimizer.normalized_update
     assert debd.online_em(0.5, len(train), 2.0, accumulate_batches=3).pseudocount == 2.0 / 120
+
+
+def test_debd_restarts_keep_the_run_of_best_validation_log_likelihood(capsys, monkeypatch):
+    debd = load_example("debd")
+    valid = {3: -7.0, 4: -6.5, 5: -6.9}  # seed -> valid LL of a stubbed run: seed 4 must be kept
+
+    def fake_fit(name, data_dir, config, seed, verbose=0):
+        return {
+            "train": -6.0,
+            "valid": valid[seed],
+            "test": valid[seed] - 0.1,
+            "chow_liu_test": -7.0,
+            "num_vars": 16,
+            "num_params": 10,
+            "epochs_run": 1,
+            "best_epoch": 1,
+            "seconds": 0.0,
+        }
+
+    monkeypatch.setattr(debd, "fit_dataset", fake_fit)
+    monkeypatch.setattr(debd.data_paths, "debd_data_dir", lambda parser, data_dir, names: None)
+    results = debd.main(["--structure", "hclt", "--datasets", "nltcs", "--seed", "3", "--restarts", "3"])
+    assert results["nltcs"]["seed"] == 4 and results["nltcs"]["valid"] == -6.5
+    out = capsys.readouterr().out
+    assert "nltcs: kept seed 4 of 3 restarts (best valid -6.500): test -6.600" in out
+    assert "mean -6.9000, min -7.100, max -6.600" in out
+
+
+def test_debd_rejects_fewer_than_one_restart():
+    debd = load_example("debd")
+    with pytest.raises(SystemExit):
+        debd.parse_args(["--restarts", "0"])
