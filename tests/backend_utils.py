@@ -155,21 +155,19 @@ def value_and_grad(
 
         float_positions = [i for i, x in enumerate(inputs) if _is_float(x)]
 
-        scopes = []
-
         def loss_fn(float_inputs: list[Any], values: list[Any]) -> Any:
             args = list(inputs)
             for i, x in zip(float_positions, float_inputs, strict=True):
                 args[i] = x
-            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))) as scope:
-                scopes.append(scope)
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 out = fn(*args)
                 return loss_of(out), out
 
         (_, out), (d_inputs, d_values) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
             [inputs[i] for i in float_positions], [v.value for v in variables]
         )
-        _keep_global_seed_generator_update(scopes[-1])
+        if not isinstance(out, jax.core.Tracer):  # inside a traced function the draws are traced once anyway
+            _advance_global_seed_generator()
         grads: list[Any] = [None] * len(inputs)
         for i, g in zip(float_positions, d_inputs, strict=True):
             grads[i] = g
@@ -177,18 +175,14 @@ def value_and_grad(
     raise NotImplementedError(f"no gradients for the '{name}' backend in the tests")
 
 
-def _keep_global_seed_generator_update(scope: keras.StatelessScope) -> None:
-    """Advance Keras' global seed generator as the draws inside ``scope`` did (JAX ``value_and_grad``).
+def _advance_global_seed_generator() -> None:
+    """Advance Keras' global seed generator by one draw, as the unseeded draws of a JAX ``value_and_grad`` would.
 
-    A ``GradientTape`` lets unseeded draws advance the global generator; the ``StatelessScope`` that maps the
-    variables on JAX would drop that update, so that every call would draw the same.
+    A ``GradientTape`` lets unseeded draws advance the global generator; inside the ``StatelessScope`` that maps
+    the variables on JAX the update is dropped, so that every call would draw the same. One unseeded draw outside
+    the scope (public API, eager) moves the generator on, so the next call draws anew.
     """
-    from keras.src.backend.common import global_state  # no public accessor of the global generator
-
-    generator = global_state.get_global_attribute("global_seed_generator")
-    new_state = None if generator is None else scope.get_current_value(generator.state)
-    if new_state is not None:
-        generator.state.assign(new_state)
+    keras.random.uniform(())
 
 
 def grad(
