@@ -161,8 +161,8 @@ class SumProductTree(ScopeTracking, BaseSum):
     Output shape:
         ``[batch, 1, 1, len(outputs)]``: the log-values of the outputs. Accumulators have shape
         ``[num_sums, 1, k, 1]``: the weights of sum node ``sum_nodes[j]`` at ``[j, 0, :, 0]``, in the order of its
-        children (``[0, 1, 1, 1]`` without sums); the sums are ordered by height, so that each height's weights
-        are one slice.
+        children (``[0, 1, 1, 1]`` and not trainable without sums); the sums are ordered by height, so that each
+        height's weights are one slice.
 
     Raises:
         TypeError: If ``nodes`` is not a sequence.
@@ -267,6 +267,8 @@ class SumProductTree(ScopeTracking, BaseSum):
             )
         spec = keras.InputSpec(ndim=4, axes={1: self.num_leaves, 2: 1, 3: 1})
         self._add_accumulators((self.num_sums, 1, self.num_sum_children, 1), input_spec=spec)
+        if not self.num_sums and self.accumulators is not None:  # nothing to train, no "no gradients" warning
+            self.accumulators.trainable = False
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Products must be decomposable, sums and the outputs complete; the output has the outputs' scope."""

@@ -267,6 +267,19 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(spn(x)), rtol=1e-6)
 
 
+def test_a_full_factorization_trains_and_round_trips(tmp_path):
+    data = mixture_data(num_rows=100, num_vars=4, seed=14).astype("float32")
+    spn = learn_spn(data, min_instances_slice=1000, sum_op=OPS["em"]())
+    tree = spn.layers[4]
+    assert tree.num_sums == 0 and not tree.accumulators.trainable
+    spn.compile(optimizer=optimizers.OnlineExpectationMaximization(0.5), loss=losses.NegativeLogLikelihood())
+    spn.fit(data, epochs=2, batch_size=50, verbose=0)
+    np.testing.assert_allclose(logsumexp(np.asarray(spn(all_states(4, 2)), np.float64)), 0.0, atol=1e-5)
+    path = tmp_path / "factorized.keras"
+    spn.save(path)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(path)(data)), np.asarray(spn(data)), rtol=1e-6)
+
+
 def test_a_single_variable_is_a_leaf():
     data = np.array([[0], [1], [1], [2]])
     spn = learn_spn(data, alpha=3.0)
