@@ -14,7 +14,9 @@ from keras import ops
 from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_region, variable_scopes
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, pop_input_shape
 from libspn_keras.math import (
+    attach_indicator_index,
     attach_row_sums,
+    attached_indicator_index,
     attached_row_sums,
     attached_rows,
     custom_gradient,
@@ -553,8 +555,14 @@ class GatherScopes(ScopeTracking, keras.layers.Layer):
         self.input_spec = keras.InputSpec(ndim=4, axes={1: num_scopes})
 
     def call(self, x: Tensor) -> Tensor:
-        """Gather the scopes of ``x``."""
-        return ops.take(x, np.asarray(self.indices, dtype=np.int32), axis=1)
+        """Gather the scopes of ``x`` (and of the indicator index an ``IndicatorLeaf`` attached to it)."""
+        indices = np.asarray(self.indices, dtype=np.int32)
+        out = ops.take(x, indices, axis=1)
+        index = attached_indicator_index(x)
+        if index is None:
+            return out
+        # The sums above look their values up from the gathered states (``SumOpBase.weighted_sum``).
+        return attach_indicator_index(out, ops.take(index, indices, axis=1))
 
     def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
         """Output scope ``s`` has the scope of input scope ``indices[s]``."""

@@ -9,6 +9,7 @@ from scipy.special import logsumexp, softmax
 
 from libspn_keras import layers
 from libspn_keras.layers._scope_tracking import Scopes
+from libspn_keras.math import attached_indicator_index
 from tests.backend_utils import grad, jit, to_numpy
 from tests.sum_op_cases import OPS
 
@@ -276,3 +277,18 @@ def test_gather_scopes_rejects_bad_indices():
         layers.GatherScopes([])
     with pytest.raises(ValueError, match=r"Layer 'gather' expects indices in \[0, num_scopes=3\)"):
         layers.GatherScopes([3], name="gather")(np.zeros((1, 3, 1, 2), "float32"))
+
+
+def test_gather_scopes_keeps_the_indicator_index_for_the_sums_above():
+    """Over an IndicatorLeaf the gathered states travel along, and the DenseSum above looks its sums up."""
+    x = np.array([[0.0, 1.0, np.nan], [1.0, np.nan, 0.0]], "float32")
+    leaf = layers.IndicatorLeaf(num_components=2, dtype="float32")
+    indicators = leaf(layers.FlatToRegions()(x))
+    gathered = layers.GatherScopes([2, 0, 2, 1])(indicators)
+    index = attached_indicator_index(gathered)
+    assert index is not None
+    np.testing.assert_array_equal(np.asarray(index)[:, :, 0], [[2, 0, 2, 1], [0, 1, 0, 2]])  # 2: marginalized
+    dense = layers.DenseSum(num_sums=1, logspace_accumulators=False)
+    looked_up = np.asarray(dense(gathered))
+    computed = np.asarray(dense(np.asarray(gathered)))  # a copy carries no index: the matmul path
+    np.testing.assert_allclose(looked_up, computed, rtol=1e-6, atol=1e-7)
