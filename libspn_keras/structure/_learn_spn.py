@@ -251,7 +251,31 @@ def learn_spn_structure(
     sample_weight: Any = None,
     seed: int = 0,
 ) -> LearnedSPN:
-    """Learn an SPN's structure and parameters with LearnSPN, as a ``LearnedSPN`` (see ``learn_spn``)."""
+    """Learn an SPN's structure and parameters with LearnSPN, as a ``LearnedSPN``: ``learn_spn`` without the model.
+
+    The arguments are those of ``learn_spn`` (which calls it and builds the model from its result).
+
+    Returns:
+        A ``LearnedSPN``: the leaves (variable and categorical), the inner nodes children first, the sums' weights.
+
+    Raises:
+        TypeError: If ``data`` is not numeric.
+        ValueError: If ``data`` is invalid (see ``chow_liu_tree``) or an argument is out of range.
+
+    Example:
+        ``x_0`` and ``x_1`` are equal, ``x_2`` is independent of them: a product of ``x_2``'s leaf and a mixture of
+        two clusters (``x_0 = x_1 = 0`` and ``= 1``), each a product of two leaves:
+
+        >>> import numpy as np
+        >>> data = np.array([[0, 0, 1], [1, 1, 1], [1, 1, 0], [0, 0, 0]] * 50)
+        >>> learned = learn_spn_structure(data, min_instances_slice=100)
+        >>> learned.nodes
+        [('product', (0, 1)), ('product', (2, 3)), ('sum', (5, 6)), ('product', (7, 4))]
+        >>> learned.leaf_variables.tolist(), learned.sum_weights.tolist(), learned.root
+        ([0, 1, 0, 1, 2], [[0.5, 0.5]], 8)
+        >>> np.round(learned.log_likelihood(data[:2]), 3)  # log(1/4) = -1.386 but for the smoothing
+        array([-1.396, -1.396])
+    """
     states, num_states = _check_data(_OWNER, data, num_states)
     min_instances_slice = check_positive_int(_OWNER, "min_instances_slice", min_instances_slice)
     independence_threshold = _check_unit_interval("independence_threshold", independence_threshold)
