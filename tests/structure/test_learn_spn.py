@@ -189,8 +189,8 @@ def test_full_batch_em_does_not_decrease_the_training_log_likelihood(float64):
     np.testing.assert_allclose(log_p, numpy_log_likelihood(spn, all_states(6, 2)), atol=1e-10)
 
 
-@pytest.mark.parametrize("op", sorted(OPS))
-def test_fit_with_every_sum_op_runs_and_stays_normalized(op):
+@pytest.mark.parametrize(("op", "jit_compile"), [*((op, False) for op in sorted(OPS)), ("em", True), ("grad", True)])
+def test_fit_with_every_sum_op_runs_and_stays_normalized(op, jit_compile):
     data = mixture_data(num_rows=300, num_vars=5, seed=9).astype("float32")
     spn = learn_spn(data, min_instances_slice=60, sum_op=OPS[op]())
     optimizer = (
@@ -198,8 +198,10 @@ def test_fit_with_every_sum_op_runs_and_stays_normalized(op):
         if op == "grad"
         else optimizers.OnlineExpectationMaximization(learning_rate=0.2, normalized_update=True)
     )
-    spn.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
+    spn.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood(), jit_compile=jit_compile)
+    before = float(np.mean(spn.predict(data, verbose=0)))
     spn.fit(data, epochs=2, batch_size=100, verbose=0)
+    assert float(np.mean(spn.predict(data, verbose=0))) > before - 0.05  # fine-tuning, not undoing, the learned SPN
     log_p = np.asarray(spn(all_states(5, 2)), np.float64)[:, 0]
     assert np.all(np.isfinite(log_p))
     np.testing.assert_allclose(logsumexp(log_p), 0.0, atol=1e-5)
