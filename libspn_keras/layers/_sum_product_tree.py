@@ -283,15 +283,15 @@ class SumProductTree(ScopeTracking, BaseSum):
                 if merged[index].max() > 1:  # named by its index among the nodes
                     check_decomposable(self.name, merged[: index + 1], ("node",))
             else:
-                self._check_complete(np.stack(counts), children, f"the children of sum node {index}")
+                self._check_complete(counts, children, f"the children of sum node {index}")
                 merged[index] = counts[children[0]]
             counts.append(merged[index])
-        self._check_complete(np.stack(counts), self.outputs, "the outputs (the children of the sum above)")
+        self._check_complete(counts, self.outputs, "the outputs (the children of the sum above)")
         return scopes.with_counts(counts[self.outputs[0]][np.newaxis, np.newaxis])
 
-    def _check_complete(self, counts: np.ndarray, members: Sequence[int], what: str) -> None:
+    def _check_complete(self, counts: list[np.ndarray], members: Sequence[int], what: str) -> None:
         for other in members[1:]:
-            difference = scope_difference(counts, (members[0],), (other,))
+            difference = scope_difference(np.stack([counts[members[0]], counts[other]]), (0,), (1,))
             if difference is not None:
                 raise ValueError(
                     f"Layer '{self.name}': {what} have different scopes ({difference} of nodes {members[0]} and "
