@@ -91,27 +91,28 @@ class _Builder:
         min_instances_slice: int,
         independence_threshold: float,
         num_clusters: int,
+        max_depth: int | None,
         seed: int,
     ) -> None:
         self.states, self.weights, self.num_states, self.alpha = states, weights, num_states, alpha
         self.min_instances_slice, self.threshold = min_instances_slice, independence_threshold
-        self.num_clusters = num_clusters
+        self.num_clusters, self.max_depth = num_clusters, max_depth
         self.rng = np.random.default_rng(seed)
         self.leaves: list[tuple[int, np.ndarray]] = []
         self.inner: list[tuple[str, list[Any], np.ndarray | None]] = []  # children: ("leaf", i) or ("node", i)
 
-    def learn(self, rows: np.ndarray, variables: np.ndarray) -> tuple[str, int]:
-        """Learn the sub-SPN of a slice; return it as ``("leaf", index)`` or ``("node", index)``."""
+    def learn(self, rows: np.ndarray, variables: np.ndarray, depth: int = 0) -> tuple[str, int]:
+        """Learn the sub-SPN of a slice ``depth`` splits below the root; return ``("leaf" | "node", index)``."""
         if len(variables) == 1:
             return self._factorize(rows, variables)
-        if len(rows) >= self.min_instances_slice:
+        if len(rows) >= self.min_instances_slice and (self.max_depth is None or depth < self.max_depth):
             components = self._independent_components(rows, variables)
             if len(components) > 1:
-                return self._node("product", [self.learn(rows, part) for part in components])
+                return self._node("product", [self.learn(rows, part, depth + 1) for part in components])
             clusters = self._clusters(rows, variables)
             if clusters is not None:
                 proportions = np.array([self.weights[cluster].sum() for cluster in clusters])
-                children = [self.learn(cluster, variables) for cluster in clusters]
+                children = [self.learn(cluster, variables, depth + 1) for cluster in clusters]
                 return self._node("sum", children, proportions / proportions.sum())
         return self._factorize(rows, variables)
 
@@ -249,6 +250,7 @@ def learn_spn_structure(
     alpha: float = 1.0,
     num_states: int | None = None,
     sample_weight: Any = None,
+    max_depth: int | None = None,
     seed: int = 0,
 ) -> LearnedSPN:
     """Learn an SPN's structure and parameters with LearnSPN, as a ``LearnedSPN``: ``learn_spn`` without the model.
@@ -287,7 +289,15 @@ def learn_spn_structure(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"{_OWNER} expects seed to be a non-negative integer. Received: seed={seed!r}")
     builder = _Builder(
-        states, weights, num_states, alpha, min_instances_slice, independence_threshold, num_clusters, int(seed)
+        states,
+        weights,
+        num_states,
+        alpha,
+        min_instances_slice,
+        independence_threshold,
+        num_clusters,
+        None if max_depth is None else check_positive_int(_OWNER, "max_depth", max_depth),
+        int(seed),
     )
     root = builder.learn(np.arange(len(states)), np.arange(states.shape[1]))
     return builder.result(root, states.shape[1])
@@ -301,6 +311,7 @@ def learn_spn(
     alpha: float = 1.0,
     num_states: int | None = None,
     sample_weight: Any = None,
+    max_depth: int | None = None,
     seed: int = 0,
     sum_op: SumOpBase | None = None,
     logspace_accumulators: bool | None = None,
@@ -339,6 +350,7 @@ def learn_spn(
         alpha: Laplace smoothing: total pseudo-count of every leaf and of every pair's table in the tests.
         num_states: Number of states of every variable; inferred from ``data`` if ``None``.
         sample_weight: Optional ``[num_rows]`` non-negative row weights (counts, tests, clustering, proportions).
+        max_depth: Slices this many splits (products and sums) below the root are factorized; ``None``: no limit.
         seed: Seed of the k-means initializations: the same seed learns the same SPN.
         sum_op: Sum op of all sums. Defaults to ``get_default_sum_op()``.
         logspace_accumulators: See ``BaseSum`` (``None``: the sum op's default).
@@ -365,7 +377,15 @@ def learn_spn(
         0.17
     """
     learned = learn_spn_structure(
-        data, min_instances_slice, independence_threshold, num_clusters, alpha, num_states, sample_weight, seed
+        data,
+        min_instances_slice,
+        independence_threshold,
+        num_clusters,
+        alpha,
+        num_states,
+        sample_weight,
+        max_depth,
+        seed,
     )
     root_is_sum = learned.root >= learned.num_leaves and learned.nodes[learned.root - learned.num_leaves][0] == "sum"
     nodes, sum_weights = learned.nodes, learned.sum_weights

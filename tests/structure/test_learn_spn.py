@@ -153,6 +153,23 @@ def test_independent_variables_become_a_product_and_small_slices_a_factorization
     np.testing.assert_array_equal(small.leaf_variables, np.arange(6))
 
 
+def test_max_depth_factorizes_below_it():
+    data = mixture_data()
+    deep = learn_spn_structure(data, min_instances_slice=100)
+    shallow = learn_spn_structure(data, min_instances_slice=100, max_depth=1)
+    assert len(shallow.nodes) < len(deep.nodes)
+
+    def depth(node, structure):
+        if node < structure.num_leaves:
+            return 0
+        kind, children = structure.nodes[node - structure.num_leaves]
+        below = max(depth(child, structure) for child in children)
+        factorization = kind == "product" and all(child < structure.num_leaves for child in children)
+        return below + (0 if factorization else 1)
+
+    assert depth(shallow.root, shallow) == 1 < depth(deep.root, deep)
+
+
 def test_deterministic_for_a_seed():
     data = mixture_data(num_vars=5, seed=4)
     first, again = (learn_spn_structure(data, min_instances_slice=60, seed=7) for _ in range(2))
@@ -303,6 +320,7 @@ def test_a_single_variable_is_a_leaf():
         ({"num_states": 1}, ValueError, r"states in \[0, num_states\)"),
         ({"sample_weight": np.ones(3)}, ValueError, "sample_weight of shape"),
         ({"seed": -1}, ValueError, "seed to be a non-negative integer. Received: seed=-1"),
+        ({"max_depth": 0}, ValueError, "max_depth to be a positive integer. Received: max_depth=0"),
     ],
 )
 def test_rejects_bad_arguments(kwargs, error, message):
