@@ -1,4 +1,4 @@
-"""RAT-SPNs or hidden Chow-Liu trees on the DEBD binary density-estimation benchmarks; reports log-likelihoods.
+"""RAT-SPNs, hidden Chow-Liu trees or LearnSPN on the DEBD binary density-estimation benchmarks: log-likelihoods.
 
 Each data set ``NAME`` is read from ``DATA_DIR/NAME.{train,valid,test}.data.gz`` (see
 ``libspn_keras.datasets.load_debd``). Without ``--data-dir`` the files come from ``../shared/data/debd`` next to
@@ -12,11 +12,14 @@ selects the model: ``ratspn`` (default; trained with Adam) or ``hclt`` (``libspn
 of mini-batch online EM whose step size decays from ``--learning-rate`` to a 40th of it on a cosine, then
 ``--full-batch-epochs`` of full-batch EM, each step accumulating the counts of the whole training split, with step
 size 0.5; ``--pseudocount ALPHA`` adds ALPHA samples' worth of uniform counts to every sum in each EM update,
-a Dirichlet prior). ``--restarts N`` trains each data set N times (seeds ``--seed``, ``--seed`` + 1, ...) and keeps
-the run of best validation log-likelihood::
+a Dirichlet prior) or ``learnspn`` (``libspn_keras.structure.learn_spn`` with ``--min-instances-slice``: the
+learned SPN as it comes, then, with ``--epochs`` / ``--full-batch-epochs``, the same two EM phases fine-tune it,
+early stopping from the learned SPN's validation log-likelihood). ``--restarts N`` trains each data set N times
+(seeds ``--seed``, ``--seed`` + 1, ...) and keeps the run of best validation log-likelihood::
 
     python examples/debd.py --datasets nltcs plants --epochs 20
     python examples/debd.py --structure hclt --num-latents 32 --datasets nltcs plants --epochs 20
+    python examples/debd.py --structure learnspn --datasets nltcs plants --epochs 5
 
 Use ``--quick`` for a seconds-long smoke run (tiny model, one epoch on 500 training rows).
 """
@@ -37,9 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check the arguments (the data files too); needs no TensorFlow, so a bad path fails at once."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data_paths.add_data_dir_argument(parser, "NAME.SPLIT.data.gz files", "debd")
-    parser.add_argument("--structure", choices=("ratspn", "hclt"), default="ratspn", help="model structure")
+    parser.add_argument("--structure", choices=("ratspn", "hclt", "learnspn"), default="ratspn", help="model structure")
     parser.add_argument("--num-latents", type=int, default=None, help="states per latent variable (hclt)")
     parser.add_argument("--num-components", type=int, default=None, help="HCLTs in a mixture (hclt; default 1)")
+    parser.add_argument(
+        "--min-instances-slice", type=int, default=None, help="slices with fewer rows are factorized (learnspn)"
+    )
     parser.add_argument("--datasets", nargs="+", default=["nltcs", "plants"], help="DEBD data set names")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on valid LL)")
     parser.add_argument("--num-decomps", type=int, default=None, help="decompositions (RAT-SPN repetitions)")
@@ -47,13 +53,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument(
-        "--full-batch-epochs", type=int, default=None, help="full-batch EM epochs after the mini-batch ones (hclt)"
+        "--full-batch-epochs",
+        type=int,
+        default=None,
+        help="full-batch EM epochs after the mini-batch ones (hclt, learnspn)",
     )
     parser.add_argument(
         "--pseudocount",
         type=float,
         default=None,
-        help="samples' worth of uniform counts added to every sum in each EM update (hclt; default 0)",
+        help="samples' worth of uniform counts added to every sum in each EM update (hclt, learnspn; default 0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
     parser.add_argument(
@@ -82,7 +91,7 @@ import numpy as np  # noqa: E402
 
 from libspn_keras import layers, losses, metrics, models, optimizers, sum_ops  # noqa: E402
 from libspn_keras.datasets import load_debd  # noqa: E402
-from libspn_keras.structure import ChowLiuTree, chow_liu_tree, hclt  # noqa: E402
+from libspn_keras.structure import ChowLiuTree, chow_liu_tree, hclt, learn_spn  # noqa: E402
 
 # Published test log-likelihoods (nats per sample) for context: RAT-SPN (Peharz et al., UAI 2019, Table 2) and
 # EiNets (Peharz et al., ICML 2020, Table 2).
@@ -113,11 +122,14 @@ class Config:
     num_components: int = 1
     full_batch_epochs: int = 0
     pseudocount: float = 0.0
+    min_instances_slice: int = 200
 
 
 #: The HCLT's training budget where the command line does not set it (mini-batch EM with a decaying step size,
 #: then full-batch EM), picked on the validation splits of nltcs and plants.
 HCLT_DEFAULTS = {"epochs": 50, "batch_size": 100, "learning_rate": 0.1, "full_batch_epochs": 10}
+#: LearnSPN's defaults: the learned SPN as it comes (``--epochs`` and ``--full-batch-epochs`` fine-tune it by EM).
+LEARNSPN_DEFAULTS = {"epochs": 0, "batch_size": 100, "learning_rate": 0.05, "full_batch_epochs": 0}
 #: Step size of the full-batch EM epochs (1.0 would be plain EM; 0.5 damps it).
 FULL_BATCH_LEARNING_RATE = 0.5
 #: Rows per batch of the full-batch EM epochs: the counts of the batches are accumulated, one update per epoch.
@@ -196,20 +208,30 @@ def online_em(
 def build_model(
     train: np.ndarray, tree: ChowLiuTree, config: Config, seed: int
 ) -> tuple[models.SequentialSumProductNetwork, keras.optimizers.Optimizer]:
-    """The model of ``config.structure`` and its optimizer: a RAT-SPN with Adam, or an HCLT with online EM.
+    """The model of ``config.structure`` and its optimizer: a RAT-SPN with Adam, an HCLT or LearnSPN with online EM.
 
-    The HCLT's step size decays from ``config.learning_rate`` to a 40th of it over the mini-batch epochs (cosine).
+    The EM step size decays from ``config.learning_rate`` to a 40th of it over the mini-batch epochs (cosine).
     """
-    if config.structure == "hclt":
-        spn = hclt(
-            train,
-            config.num_latents,
-            tree=tree,
-            sum_op=sum_ops.SumOpEMBackprop(),
-            num_components=config.num_components,
-            name="hclt",
-        )
-        steps = math.ceil(len(train) / config.batch_size) * config.epochs
+    if config.structure in ("hclt", "learnspn"):
+        if config.structure == "hclt":
+            spn = hclt(
+                train,
+                config.num_latents,
+                tree=tree,
+                sum_op=sum_ops.SumOpEMBackprop(),
+                num_components=config.num_components,
+                name="hclt",
+            )
+        else:
+            spn = learn_spn(
+                train,
+                min_instances_slice=config.min_instances_slice,
+                num_states=2,
+                seed=seed,
+                sum_op=sum_ops.SumOpEMBackprop(),
+                name="learnspn",
+            )
+        steps = math.ceil(len(train) / config.batch_size) * max(config.epochs, 1)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=1 / 40)
         return spn, online_em(schedule, min(config.batch_size, len(train)), config.pseudocount)
     return build_ratspn(train.shape[1], config, seed), keras.optimizers.Adam(learning_rate=config.learning_rate)
@@ -269,24 +291,35 @@ def fit_dataset(name: str, data_dir: Path | None, config: Config, seed: int, ver
     data = load_debd(name, data_dir)
     train = data["train"][: config.max_train_rows]
     tree = best_chow_liu_tree(train, data["valid"])
+    start = time.perf_counter()  # LearnSPN's time includes learning the structure
     spn, optimizer = build_model(train, tree, config, seed)
     spn.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood(), metrics=[metrics.LogLikelihood()])
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_llh", mode="max", patience=3, restore_best_weights=True, start_from_epoch=0
-    )
-    start = time.perf_counter()
-    history = spn.fit(
-        train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        validation_data=(data["valid"],),
-        callbacks=[stop],
-        verbose=verbose,
-    )
-    valid_llh = [float(v) for v in history.history["val_llh"]]
-    if config.structure == "hclt" and config.full_batch_epochs:
+    valid_llh: list[float] = []
+    stop: keras.callbacks.EarlyStopping
+    if config.structure == "learnspn":  # fine-tuning keeps the learned SPN unless it improves on it
+        valid_llh.append(float(spn.evaluate(data["valid"], batch_size=1000, verbose=0, return_dict=True)["llh"]))
+        stop = EarlyStoppingFrom(
+            valid_llh[0], spn.get_weights(), monitor="val_llh", mode="max", patience=3, restore_best_weights=True
+        )
+        print(f"{name}: the learned SPN has valid log-likelihood {valid_llh[0]:.3f}", flush=True)
+    else:
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_llh", mode="max", patience=3, restore_best_weights=True, start_from_epoch=0
+        )
+    if config.epochs:
+        history = spn.fit(
+            train,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            validation_data=(data["valid"],),
+            callbacks=[stop],
+            verbose=verbose,
+        )
+        valid_llh += [float(v) for v in history.history["val_llh"]]
+    if config.structure in ("hclt", "learnspn") and config.full_batch_epochs:
         valid_llh += fit_full_batch(spn, train, data["valid"], config.full_batch_epochs, config.pseudocount, verbose)
     seconds = time.perf_counter() - start
+    initial = int(config.structure == "learnspn")  # valid_llh[0] is the learned SPN's
     result: dict[str, float] = {
         split: float(spn.evaluate(array, batch_size=1000, verbose=0, return_dict=True)["llh"])
         for split, array in data.items()
@@ -295,8 +328,8 @@ def fit_dataset(name: str, data_dir: Path | None, config: Config, seed: int, ver
         chow_liu_test=float(np.mean(tree.log_likelihood(data["test"]))),
         num_vars=train.shape[1],
         num_params=spn.count_params(),
-        epochs_run=len(valid_llh),
-        best_epoch=int(np.argmax(valid_llh)) + 1,
+        epochs_run=len(valid_llh) - initial,
+        best_epoch=int(np.argmax(valid_llh)) + 1 - initial,  # 0: the learned SPN (learnspn)
         seconds=seconds,
     )
     print(
@@ -345,9 +378,18 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parse_args(argv)
     if args.quick:
-        config = Config(num_decomps=2, num_sums=2, epochs=1, max_train_rows=500, num_latents=2, full_batch_epochs=1)
+        config = Config(
+            num_decomps=2,
+            num_sums=2,
+            epochs=1,
+            max_train_rows=500,
+            num_latents=2,
+            full_batch_epochs=1,
+            min_instances_slice=100,
+        )
     else:
-        config = Config(**(HCLT_DEFAULTS if args.structure == "hclt" else {}))
+        defaults = {"hclt": HCLT_DEFAULTS, "learnspn": LEARNSPN_DEFAULTS}.get(args.structure, {})
+        config = Config(**defaults)
     overrides = {
         "structure": args.structure,
         "num_latents": args.num_latents,
@@ -359,6 +401,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "learning_rate": args.learning_rate,
         "full_batch_epochs": args.full_batch_epochs,
         "pseudocount": args.pseudocount,
+        "min_instances_slice": args.min_instances_slice,
     }
     config = Config(**{**config.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     source = args.data_dir.resolve() if args.data_dir is not None else "the cache (~/.keras/datasets/debd)"

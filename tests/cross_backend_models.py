@@ -121,6 +121,20 @@ def _hclt():
     return model, data.astype("float32"), None
 
 
+def _learn_spn():
+    from libspn_keras import losses, optimizers, sum_ops
+    from libspn_keras.structure import learn_spn
+
+    rng = np.random.default_rng(7)
+    hidden = rng.integers(0, 2, size=(96, 1))
+    data = np.concatenate([hidden ^ (rng.random((96, 4)) < 0.2), rng.integers(0, 2, size=(96, 2))], axis=1)
+    model = learn_spn(data, min_instances_slice=30, sum_op=sum_ops.SumOpEMBackprop())
+    model.compile(
+        optimizer=optimizers.OnlineExpectationMaximization(learning_rate=0.3), loss=losses.NegativeLogLikelihood()
+    )
+    return model, data.astype("float32"), None
+
+
 def _rat_spn_trained_by_em(op_name: str, leaf_name: str, num_vars: int, num_decomps: int, num_sums: int, lr: float):
     """A small RAT-SPN whose sums use the EM op ``op_name``, trained by ``OnlineExpectationMaximization``."""
     import keras
@@ -164,6 +178,7 @@ CASES: dict[str, Callable[[], tuple]] = {
     "rat_spn_indicator": _rat_spn_indicator,
     "dgcspn": _dgcspn,
     "hclt": _hclt,
+    "learnspn": _learn_spn,
     "rat_spn_em": _rat_spn_em,
     "rat_spn_hard_em": _rat_spn_hard_em,
 }

@@ -5,9 +5,10 @@ the test saves models under the backend it runs on, loads them in a subprocess u
 saves its own models in turn, and loads those back here. So every run checks both directions (TF -> JAX and
 JAX -> TF). The models, their training and the checks are in ``tests/cross_backend_models.py``: a RAT-SPN over
 normal leaves and one over indicator leaves, a DGC-SPN (``Conv2DProduct``, ``Local2DSum``, ``Conv2DSum``,
-``SpatialToRegions``), an HCLT, and RAT-SPNs with the soft and hard EM sum ops trained by
-``OnlineExpectationMaximization``; each is trained a few steps before it is saved, and the loaded model's
-``predict``, eager call, compiled loss, optimizer step count and one more ``fit`` step are checked.
+``SpatialToRegions``), an HCLT, a LearnSPN model (``GatherScopes``, ``SumProductTree``), and RAT-SPNs with the soft
+and hard EM sum ops trained by ``OnlineExpectationMaximization``; each is trained a few steps before it is saved,
+and the loaded model's ``predict``, eager call, compiled loss, optimizer step count and one more ``fit`` step are
+checked.
 
 The default suite checks the quickest model; the whole set (a few minutes of XLA compilation on JAX, on 2 CPU
 cores) is ``slow``.

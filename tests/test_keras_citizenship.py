@@ -51,6 +51,19 @@ LAYER_CASES = {
     ),
     "RootSum": (lambda: layers.RootSum(), _region((3, 1, 1, 4))),
     "LatentTreeSum": (lambda: layers.LatentTreeSum(parents=[-1, 0, 1, 1, 0]), _region((3, 5, 1, 2))),
+    "SumProductTree": (
+        lambda: layers.SumProductTree(
+            num_leaves=4, nodes=[("product", [0, 1]), ("product", [2, 3]), ("sum", [4, 5]), ("product", [1, 3])]
+        ),
+        _region((3, 4, 1, 1)),
+    ),
+    "SumProductTree-outputs": (
+        lambda: layers.SumProductTree(
+            num_leaves=4, nodes=[("product", [0, 1]), ("product", [2, 3])], outputs=[4, 5], sum_op=None
+        ),
+        _region((3, 4, 1, 1)),
+    ),
+    "GatherScopes": (lambda: layers.GatherScopes([2, 0, 2]), _region()),
     "RootSum-root": (lambda: layers.RootSum(return_weighted_child_logits=False), _region((3, 1, 1, 4))),
     "RootSum-flat": (lambda: layers.RootSum(return_weighted_child_logits=False), _region((3, 4))),
     "Conv2DProduct": (

@@ -75,6 +75,16 @@ LAYER_CASES = {
         lambda: layers.LatentTreeSum(parents=[2, 2, -1, 1], sum_op=sum_ops.SumOpEMBackprop()),
         _region((3, 4, 1, 3)),
     ),
+    "SumProductTree": (
+        lambda: layers.SumProductTree(
+            num_leaves=4,
+            nodes=[("product", [0, 1]), ("product", [2, 3]), ("sum", [4, 5])],
+            outputs=[6],
+            sum_op=sum_ops.SumOpEMBackprop(),
+        ),
+        _region((3, 4, 1, 1)),
+    ),
+    "GatherScopes": (lambda: layers.GatherScopes([2, 0, 2]), _region()),
     "RootSum-root": (
         lambda: layers.RootSum(
             return_weighted_child_logits=False,

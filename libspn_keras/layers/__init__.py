@@ -23,11 +23,13 @@ from libspn_keras.layers._root_sum import RootSum
 from libspn_keras.layers._scopes import (
     BasePermuteAndPadScopes,
     FlatToRegions,
+    GatherScopes,
     PermuteAndPadScopes,
     PermuteAndPadScopesRandom,
 )
 from libspn_keras.layers._spatial_sums import BaseSpatialSum, Conv2DSum, Local2DSum
 from libspn_keras.layers._spatial_to_regions import SpatialToRegions
+from libspn_keras.layers._sum_product_tree import SumProductTree
 from libspn_keras.layers._temporal_dense_product import TemporalDenseProduct
 from libspn_keras.layers._undecompose import Undecompose
 
@@ -43,6 +45,7 @@ __all__ = [
     "DenseProduct",
     "DenseSum",
     "FlatToRegions",
+    "GatherScopes",
     "IndicatorLeaf",
     "LaplaceLeaf",
     "Local2DSum",
@@ -56,6 +59,7 @@ __all__ = [
     "ReduceProduct",
     "RootSum",
     "SpatialToRegions",
+    "SumProductTree",
     "TemporalDenseProduct",
     "Undecompose",
     "LatentTreeSum",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +14,9 @@ from keras import ops
 from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_region, variable_scopes
 from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, pop_input_shape
 from libspn_keras.math import (
+    attach_indicator_index,
     attach_row_sums,
+    attached_indicator_index,
     attached_row_sums,
     attached_rows,
     custom_gradient,
@@ -486,3 +489,93 @@ class PermuteAndPadScopesRandom(BasePermuteAndPadScopes):
         """Return every constructor argument, including generated permutations."""
         perms = None if self.permutations is None else self.permutations.tolist()
         return {"factors": self.factors, "seed": self.seed, "permutations": perms, **super().get_config()}
+
+
+def _check_indices(indices: Any) -> tuple[int, ...]:
+    owner = "GatherScopes"
+    if isinstance(indices, str | bytes) or not isinstance(indices, Sequence | np.ndarray):
+        raise TypeError(f"{owner} expects indices to be a sequence of integers. Received: indices={indices!r}")
+    values = list(indices)
+    if not values or any(
+        isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0 for value in values
+    ):
+        raise ValueError(
+            f"{owner} expects indices to be a non-empty sequence of non-negative integers (scope indices). "
+            f"Received: indices={values!r}"
+        )
+    return tuple(int(value) for value in values)
+
+
+@keras.saving.register_keras_serializable(package="libspn_keras")
+class GatherScopes(ScopeTracking, keras.layers.Layer):
+    """Gathers scopes by index, repeats allowed: one copy of a leaf's scope per node that uses it.
+
+    Unlike ``PermuteAndPadScopes``, a scope may be taken several times: e.g. an SPN whose leaf nodes reuse
+    variables (several categoricals of each variable, one per cluster of a ``learn_spn`` structure) gathers the
+    leaf's output ``[batch, num_vars, 1, num_states]`` into one region per leaf node, for a ``DenseSum`` to hold
+    one categorical per node. The output's scopes overlap where indices repeat: the layer above must combine them
+    validly (``SumProductTree`` checks it). All decompositions gather the same scopes; the gradient adds the
+    signals of the copies of a scope.
+
+    Args:
+        indices: The input scope of each output scope, in ``[0, num_scopes)``.
+        **kwargs: kwargs to pass on to ``keras.layers.Layer``.
+
+    Input shape:
+        ``[batch, num_scopes, num_decomps, num_nodes]``.
+
+    Output shape:
+        ``[batch, len(indices), num_decomps, num_nodes]``.
+
+    Raises:
+        TypeError: If ``indices`` is not a sequence.
+        ValueError: If ``indices`` is empty or holds a value that is not a non-negative integer (when constructed),
+            or an index outside the input's scopes (when built).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(6, dtype="float32").reshape(1, 3, 1, 2)
+        >>> np.asarray(GatherScopes([2, 0, 2])(x))[0, :, 0].tolist()
+        [[4.0, 5.0], [0.0, 1.0], [4.0, 5.0]]
+    """
+
+    def __init__(self, indices: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.indices = _check_indices(indices)
+
+    def build(self, input_shape: Shape) -> None:
+        """Check that every index names a scope of the input."""
+        check_rank(self.name, input_shape, 4, REGION_LAYOUT)
+        num_scopes = input_shape[1]
+        if num_scopes is None or max(self.indices) >= num_scopes:
+            raise ValueError(
+                f"Layer '{self.name}' expects indices in [0, num_scopes={num_scopes}). "
+                f"Received: max(indices)={max(self.indices)}"
+            )
+        self.input_spec = keras.InputSpec(ndim=4, axes={1: num_scopes})
+
+    def call(self, x: Tensor) -> Tensor:
+        """Gather the scopes of ``x`` (and of the indicator index an ``IndicatorLeaf`` attached to it)."""
+        indices = np.asarray(self.indices, dtype=np.int32)
+        out = ops.take(x, indices, axis=1)
+        index = attached_indicator_index(x)
+        if index is None:
+            return out
+        # The sums above look their values up from the gathered states (``SumOpBase.weighted_sum``).
+        return attach_indicator_index(out, ops.take(index, indices, axis=1))
+
+    def _propagate_scopes(self, scopes: Scopes | None, input_shape: Shape) -> Scopes | None:
+        """Output scope ``s`` has the scope of input scope ``indices[s]``."""
+        scopes = as_region(scopes)
+        if scopes is None or scopes.counts.ndim != 3 or max(self.indices) >= len(scopes.counts):
+            return None
+        return scopes.with_counts(scopes.counts[np.asarray(self.indices)])
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Return ``[batch, len(indices), num_decomps, num_nodes]``."""
+        batch, _, num_decomps, num_nodes = input_shape
+        return (batch, len(self.indices), num_decomps, num_nodes)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return every constructor argument."""
+        return {"indices": list(self.indices), **super().get_config()}

@@ -1,4 +1,4 @@
-"""examples/debd.py --structure hclt: a seconds-long run on nltcs (skipped without the shared DEBD data)."""
+"""examples/debd.py --structure hclt and learnspn: seconds-long runs on nltcs (skipped without the shared DEBD data)."""
 
 import math
 from pathlib import Path
@@ -67,3 +67,18 @@ def test_debd_rejects_fewer_than_one_restart():
     debd = load_example("debd")
     with pytest.raises(SystemExit):
         debd.parse_args(["--restarts", "0"])
+
+
+def test_debd_quick_learnspn(capsys):
+    directory = next((path for path in DEBD_DIRS if (path / "nltcs.train.data.gz").is_file()), None)
+    if directory is None:
+        pytest.skip(f"DEBD nltcs not found in {[str(path) for path in DEBD_DIRS]}")
+    argv = ["--quick", "--structure", "learnspn", "--datasets", "nltcs", "--data-dir", str(directory)]
+    results = load_example("debd").main(argv)
+    out = capsys.readouterr().out
+    assert "structure='learnspn'" in out and "min_instances_slice=100" in out and "| nltcs | 16 |" in out
+    assert "nltcs: the learned SPN has valid log-likelihood" in out
+    nltcs = results["nltcs"]
+    for split in ("train", "valid", "test", "chow_liu_test"):
+        assert math.isfinite(nltcs[split]) and nltcs[split] < 0.0
+    assert nltcs["epochs_run"] == 2 and 0 <= nltcs["best_epoch"] <= 2  # one mini-batch, one full-batch epoch
