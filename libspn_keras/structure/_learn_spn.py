@@ -101,20 +101,57 @@ class _Builder:
         self.leaves: list[tuple[int, np.ndarray]] = []
         self.inner: list[tuple[str, list[Any], np.ndarray | None]] = []  # children: ("leaf", i) or ("node", i)
 
-    def learn(self, rows: np.ndarray, variables: np.ndarray, depth: int = 0) -> tuple[str, int]:
-        """Learn the sub-SPN of a slice ``depth`` splits below the root; return ``("leaf" | "node", index)``."""
-        if len(variables) == 1:
-            return self._factorize(rows, variables)
-        if len(rows) >= self.min_instances_slice and (self.max_depth is None or depth < self.max_depth):
-            components = self._independent_components(rows, variables)
-            if len(components) > 1:
-                return self._node("product", [self.learn(rows, part, depth + 1) for part in components])
-            clusters = self._clusters(rows, variables)
-            if clusters is not None:
-                proportions = np.array([self.weights[cluster].sum() for cluster in clusters])
-                children = [self.learn(cluster, variables, depth + 1) for cluster in clusters]
-                return self._node("sum", children, proportions / proportions.sum())
-        return self._factorize(rows, variables)
+    def learn(self, rows: np.ndarray, variables: np.ndarray) -> tuple[str, int]:
+        """Learn the SPN of the slice ``(rows, variables)``; return its root as ``("leaf" | "node", index)``.
+
+        Depth first with an explicit stack (no Python recursion, so no recursion limit however deep the splits
+        go): a slice is split when it is taken from the stack, its node is made once all its children are, so
+        nodes come children first and in the order of a recursive LearnSPN.
+        """
+        done: dict[int, tuple[str, int]] = {}
+        stack: list[tuple[Any, ...]] = [("split", 0, rows, variables, 0)]
+        num_tasks = 1
+        while stack:
+            task = stack.pop()
+            if task[0] == "make":
+                _, task_id, kind, child_ids, weights = task
+                done[task_id] = self._node(kind, [done.pop(child) for child in child_ids], weights)
+                continue
+            _, task_id, rows, variables, depth = task
+            split = self._split(rows, variables, depth)
+            if split is None:
+                done[task_id] = self._factorize(rows, variables)
+                continue
+            kind, slices, weights = split
+            child_ids = list(range(num_tasks, num_tasks + len(slices)))
+            num_tasks += len(slices)
+            stack.append(("make", task_id, kind, child_ids, weights))
+            stack.extend(
+                ("split", child, part_rows, part_variables, depth + 1)
+                for child, (part_rows, part_variables) in reversed(list(zip(child_ids, slices, strict=True)))
+            )
+        return done[0]
+
+    def _split(
+        self, rows: np.ndarray, variables: np.ndarray, depth: int
+    ) -> tuple[str, list[tuple[np.ndarray, np.ndarray]], np.ndarray | None] | None:
+        """How LearnSPN splits a slice ``depth`` splits below the root, or ``None`` to factorize it.
+
+        Returns ``("product", slices, None)`` over independent groups of variables, or ``("sum", slices,
+        proportions)`` over clusters of rows.
+        """
+        if len(variables) == 1 or len(rows) < self.min_instances_slice:
+            return None
+        if self.max_depth is not None and depth >= self.max_depth:
+            return None
+        components = self._independent_components(rows, variables)
+        if len(components) > 1:
+            return "product", [(rows, part) for part in components], None
+        clusters = self._clusters(rows, variables)
+        if clusters is None:
+            return None
+        proportions = np.array([self.weights[cluster].sum() for cluster in clusters])
+        return "sum", [(cluster, variables) for cluster in clusters], proportions / proportions.sum()
 
     def _node(self, kind: str, children: list[Any], weights: np.ndarray | None = None) -> tuple[str, int]:
         self.inner.append((kind, children, weights))

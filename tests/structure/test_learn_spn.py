@@ -170,6 +170,21 @@ def test_max_depth_factorizes_below_it():
     assert depth(shallow.root, shallow) == 1 < depth(deep.root, deep)
 
 
+def test_splits_deeper_than_the_recursion_limit(monkeypatch):
+    # Clustering that peels one row off per split makes a chain of 1,500 nested sums, deeper than Python's
+    # recursion limit (1,000): the learner walks the slices with an explicit stack.
+    from libspn_keras.structure import _learn_spn
+
+    monkeypatch.setattr(_learn_spn._Builder, "_independent_components", lambda self, rows, variables: [variables])
+    monkeypatch.setattr(_learn_spn._Builder, "_clusters", lambda self, rows, variables: [rows[:1], rows[1:]])
+    data = np.random.default_rng(0).integers(0, 2, (1502, 3))
+    learned = learn_spn_structure(data, min_instances_slice=3)
+    sums = [children for kind, children in learned.nodes if kind == "sum"]
+    assert len(sums) == 1500 and learned.root == learned.num_leaves + len(learned.nodes) - 1
+    log_likelihood = learned.log_likelihood(data[:5])
+    assert log_likelihood.shape == (5,) and np.all(np.isfinite(log_likelihood)) and np.all(log_likelihood < 0)
+
+
 def test_deterministic_for_a_seed():
     data = mixture_data(num_vars=5, seed=4)
     first, again = (learn_spn_structure(data, min_instances_slice=60, seed=7) for _ in range(2))
