@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,34 +36,10 @@ SETTINGS = (
 
 def measure(quick: bool, batch_size: int) -> dict[str, float]:
     """Samples / s of the floor and of the compiled forward pass, in this process (its ``XLA_FLAGS``)."""
-    import jax
-    import keras
-    import numpy as np
-
     sys.path.insert(0, str(REPO / "benchmarks"))
     import ratspn_em
 
-    keras.utils.set_random_seed(0)
-    sizes = ratspn_em.sizes(quick)
-    num_vars = 16 if quick else 111
-    model = ratspn_em.build(num_vars, sizes["depth"], sizes["reps"], sizes["dists"], sizes["sums"])
-    x = np.random.default_rng(0).integers(0, 2, (batch_size, num_vars)).astype("float32")
-    floor = ratspn_em.floor_function(model, batch_size)
-    forward = jax.jit(lambda rows: model(rows))
-
-    def median_seconds(fn) -> float:
-        jax.block_until_ready(fn())
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    return {
-        "floor": batch_size / median_seconds(floor),
-        "forward": batch_size / median_seconds(lambda: forward(x)),
-    }
+    return ratspn_em.floor_and_forward_rates(quick, batch_size)
 
 
 def run_setting(flags: str, quick: bool, batch_size: int) -> dict[str, float] | str:

@@ -92,6 +92,39 @@ def timed(fn: Callable[[], Any], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def median_call_seconds(fn: Callable[[], Any], calls: int = 5) -> float:
+    """Median wall time of ``calls`` calls of ``fn`` after a warm-up call (each result read back to NumPy)."""
+    np.asarray(fn())
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        np.asarray(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def floor_and_forward_rates(quick: bool, batch_size: int) -> dict[str, float]:
+    """Samples / s of the floor and of the compiled forward pass of the benchmark RAT-SPN, in this process.
+
+    The model of ``sizes(quick)`` over 111 variables (16 if ``quick``), a batch of ``batch_size`` random binary
+    rows; ``median_call_seconds`` of ``floor_function`` and of the ``compiled`` model call (``tf.function`` or
+    ``jax.jit``). Used by ``cpu_threads.py`` and ``jax_xla_flags.py``, which run it in pinned or flagged processes.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    size = sizes(quick)
+    num_vars = 16 if quick else 111
+    model = build(num_vars, size["depth"], size["reps"], size["dists"], size["sums"])
+    x = np.random.default_rng(0).integers(0, 2, (batch_size, num_vars)).astype("float32")
+    floor = floor_function(model, batch_size)
+    forward = compiled(lambda rows: model(rows), model=model)
+    return {
+        "floor": batch_size / median_call_seconds(floor),
+        "forward": batch_size / median_call_seconds(lambda: forward(x)),
+    }
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.backend_utils import backend
+
 REPO = Path(__file__).resolve().parents[1]
 RATSPN_EM = REPO / "benchmarks" / "ratspn_em.py"
 
@@ -203,6 +205,21 @@ def test_jax_xla_flags_benchmark_quick():
     floor, forward = (float(cell.replace(",", "")) for cell in none_row.strip("|").split("|")[1:3])
     assert floor > 0 and forward > 0
     assert any(line.startswith("| `--xla_no_such_flag=1` | failed (") for line in lines), result.stdout
+
+
+def test_cpu_threads_benchmark_quick():
+    script = REPO / "benchmarks" / "cpu_threads.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--backends", backend(), "--cores", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {backend()} | 1 |"))
+    floor, speed_up, forward = (cell.strip() for cell in row.strip("|").split("|")[2:5])
+    assert float(floor.replace(",", "")) > 0 and speed_up == "1.00x" and float(forward.replace(",", "")) > 0
 
 
 def test_selection_benchmark_quick():
