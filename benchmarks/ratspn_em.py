@@ -438,14 +438,26 @@ def training_dataset(rows: np.ndarray, batch_size: int) -> Any:
     return shuffled.batch(batch_size).with_options(options)
 
 
-def set_threads(threads: int) -> None:
-    """Use ``threads`` intra-op threads (on JAX: XLA's CPU flags, set before JAX starts)."""
+def set_threads(threads: int, host_devices: int = 1) -> None:
+    """Use ``threads`` intra-op threads; on JAX, optionally ``host_devices`` CPU devices for data parallelism.
+
+    On JAX, which has no intra-op thread setting, fewer threads than cores pin the process to the first
+    ``threads`` cores (``os.sched_setaffinity``); all cores leave XLA's defaults. (An earlier version set
+    ``--xla_cpu_multi_thread_eigen=false``, JAX's recipe for *one* thread, which made JAX's matmuls single-threaded.)
+    ``host_devices > 1`` splits the CPU into that many XLA devices (``--xla_force_host_platform_device_count``), and
+    ``run_libspn`` then trains with ``keras.distribution.DataParallel`` over them. Both take effect only before JAX
+    starts its CPU backend (importing Keras does not start it).
+    """
     if backend_name() == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-    elif "jax" not in sys.modules:
-        flags = f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if threads < len(cores):
+        os.sched_setaffinity(0, cores[:threads])
+    if host_devices > 1:
+        flags = f"--xla_force_host_platform_device_count={host_devices}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 
@@ -465,11 +477,15 @@ def library_description() -> tuple[str, str]:
 
 
 def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
-    set_threads(args.threads)
+    set_threads(args.threads, args.jax_host_devices)
     import keras
 
     from libspn_keras import losses, optimizers
 
+    if args.jax_host_devices > 1 and backend_name() == "jax":
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=keras.distribution.list_devices("cpu"))
+        )
     keras.utils.set_random_seed(0)
     size = sizes(args.quick)
     train, test, source = load_data(args.data_dir, size["rows"])
@@ -696,6 +712,13 @@ def main() -> None:
         type=int,
         default=len(os.sched_getaffinity(0)),
         help="intra-op threads for TensorFlow and PyTorch (default: all cores)",
+    )
+    parser.add_argument(
+        "--jax-host-devices",
+        type=int,
+        default=1,
+        help="JAX only: split the CPU into this many XLA devices and train with keras.distribution.DataParallel "
+        "over them (XLA runs one device's batch share per core; default 1)",
     )
     parser.add_argument(
         "--spflow-em",
