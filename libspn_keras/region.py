@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, final
 
@@ -33,7 +32,7 @@ from libspn_keras.layers import (
     RootSum,
     Undecompose,
 )
-from libspn_keras.layers._validation import check_positive_int
+from libspn_keras.layers._validation import check_positive_int, is_integer
 from libspn_keras.models import SequentialSumProductNetwork
 from libspn_keras.sum_ops import SumOpBase
 
@@ -92,7 +91,7 @@ class RegionVariable(BaseRegion):
     """
 
     def __init__(self, index: int) -> None:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        if not is_integer(index):
             raise TypeError(f"RegionVariable expects an integer index. Received: index={index!r}")
         if index < 0:
             raise ValueError(f"RegionVariable expects a non-negative index. Received: index={index!r}")
@@ -475,7 +474,7 @@ def random_region_graph(
     """
     num_vars = check_positive_int("random_region_graph", "num_vars", num_vars)
     num_repetitions = check_positive_int("random_region_graph", "num_repetitions", num_repetitions)
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 0:
+    if not is_integer(depth) or depth < 0:
         raise ValueError(f"random_region_graph expects depth to be a non-negative integer. Received: depth={depth!r}")
     if num_vars < 2**depth:
         raise ValueError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ from keras import ops
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._scope_tracking import REGION_CELLS, Scopes, ScopeTracking, as_region, check_decomposable
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_rank, is_integer
 from libspn_keras.math._backend import Tensor
 from libspn_keras.sum_ops import SumOpBase
 
@@ -51,7 +50,7 @@ def _check_parents(parents: Any) -> tuple[int, ...]:
     if len(values) < 2:
         raise ValueError(f"{owner} expects a tree over at least two variables. Received: parents={values!r}")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -1 <= int(value) < len(values):
+        if not is_integer(value) or not -1 <= int(value) < len(values):
             raise ValueError(
                 f"{owner} expects every parent to be a variable index in [0, {len(values)}) or -1 for the root. "
                 f"Received: parents={values!r}"

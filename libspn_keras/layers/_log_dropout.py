@@ -10,12 +10,8 @@ import keras
 from keras import ops
 
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking
-from libspn_keras.layers._validation import Shape, check_float_dtype
+from libspn_keras.layers._validation import Shape, check_float_dtype, is_integer
 from libspn_keras.math._backend import Tensor
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="libspn_keras")
@@ -70,13 +66,13 @@ class LogDropout(ScopeTracking, keras.layers.Layer):
         if noise_shape is not None and (
             isinstance(noise_shape, str)
             or not isinstance(noise_shape, Sequence)
-            or not all(size is None or _is_int(size) and size >= 1 for size in noise_shape)
+            or not all(size is None or is_integer(size) and size >= 1 for size in noise_shape)
         ):
             raise ValueError(
                 "LogDropout expects noise_shape to be None or a sequence of positive integers or None. "
                 f"Received: noise_shape={noise_shape!r}"
             )
-        if axis_at_least_one is not None and not _is_int(axis_at_least_one):
+        if axis_at_least_one is not None and not is_integer(axis_at_least_one):
             raise ValueError(
                 f"LogDropout expects axis_at_least_one to be None or an integer axis. "
                 f"Received: axis_at_least_one={axis_at_least_one!r}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 from keras import ops
 
 from libspn_keras.layers._scope_tracking import REGION, Scopes, ScopeTracking, as_region, variable_scopes
-from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, pop_input_shape
+from libspn_keras.layers._validation import Shape, check_positive_int, check_rank, is_integer, pop_input_shape
 from libspn_keras.math import (
     attach_indicator_index,
     attach_row_sums,
@@ -496,9 +495,7 @@ def _check_indices(indices: Any) -> tuple[int, ...]:
     if isinstance(indices, str | bytes) or not isinstance(indices, Sequence | np.ndarray):
         raise TypeError(f"{owner} expects indices to be a sequence of integers. Received: indices={indices!r}")
     values = list(indices)
-    if not values or any(
-        isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0 for value in values
-    ):
+    if not values or any(not is_integer(value) or int(value) < 0 for value in values):
         raise ValueError(
             f"{owner} expects indices to be a non-empty sequence of non-negative integers (scope indices). "
             f"Received: indices={values!r}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ from keras import ops
 
 from libspn_keras.layers._base_sum import BaseSum
 from libspn_keras.layers._scope_tracking import Scopes, ScopeTracking, as_region, check_decomposable, scope_difference
-from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank
+from libspn_keras.layers._validation import Shape, check_float_dtype, check_positive_int, check_rank, is_integer
 from libspn_keras.math._backend import Tensor
 from libspn_keras.sum_ops import SumOpBase
 
@@ -91,7 +90,7 @@ def _check_nodes(num_leaves: int, nodes: Any) -> tuple[tuple[str, tuple[int, ...
             )
         limit = num_leaves + index  # leaves, then the nodes listed before this one
         for child in children:
-            if isinstance(child, bool) or not isinstance(child, numbers.Integral) or not 0 <= int(child) < limit:
+            if not is_integer(child) or not 0 <= int(child) < limit:
                 raise ValueError(
                     f"{owner} expects the children of node {index} in [0, {limit}): leaves 0..{num_leaves - 1}, "
                     f"then the nodes listed before it (children first). Received: children={list(children)!r}"
@@ -116,7 +115,7 @@ def _check_outputs(num_nodes: int, outputs: Any) -> tuple[int, ...]:
         raise ValueError(f"{owner} expects outputs to be a non-empty sequence of node indices. Received: {outputs!r}")
     values = list(outputs)
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) < num_nodes:
+        if not is_integer(value) or not 0 <= int(value) < num_nodes:
             raise ValueError(
                 f"{owner} expects outputs in [0, {num_nodes}) (leaves, then nodes). Received: outputs={values!r}"
             )

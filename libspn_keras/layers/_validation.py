@@ -26,6 +26,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (``bool`` excluded; NumPy integers included)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_mask_dtype(owner: str, name: str, mask: Any) -> None:
     """Raise a ``TypeError`` unless ``mask`` (array, tensor or nested lists) is boolean or integer.
 

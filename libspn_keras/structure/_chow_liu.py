@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Any
 
 import numpy as np
 from scipy.sparse import csgraph
 
-from libspn_keras.layers._validation import check_positive_int, is_number
+from libspn_keras.layers._validation import check_positive_int, is_integer, is_number
 from libspn_keras.region import BaseRegion, RegionNode, RegionVariable
 
 
@@ -239,7 +238,7 @@ def chow_liu_tree(
         np.float64(0.627)
     """
     owner = "chow_liu_tree"
-    if num_states is not None and (isinstance(num_states, bool) or not isinstance(num_states, numbers.Integral)):
+    if num_states is not None and (not is_integer(num_states)):
         raise ValueError(f"{owner} expects num_states to be a positive integer. Received: num_states={num_states!r}")
     states, num_states = _check_data(owner, data, num_states)
     alpha = _check_alpha(owner, alpha)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Any
 
 import keras
@@ -12,7 +11,7 @@ from scipy import stats
 from scipy.sparse import csgraph
 
 from libspn_keras.layers import DenseSum, FlatToRegions, GatherScopes, IndicatorLeaf, RootSum, SumProductTree
-from libspn_keras.layers._validation import check_positive_int, is_number
+from libspn_keras.layers._validation import check_positive_int, is_integer, is_number
 from libspn_keras.models import SequentialSumProductNetwork
 from libspn_keras.structure._chow_liu import (
     _check_alpha,
@@ -323,7 +322,7 @@ def learn_spn_structure(
         raise ValueError(f"{_OWNER} expects num_clusters >= 2. Received: num_clusters={num_clusters}")
     alpha = _check_alpha(_OWNER, alpha)
     weights = _check_sample_weight(_OWNER, sample_weight, len(states))
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"{_OWNER} expects seed to be a non-negative integer. Received: seed={seed!r}")
     builder = _Builder(
         states,
