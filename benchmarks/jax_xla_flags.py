@@ -22,8 +22,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_MARK = "RESULT "
-#: The XLA CPU settings tried by default: none, oneDNN for the dots (two ways), XNNPACK off, wider vectors, and
-#: XNNPACK graph fusion.
+#: The XLA CPU settings tried by default: none, oneDNN for the dots (two ways), XNNPACK off, wider vectors,
+#: XNNPACK graph fusion, and no YNNPACK fusions (XLA's own dot and reduction kernels instead of jaxlib 0.10's
+#: default YNNPACK ones; ``cpu_settings.py`` measures it on the train step too).
 SETTINGS = (
     "",
     "--xla_cpu_use_onednn=true",
@@ -31,6 +32,7 @@ SETTINGS = (
     "--xla_cpu_use_xnnpack=false",
     "--xla_cpu_prefer_vector_width=512",
     "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
+    "--xla_cpu_experimental_ynn_fusion_type=",
 )
 
 

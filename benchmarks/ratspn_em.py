@@ -66,6 +66,8 @@ REPO = Path(__file__).resolve().parents[1]
 PEERS = {"spflow": ("SPFlow", "pip install spflow")}  # import name: (display name, how to install)
 RESULT_MARK = "RESULT "
 STEP = 0.05
+#: Batches per epoch of the train step that ``floor_and_forward_rates`` times.
+TRAIN_STEP_BATCHES = 20
 OUR_LABELS = {
     "normalized": "libspn-keras (online soft EM, normalized_update)",
     "counts": "libspn-keras (online soft EM, gliding average of counts)",
@@ -103,26 +105,39 @@ def median_call_seconds(fn: Callable[[], Any], calls: int = 5) -> float:
     return statistics.median(times)
 
 
-def floor_and_forward_rates(quick: bool, batch_size: int) -> dict[str, float]:
+def floor_and_forward_rates(quick: bool, batch_size: int, train_step: bool = False) -> dict[str, float]:
     """Samples / s of the floor and of the compiled forward pass of the benchmark RAT-SPN, in this process.
 
     The model of ``sizes(quick)`` over 111 variables (16 if ``quick``), a batch of ``batch_size`` random binary
     rows; ``median_call_seconds`` of ``floor_function`` and of the ``compiled`` model call (``tf.function`` or
-    ``jax.jit``). Used by ``cpu_threads.py`` and ``jax_xla_flags.py``, which run it in pinned or flagged processes.
+    ``jax.jit``). With ``train_step``, also ``"train_step"``: ``model.fit`` as ``run_libspn`` runs it (online soft
+    EM, ``training_input``) on ``TRAIN_STEP_BATCHES`` batches of random binary rows for 3 epochs, the median of the
+    last two. Used by ``cpu_threads.py``, ``jax_xla_flags.py`` and ``cpu_settings.py``, which run it in pinned or
+    flagged processes.
     """
     import keras
+
+    from libspn_keras import losses, optimizers
 
     keras.utils.set_random_seed(0)
     size = sizes(quick)
     num_vars = 16 if quick else 111
     model = build(num_vars, size["depth"], size["reps"], size["dists"], size["sums"])
-    x = np.random.default_rng(0).integers(0, 2, (batch_size, num_vars)).astype("float32")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (batch_size, num_vars)).astype("float32")
     floor = floor_function(model, batch_size)
     forward = compiled(lambda rows: model(rows), model=model)
-    return {
+    rates = {
         "floor": batch_size / median_call_seconds(floor),
         "forward": batch_size / median_call_seconds(lambda: forward(x)),
     }
+    if train_step:
+        model.compile(optimizer=optimizers.OnlineExpectationMaximization(STEP), loss=losses.NegativeLogLikelihood())
+        rows = rng.integers(0, 2, (TRAIN_STEP_BATCHES * batch_size, num_vars)).astype("float32")
+        clock = epoch_clock()
+        model.fit(**training_input(rows, batch_size), epochs=3, verbose=0, callbacks=[clock])
+        rates["train_step"] = len(rows) / statistics.median(clock.epoch_s[1:])
+    return rates
 
 
 def peak_rss_mb() -> float:

@@ -222,6 +222,42 @@ def test_cpu_threads_benchmark_quick():
     assert float(floor.replace(",", "")) > 0 and speed_up == "1.00x" and float(forward.replace(",", "")) > 0
 
 
+def test_cpu_settings_benchmark_quick():
+    script = REPO / "benchmarks" / "cpu_settings.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--backends",
+            backend(),
+            "--settings",
+            "defaults",
+            "malloc keeps memory",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for setting in ("defaults", "malloc keeps memory"):
+        row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {setting} | {backend()} |"))
+        train_step, forward, floor = (float(cell) for cell in row.strip("|").split("|")[2:5])
+        assert train_step > 0 and forward > 0 and floor > 0, row
+
+
+def test_cpu_settings_worker_env():
+    cpu_settings = load_script(REPO / "benchmarks" / "cpu_settings.py")
+    setting = cpu_settings.SETTINGS["malloc keeps memory, no YNNPACK"]
+    jax_env, tf_env = cpu_settings.worker_env(setting, "jax"), cpu_settings.worker_env(setting, "tensorflow")
+    assert jax_env["GLIBC_TUNABLES"] == tf_env["GLIBC_TUNABLES"] == cpu_settings.KEEP_MEMORY
+    assert "--xla_cpu_experimental_ynn_fusion_type=" in jax_env["XLA_FLAGS"]
+    # TensorFlow's own XLA would abort on a flag it does not know: it never gets the JAX-only flags.
+    assert tf_env.get("XLA_FLAGS", "") == os.environ.get("XLA_FLAGS", "")
+    assert jax_env["KERAS_BACKEND"] == "jax" and tf_env["KERAS_BACKEND"] == "tensorflow"
+
+
 def test_selection_benchmark_quick():
     # In this process: the script checks that weighted_argmax gives the argmax of the logits in every mode.
     rows = load_script(REPO / "benchmarks" / "selection.py").main(["--quick", "--repeats", "1"])
