@@ -18,23 +18,21 @@ Linux only (``os.sched_setaffinity``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULT_MARK = "RESULT "
+sys.path.insert(0, str(REPO / "benchmarks"))
+import ratspn_em  # noqa: E402  (the model, its timings and the worker protocol)
+
 BACKENDS = ("tensorflow", "jax")
 
 
 def measure(quick: bool, batch_size: int) -> dict[str, float]:
     """Samples / s of the floor and of the compiled forward pass, in this process (its backend and CPUs)."""
-    sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # this checkout's libspn_keras, not an installed one
-    import ratspn_em
-
+    sys.path.insert(0, str(REPO))  # this checkout's libspn_keras, not an installed one
     return ratspn_em.floor_and_forward_rates(quick, batch_size)
 
 
@@ -50,11 +48,8 @@ def run_setting(backend: str, cores: int, quick: bool, batch_size: int) -> dict[
         str(batch_size),
         *(["--quick"] if quick else []),
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    for line in result.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])  # type: ignore[no-any-return]
-    return f"failed ({(result.stderr.strip().splitlines() or ['no output'])[-1][:120]})"
+    result, why = ratspn_em.run_result_worker(command, env)
+    return result if result is not None else f"failed ({why})"
 
 
 def markdown_table(results: dict[tuple[str, int], list[dict[str, float] | str]]) -> str:
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     if args.worker_cores is not None:
         os.sched_setaffinity(0, available[: args.worker_cores])
-        print(RESULT_MARK + json.dumps(measure(args.quick, args.batch_size)))
+        ratspn_em.print_result(measure(args.quick, args.batch_size))
         return ""
     if any(not 1 <= cores <= len(available) for cores in args.cores):
         parser.error(f"--cores must be between 1 and {len(available)} (the CPUs of this process): {args.cores}")

@@ -51,13 +51,14 @@ from pathlib import Path
 from typing import Any
 
 # Measure the checkout this script belongs to (also when the package is not installed).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import ratspn_em  # noqa: E402  (cpu_model)
 
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
@@ -337,7 +338,9 @@ def machine_info() -> str:
     if BACKEND != "tensorflow":
         import jax
 
-        device = f"{jax.default_backend().upper()}: {jax.devices()[0].device_kind}"
+        platform_name = jax.default_backend().upper()
+        kind = ratspn_em.cpu_model() if platform_name == "CPU" else jax.devices()[0].device_kind
+        device = f"{platform_name}: {kind}"
         return (
             f"{device}; {len(os.sched_getaffinity(0))} usable cores (os.cpu_count() {os.cpu_count()}); "
             f"JAX {jax.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"
@@ -351,7 +354,7 @@ def machine_info() -> str:
         details = tf.config.experimental.get_device_details(gpus[0])
         device = f"GPU: {details.get('device_name', gpus[0].name)}"
     else:
-        device = f"CPU: {platform.processor() or platform.machine()}"
+        device = f"CPU: {ratspn_em.cpu_model()}"
     return (
         f"{device}; {len(os.sched_getaffinity(0))} usable cores (os.cpu_count() {os.cpu_count()}); TF threads: "
         f"{threads}; TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"

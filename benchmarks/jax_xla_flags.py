@@ -13,15 +13,15 @@ warm-up call. It prints a Markdown table of the medians over the rounds::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULT_MARK = "RESULT "
+sys.path.insert(0, str(REPO / "benchmarks"))
+import ratspn_em  # noqa: E402  (the model, its timings and the worker protocol)
+
 #: The XLA CPU settings tried by default: none, oneDNN for the dots (two ways), XNNPACK off, wider vectors,
 #: XNNPACK graph fusion, and no YNNPACK fusions (XLA's own dot and reduction kernels instead of jaxlib 0.10's
 #: default YNNPACK ones; ``cpu_settings.py`` measures it on the train step too).
@@ -38,9 +38,7 @@ SETTINGS = (
 
 def measure(quick: bool, batch_size: int) -> dict[str, float]:
     """Samples / s of the floor and of the compiled forward pass, in this process (its ``XLA_FLAGS``)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import ratspn_em
-
+    sys.path.insert(0, str(REPO))  # this checkout's libspn_keras, not an installed one
     return ratspn_em.floor_and_forward_rates(quick, batch_size)
 
 
@@ -48,11 +46,8 @@ def run_setting(flags: str, quick: bool, batch_size: int) -> dict[str, float] | 
     """Run ``measure`` in a subprocess with ``XLA_FLAGS=flags``; its numbers, or why it failed."""
     env = {**os.environ, "XLA_FLAGS": flags, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, __file__, "--worker", "--batch-size", str(batch_size), *(["--quick"] if quick else [])]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    for line in result.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])
-    return f"failed ({(result.stderr.strip().splitlines() or ['no output'])[-1][:120]})"
+    result, why = ratspn_em.run_result_worker(command, env)
+    return result if result is not None else f"failed ({why})"
 
 
 def markdown_table(results: dict[str, list[dict[str, float] | str]]) -> str:
@@ -80,7 +75,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(RESULT_MARK + json.dumps(measure(args.quick, args.batch_size)))
+        ratspn_em.print_result(measure(args.quick, args.batch_size))
         return
     settings = args.flags if args.flags is not None else list(SETTINGS)
     results: dict[str, list[dict[str, float] | str]] = {flags: [] for flags in settings}

@@ -47,6 +47,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -476,19 +477,46 @@ def set_threads(threads: int, host_devices: int = 1) -> None:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its widest x86 vector extension, as Linux reports them.
+
+    CPU timings depend on all three (TensorFlow's oneDNN and XLA's kernels gain differently from AVX-512), so
+    the tables print them.
+
+    Example:
+        >>> cpu_model()  # doctest: +SKIP
+        'AMD EPYC (AVX2)'
+    """
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        fields["model name"] = platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    extensions = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+    isa = next((label for flag, label in extensions if flag in flags), "")
+    return fields.get("model name", "unknown CPU") + (f" ({isa})" if isa else "")
+
+
 def library_description() -> tuple[str, str]:
-    """The device type and the library versions of the libspn-keras run."""
+    """The device (with ``cpu_model`` on a CPU) and the library versions of the libspn-keras run."""
     import keras
 
     if backend_name() == "tensorflow":
         import tensorflow as tf
 
         device = tf.config.list_logical_devices()[0].device_type
-        return device, f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        version = f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+    else:
+        import jax
 
-    import jax
-
-    return jax.devices()[0].platform.upper(), f"JAX {jax.__version__}, Keras {keras.__version__}"
+        device = jax.devices()[0].platform.upper()
+        version = f"JAX {jax.__version__}, Keras {keras.__version__}"
+    cores = len(os.sched_getaffinity(0))
+    return (f"CPU: {cpu_model()}, {cores} usable cores" if device == "CPU" else device), version
 
 
 def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
@@ -686,17 +714,46 @@ def run_spflow(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- driver
 
 
-def run_worker(name: str, data_file: Path) -> tuple[dict[str, Any] | None, int]:
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--worker", name, "--data-file", str(data_file)],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    for line in reversed(result.stdout.splitlines()):
+def print_result(result: dict[str, Any]) -> None:
+    """Answer ``run_result_worker`` from a worker process: one line, ``RESULT_MARK`` and ``result`` as JSON."""
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def run_result_worker(
+    command: list[str], env: dict[str, str] | None = None, capture_stderr: bool = True
+) -> tuple[dict[str, Any] | None, str]:
+    """Run ``command``, a worker process that ends with ``print_result``: its result, or ``None`` and why not.
+
+    This script's workers and those of ``cpu_threads.py``, ``jax_xla_flags.py`` and ``cpu_settings.py`` (each
+    setting in a process of its own) answer this way.
+
+    Args:
+        command: The worker's command line.
+        env: Its environment (default: this process's).
+        capture_stderr: Keep its stderr for the reason it failed (the last line) instead of passing it through.
+
+    Returns:
+        The worker's result and ``""``, or ``None`` and a reason such as ``"exit code 1"``.
+
+    Example:
+        >>> run_result_worker([sys.executable, "-c", "import sys; sys.exit('no luck')"])
+        (None, 'no luck')
+    """
+    stderr = subprocess.PIPE if capture_stderr else None
+    process = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, check=False)
+    for line in reversed(process.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :]), result.returncode
-    return None, result.returncode
+            return json.loads(line[len(RESULT_MARK) :]), ""
+    if process.returncode < 0:
+        return None, f"signal {-process.returncode}, out of memory?"
+    last = (process.stderr or "").strip().splitlines()
+    return None, last[-1][:120] if last else f"exit code {process.returncode}"
+
+
+def run_worker(name: str, data_file: Path) -> tuple[dict[str, Any] | None, str]:
+    """Train and time implementation ``name`` in a subprocess of this script (its stderr passed through)."""
+    command = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--worker", name]
+    return run_result_worker([*command, "--data-file", str(data_file)], capture_stderr=False)
 
 
 def installed(name: str) -> bool:
@@ -760,8 +817,7 @@ def main() -> None:
     if args.quick:
         args.epochs = 2
     if args.worker:
-        result = (run_libspn if args.worker == "libspn-keras" else run_spflow)(args)
-        print(RESULT_MARK + json.dumps(result), flush=True)
+        print_result((run_libspn if args.worker == "libspn-keras" else run_spflow)(args))
         return
     peers = selected_peers(args.peers)
 
@@ -769,19 +825,18 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         data_file = Path(tmp) / "data.npz"
-        ours, code = run_worker("libspn-keras", data_file)
+        ours, why = run_worker("libspn-keras", data_file)
         if ours is None:
-            raise SystemExit(f"the libspn-keras run failed (exit code {code})")
+            raise SystemExit(f"the libspn-keras run failed ({why})")
         results = {"libspn-keras": ours}
         for peer in peers:
             if not installed(peer):
                 rows.append((peer, f"not installed ({PEERS[peer][1]})"))
                 continue
-            result, code = run_worker(peer, data_file)
+            result, why = run_worker(peer, data_file)
             if result is None:
                 failed = True
-                reason = f"signal {-code}, out of memory?" if code < 0 else f"exit code {code}"
-                rows.append((peer, f"failed ({reason})"))
+                rows.append((peer, f"failed ({why})"))
             else:
                 results[peer] = result
                 rows.append((peer, ""))

@@ -77,7 +77,7 @@ def fake_result(params: int) -> dict:
 def test_ratspn_em_reports_a_missing_peer(monkeypatch, capsys):
     script = load_script(RATSPN_EM)
     monkeypatch.setattr(script, "installed", lambda name: False)
-    monkeypatch.setattr(script, "run_worker", lambda name, data_file: (fake_result(10), 0))
+    monkeypatch.setattr(script, "run_worker", lambda name, data_file: (fake_result(10), ""))
     monkeypatch.setattr(sys, "argv", ["ratspn_em.py", "--quick"])
     script.main()
     out = capsys.readouterr().out
@@ -89,7 +89,7 @@ def test_ratspn_em_ratio_line(monkeypatch, capsys):
     script = load_script(RATSPN_EM)
     results = {"libspn-keras": fake_result(10), "spflow": {**fake_result(9), "epoch_s": [9.0, 8.0], "forward_s": 1.0}}
     monkeypatch.setattr(script, "installed", lambda name: True)
-    monkeypatch.setattr(script, "run_worker", lambda name, data_file: (results[name], 0))
+    monkeypatch.setattr(script, "run_worker", lambda name, data_file: (results[name], ""))
     monkeypatch.setattr(sys, "argv", ["ratspn_em.py", "--quick", "--spflow-em", "autograd"])
     script.main()
     out = capsys.readouterr().out
