@@ -43,7 +43,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -58,7 +57,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import ratspn_em  # noqa: E402  (cpu_model)
+import ratspn_em  # noqa: E402  (cpu_model and the worker protocol)
 
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
@@ -73,7 +72,6 @@ OPS = {
     "hard-em": sum_ops.SumOpHardEMBackprop,
     "unweighted-hard-em": sum_ops.SumOpUnweightedHardEMBackprop,
 }
-RESULT_TAG = "DGCSPN_RESULT "
 
 
 @dataclass(frozen=True)
@@ -327,11 +325,8 @@ def measure(config: Config) -> dict[str, Any]:
 def measure_in_subprocess(config: Config) -> dict[str, Any]:
     """Run ``measure(config)`` in a fresh Python process, so peak memory is per configuration."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(asdict(config))]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_TAG)]
-    if done.returncode != 0 or not lines:
-        return {**asdict(config), "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
-    return json.loads(lines[-1][len(RESULT_TAG) :])
+    result, why = ratspn_em.run_result_worker(command)
+    return result if result is not None else {**asdict(config), "error": why}
 
 
 def machine_info() -> str:
@@ -411,7 +406,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(RESULT_TAG + json.dumps(measure(Config(**json.loads(args.worker)))), flush=True)
+        ratspn_em.print_result(measure(Config(**json.loads(args.worker))))
         return []
 
     ops = [op.strip() for op in (args.ops or ("hard-em" if args.quick else "grad,hard-em")).split(",") if op.strip()]

@@ -724,8 +724,8 @@ def run_result_worker(
 ) -> tuple[dict[str, Any] | None, str]:
     """Run ``command``, a worker process that ends with ``print_result``: its result, or ``None`` and why not.
 
-    This script's workers and those of ``cpu_threads.py``, ``jax_xla_flags.py`` and ``cpu_settings.py`` (each
-    setting in a process of its own) answer this way.
+    This script's workers and those of ``cpu_threads.py``, ``jax_xla_flags.py``, ``cpu_settings.py`` and
+    ``dgcspn.py`` (each setting or configuration in a process of its own) answer this way.
 
     Args:
         command: The worker's command line.
