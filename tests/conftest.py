@@ -48,7 +48,7 @@ def pytest_report_header(config):
     return f"Keras backend: {keras.backend.backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND')})"
 
 
-#: Tests known to fail on JAX (issue 19, open): node-id prefix -> what fails. Marked xfail (not strict) on JAX only,
+#: Tests known to fail on JAX: node-id prefix -> what fails. Marked xfail (not strict) on JAX only,
 #: so that they are reported, not hidden; remove an entry once it is fixed.
 KNOWN_JAX_FAILURES: dict[str, str] = {}
 
