@@ -111,14 +111,12 @@ def floor_and_forward_rates(quick: bool, batch_size: int, train_step: bool = Fal
 
     The model of ``sizes(quick)`` over 111 variables (16 if ``quick``), a batch of ``batch_size`` random binary
     rows; ``median_call_seconds`` of ``floor_function`` and of the ``compiled`` model call (``tf.function`` or
-    ``jax.jit``). With ``train_step``, also ``"train_step"``: ``model.fit`` as ``run_libspn`` runs it (online soft
-    EM, ``training_input``) on ``TRAIN_STEP_BATCHES`` batches of random binary rows for 3 epochs, the median of the
-    last two. Used by ``cpu_threads.py``, ``jax_xla_flags.py`` and ``cpu_settings.py``, which run it in pinned or
+    ``jax.jit``). With ``train_step``, also ``"train_step"``: ``fit_online_em`` as ``run_libspn`` runs it (online
+    soft EM, normalized update) on ``TRAIN_STEP_BATCHES`` batches of random binary rows for 3 epochs, the median of
+    the last two. Used by ``cpu_threads.py``, ``jax_xla_flags.py`` and ``cpu_settings.py``, which run it in pinned or
     flagged processes.
     """
     import keras
-
-    from libspn_keras import losses, optimizers
 
     keras.utils.set_random_seed(0)
     size = sizes(quick)
@@ -133,10 +131,8 @@ def floor_and_forward_rates(quick: bool, batch_size: int, train_step: bool = Fal
         "forward": batch_size / median_call_seconds(lambda: forward(x)),
     }
     if train_step:
-        model.compile(optimizer=optimizers.OnlineExpectationMaximization(STEP), loss=losses.NegativeLogLikelihood())
         rows = rng.integers(0, 2, (TRAIN_STEP_BATCHES * batch_size, num_vars)).astype("float32")
-        clock = epoch_clock()
-        model.fit(**training_input(rows, batch_size), epochs=3, verbose=0, callbacks=[clock])
+        clock = fit_online_em(model, rows, batch_size, epochs=3)
         rates["train_step"] = len(rows) / statistics.median(clock.epoch_s[1:])
     return rates
 
@@ -431,6 +427,22 @@ def epoch_clock() -> Any:
     return EpochClock()
 
 
+def fit_online_em(model: Any, rows: np.ndarray, batch_size: int, epochs: int, normalized_update: bool = True) -> Any:
+    """Compile ``model`` for online EM (step ``STEP``, negative log-likelihood) and fit it on ``rows``; its clock.
+
+    The one training run of the benchmark: ``run_libspn``'s and ``floor_and_forward_rates``'s train step.
+    ``normalized_update`` interpolates normalized weights like EinsumNetworks (``--em-update normalized``, the
+    default); ``False`` keeps libspn-keras's gliding average of counts. Returns the ``epoch_clock`` callback.
+    """
+    from libspn_keras import losses, optimizers
+
+    optimizer = optimizers.OnlineExpectationMaximization(STEP, normalized_update=normalized_update)
+    model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
+    clock = epoch_clock()
+    model.fit(**training_input(rows, batch_size), epochs=epochs, verbose=0, callbacks=[clock])
+    return clock
+
+
 def training_input(rows: np.ndarray, batch_size: int) -> dict[str, Any]:
     """``model.fit``'s data arguments: ``training_dataset`` on TensorFlow, the rows shuffled by ``fit`` elsewhere."""
     if backend_name() == "tensorflow":
@@ -480,8 +492,8 @@ def set_threads(threads: int, host_devices: int = 1) -> None:
 def cpu_model() -> str:
     """The CPU's model name and its widest x86 vector extension, as Linux reports them.
 
-    CPU timings depend on all three (TensorFlow's oneDNN and XLA's kernels gain differently from AVX-512), so
-    the tables print them.
+    CPU timings depend on both (TensorFlow's oneDNN and XLA's kernels gain differently from AVX-512), so the
+    tables print them.
 
     Example:
         >>> cpu_model()  # doctest: +SKIP
@@ -523,8 +535,6 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     set_threads(args.threads, args.jax_host_devices)
     import keras
 
-    from libspn_keras import losses, optimizers
-
     if args.jax_host_devices > 1 and backend_name() == "jax":
         keras.distribution.set_distribution(
             keras.distribution.DataParallel(devices=keras.distribution.list_devices("cpu"))
@@ -534,11 +544,8 @@ def run_libspn(args: argparse.Namespace) -> dict[str, Any]:
     train, test, source = load_data(args.data_dir, size["rows"])
     np.savez(args.data_file, train=train, test=test, source=source)
     model = build(train.shape[1], size["depth"], size["reps"], size["dists"], size["sums"])
-    optimizer = optimizers.OnlineExpectationMaximization(STEP, normalized_update=args.em_update == "normalized")
-    model.compile(optimizer=optimizer, loss=losses.NegativeLogLikelihood())
     fit_rows = epoch_rows(train, args.batch_size, args.max_batches)
-    clock = epoch_clock()
-    model.fit(**training_input(train[:fit_rows], args.batch_size), epochs=args.epochs, verbose=0, callbacks=[clock])
+    clock = fit_online_em(model, train[:fit_rows], args.batch_size, args.epochs, args.em_update == "normalized")
     fit_return_s = time.perf_counter() - clock.train_end
     training_peak_mb = peak_rss_mb()  # before the floors' operands and the timed functions are allocated
     batch = keras.ops.convert_to_tensor(test[: args.batch_size])
